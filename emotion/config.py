@@ -1,0 +1,54 @@
+"""Paths and limits, in one place.
+
+Every path is anchored at the repository root, never at the current directory. Each can be
+overridden with an environment variable, so a deployment can keep data and the database
+elsewhere without touching code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path_setting(env_name: str, default: Path) -> Path:
+    value = os.environ.get(env_name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+# Where datasets are read from. FER2013 is looked for as <DATA_DIR>/fer2013/fer2013.csv(.gz),
+# then in ../shared/datasets (the team's machines). A folder-per-class dataset can live anywhere.
+DATA_DIR = _path_setting("EMOTION_DATA_DIR", REPO_ROOT / "data")
+SHARED_DIR = _path_setting("EMOTION_SHARED_DIR", REPO_ROOT.parent / "shared")
+MODELS_DIR = _path_setting("EMOTION_MODELS_DIR", REPO_ROOT / "models")
+LOG_DIR = _path_setting("EMOTION_LOG_DIR", REPO_ROOT / "logs")
+# Statistics the project computed from FER2013 and ships (no raw images): counts, mean faces.
+DERIVED_DIR = REPO_ROOT / "data" / "derived"
+
+# Image input limits (see emotion.imageio). A 50 MB upload cap lives in .streamlit/config.toml.
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # about 7700x5200; above this a file is treated as a decompression bomb
+ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
+
+
+def fer2013_csv_candidates() -> list[Path]:
+    """Places where FER2013 in Kaggle's CSV layout is looked for, in order."""
+    names = ("fer2013.csv.gz", "fer2013.csv")
+    dirs = [DATA_DIR / "fer2013", DATA_DIR, SHARED_DIR / "datasets" / "fer2013"]
+    return [d / n for d in dirs for n in names]
+
+
+def find_fer2013_csv() -> Path | None:
+    """The first FER2013 CSV that exists, or None when the dataset is not on this machine."""
+    return next((p for p in fer2013_csv_candidates() if p.is_file()), None)
+
+
+FER2013_MISSING_HELP = (
+    "FER2013 was not found. Download `fer2013.csv` from Kaggle's 'Challenges in Representation "
+    "Learning: Facial Expression Recognition Challenge' and put it (or fer2013.csv.gz) in "
+    f"`{DATA_DIR / 'fer2013'}`, or set the EMOTION_DATA_DIR environment variable to the folder "
+    "that holds it."
+)

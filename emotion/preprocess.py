@@ -1,0 +1,79 @@
+"""The one preprocessing function from a face crop to a model input.
+
+Training (training/data.py) and inference (emotion/pipeline.py) both call `preprocess_face`,
+so a model always sees inputs made the same way it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+# Colour order of 3-channel images throughout the project: RGB (PIL's and the browser's order).
+# OpenCV-style BGR frames must be converted by the caller (see emotion.imageio.bgr_to_rgb).
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4) uint8 -> grey (H, W) uint8.
+
+    RGBA is composited on white first, so a transparent background does not turn black.
+    """
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 1|3|4), got {image.shape}")
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.shape[2] == 4:
+        image = composite_on_white(image)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA (H, W, 4) uint8 -> RGB (H, W, 3) uint8 with the alpha channel blended onto white."""
+    alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
+    rgb = rgba[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def preprocess_face(
+    crop: np.ndarray, input_size: tuple[int, int] = (48, 48), channels: int = 1
+) -> np.ndarray:
+    """A face crop of any size -> model input (input_size[0], input_size[1], channels) float32 in [0, 1].
+
+    crop: uint8, grey (H, W) / (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4). channels=1 converts
+    to grey (FER2013 models); channels=3 keeps (or makes) RGB. Shrinking uses area interpolation,
+    enlarging bilinear. No per-image normalisation: the nets learn their own through BatchNorm.
+    """
+    if crop.dtype != np.uint8:
+        raise TypeError(f"expected uint8 pixels, got {crop.dtype}")
+    if crop.size == 0:
+        raise ValueError("empty face crop")
+    if channels == 1:
+        image = to_gray(crop)
+    elif channels == 3:
+        gray_or_rgb = composite_on_white(crop) if crop.ndim == 3 and crop.shape[2] == 4 else crop
+        image = gray_or_rgb if gray_or_rgb.ndim == 3 and gray_or_rgb.shape[2] == 3 else (
+            cv2.cvtColor(to_gray(gray_or_rgb), cv2.COLOR_GRAY2RGB)
+        )
+    else:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    height, width = input_size
+    if image.shape[:2] != (height, width):
+        shrinking = image.shape[0] > height or image.shape[1] > width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        image = cv2.resize(image, (width, height), interpolation=interpolation)
+    out = image.astype(np.float32) * (1.0 / 255.0)
+    return out.reshape(height, width, channels)
+
+
+def preprocess_batch(
+    crops: Iterable[np.ndarray], input_size: tuple[int, int] = (48, 48), channels: int = 1
+) -> np.ndarray:
+    """Many crops -> (N, H, W, C) float32, each through `preprocess_face`."""
+    arrays = [preprocess_face(c, input_size, channels) for c in crops]
+    if not arrays:
+        return np.zeros((0, input_size[0], input_size[1], channels), np.float32)
+    return np.stack(arrays)

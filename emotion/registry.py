@@ -1,0 +1,184 @@
+"""The model registry over models/: one folder per model, each with a manifest.json.
+
+A manifest names the labels, input size, channels and preprocessing the model was trained
+with, its serving file (LiteRT/TFLite) and its metrics file, so a model trained on any label set
+works everywhere unchanged. A committee's manifest lists its members instead of a serving file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emotion import config
+from emotion.preprocess import preprocess_batch
+from emotion.runtime import TFLiteRunner
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(LookupError):
+    """No such model in models/, or its files are missing; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What manifest.json says, plus the folder it came from."""
+
+    name: str
+    folder: Path
+    labels: tuple[str, ...]
+    input_size: tuple[int, int] = (48, 48)
+    channels: int = 1
+    kind: str = "single"  # "single" or "committee"
+    description: str = ""
+    serving_file: str = "model.tflite"
+    keras_file: str | None = "model.keras"
+    metrics_file: str = "metrics.json"
+    history_file: str | None = "history.json"
+    members: tuple[str, ...] = ()  # committee members, strongest first
+    vote: str = "soft"  # committee: "soft" (mean probability) or "majority"
+    manifest: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def metrics(self) -> dict:
+        """The metrics file's content, or {} when the model has not been evaluated yet."""
+        path = self.folder / self.metrics_file
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def history(self) -> dict:
+        path = self.folder / (self.history_file or "")
+        return json.loads(path.read_text()) if self.history_file and path.is_file() else {}
+
+    @property
+    def keras_path(self) -> Path | None:
+        return self.folder / self.keras_file if self.keras_file and (self.folder / self.keras_file).is_file() else None
+
+
+def _read_manifest(folder: Path) -> ModelInfo:
+    data = json.loads((folder / "manifest.json").read_text())
+    return ModelInfo(
+        name=data.get("name", folder.name),
+        folder=folder,
+        labels=tuple(data["labels"]),
+        input_size=tuple(data.get("input_size", (48, 48))),
+        channels=int(data.get("channels", 1)),
+        kind=data.get("kind", "single"),
+        description=data.get("description", ""),
+        serving_file=data.get("serving_file", "model.tflite"),
+        keras_file=data.get("keras_file"),
+        metrics_file=data.get("metrics_file", "metrics.json"),
+        history_file=data.get("history_file"),
+        members=tuple(data.get("members", ())),
+        vote=data.get("vote", "soft"),
+        manifest=data,
+    )
+
+
+def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
+    """Every model folder with a readable manifest, sorted by name; broken ones are logged and skipped."""
+    root = models_dir or config.MODELS_DIR
+    found = []
+    for folder in sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()):
+        try:
+            found.append(_read_manifest(folder))
+        except (KeyError, ValueError, OSError) as error:
+            log.warning("skipping %s: unreadable manifest (%s)", folder.name, error)
+    return found
+
+
+def default_model_name(models_dir: Path | None = None) -> str:
+    """The registered model with the best PublicTest-selected headline (PrivateTest accuracy as
+    recorded in its metrics file); models/DEFAULT names one explicitly when present."""
+    root = models_dir or config.MODELS_DIR
+    models = list_models(root)
+    if not models:
+        raise ModelNotFoundError(f"no model in {root}: train one with `python -m training.train --model vgg`")
+    pinned = root / "DEFAULT"
+    if pinned.is_file() and pinned.read_text().strip() in {m.name for m in models}:
+        return pinned.read_text().strip()
+    return max(models, key=lambda m: m.metrics.get("accuracy", 0.0)).name
+
+
+class EmotionModel:
+    """A loaded model: `predict_faces(crops) -> (N, K)` probabilities over `info.labels`."""
+
+    def __init__(self, info: ModelInfo, members: list[EmotionModel] | None = None):
+        self.info = info
+        self.labels = info.labels
+        self._members = members or []
+        self._runner = None if members else TFLiteRunner(info.folder / info.serving_file)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Face crops (any size, uint8) -> (N, H, W, C) float32 through the shared preprocessing."""
+        return preprocess_batch(crops, self.info.input_size, self.info.channels)
+
+    def predict_inputs(self, inputs: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N, H, W, C) float32 -> (N, K) probabilities; tta averages with the horizontal flip."""
+        if self._members:
+            return self._committee_predict(inputs, tta)
+        probs = self._runner.predict(inputs)
+        if tta:
+            probs = 0.5 * (probs + self._runner.predict(inputs[:, :, ::-1, :]))
+        return probs
+
+    def predict_faces(self, crops: list[np.ndarray], tta: bool = False) -> np.ndarray:
+        return self.predict_inputs(self.preprocess(crops), tta)
+
+    def _committee_predict(self, inputs: np.ndarray, tta: bool) -> np.ndarray:
+        stacked = np.stack([m.predict_inputs(inputs, tta) for m in self._members])  # (M, N, K)
+        if self.info.vote == "soft":
+            return stacked.mean(axis=0)
+        # Majority vote; ties go to the strongest member (members are listed strongest first).
+        # Probabilities returned are the mean over the members who voted for the winner.
+        votes = stacked.argmax(axis=2)  # (M, N)
+        num_classes = stacked.shape[2]
+        out = np.zeros(stacked.shape[1:], np.float32)
+        for i in range(votes.shape[1]):
+            counts = np.bincount(votes[:, i], minlength=num_classes)
+            tied = np.flatnonzero(counts == counts.max())
+            winner = next(v for v in votes[:, i] if v in tied)
+            voters = votes[:, i] == winner
+            out[i] = stacked[voters, i].mean(axis=0)
+        return out
+
+
+_loaded: dict[tuple[str, str], EmotionModel] = {}
+_load_lock = threading.Lock()
+
+
+def load(name: str | None = None, models_dir: Path | None = None) -> EmotionModel:
+    """Load (once, then cached) the named model or the default; thread-safe."""
+    root = models_dir or config.MODELS_DIR
+    name = name or default_model_name(root)
+    key = (str(root), name)
+    with _load_lock:
+        if key not in _loaded:
+            _loaded[key] = _load_uncached(name, root)
+        return _loaded[key]
+
+
+def _load_uncached(name: str, root: Path) -> EmotionModel:
+    folder = root / name
+    if not (folder / "manifest.json").is_file():
+        known = ", ".join(m.name for m in list_models(root)) or "none"
+        raise ModelNotFoundError(f"model {name!r} is not in {root} (registered: {known})")
+    info = _read_manifest(folder)
+    if info.kind == "committee":
+        members = [_loaded.get((str(root), m)) or _load_uncached(m, root) for m in info.members]
+        if any(m.labels != info.labels for m in members):
+            raise ModelNotFoundError(f"committee {name!r}: members disagree on the label list")
+        return EmotionModel(info, members)
+    if not (folder / info.serving_file).is_file():
+        raise ModelNotFoundError(f"model {name!r} has no serving file {info.serving_file}")
+    return EmotionModel(info)

@@ -1,0 +1,134 @@
+"""CNN backbones sized for 48x48 faces, trained from scratch, behind a name-to-builder registry.
+
+Four families: a VGG-style net, a pre-activation-free ResNet, a depthwise-separable net in the
+mini-Xception line, and an EfficientNet-style net (MBConv blocks with squeeze-excitation).
+Every builder takes the input shape and the class count and returns an uncompiled keras.Model
+whose output is a softmax over the classes. Inputs are float32 in [0, 1] as produced by
+emotion.preprocess.preprocess_face; there is no further rescaling inside the nets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+BackboneBuilder = Callable[[tuple[int, int, int], int], keras.Model]
+BACKBONES: dict[str, BackboneBuilder] = {}
+
+
+def register(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    def wrap(builder: BackboneBuilder) -> BackboneBuilder:
+        BACKBONES[name] = builder
+        return builder
+
+    return wrap
+
+
+def build_backbone(name: str, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """Build the named backbone; raises KeyError listing the known names."""
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](input_shape, num_classes)
+
+
+def _conv_bn_relu(x, filters: int, kernel: int = 3, strides: int = 1):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
+def _head(x, num_classes: int, dropout: float, hidden: int = 0):
+    x = layers.GlobalAveragePooling2D()(x)
+    if hidden:
+        x = layers.Dropout(dropout)(x)
+        x = layers.Dense(hidden, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+@register("vgg")
+def vgg(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """VGG-style: four stages of two 3x3 convs (32-64-128-256), max-pool and dropout; ~1.2M params."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters, drop in ((32, 0.1), (64, 0.2), (128, 0.3), (256, 0.4)):
+        x = _conv_bn_relu(x, filters)
+        x = _conv_bn_relu(x, filters)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(drop)(x)
+    return keras.Model(inputs, _head(x, num_classes, 0.5, hidden=256), name="vgg")
+
+
+def _residual_block(x, filters: int, strides: int):
+    shortcut = x
+    y = _conv_bn_relu(x, filters, strides=strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.Activation("relu")(layers.Add()([y, shortcut]))
+
+
+@register("resnet")
+def resnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """ResNet-18-like for 48x48: stem 32, stages 32-64-128-256 of two basic blocks each."""
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 32)
+    for i, filters in enumerate((32, 64, 128, 256)):
+        x = _residual_block(x, filters, strides=1 if i == 0 else 2)
+        x = _residual_block(x, filters, strides=1)
+    return keras.Model(inputs, _head(x, num_classes, 0.4), name="resnet")
+
+
+@register("xception")
+def mini_xception(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """Mini-Xception line: separable-conv residual modules (64-128-256-512) after a plain stem."""
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 32)
+    x = _conv_bn_relu(x, 64)
+    for filters in (64, 128, 256, 512):
+        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+        y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        y = layers.BatchNormalization()(y)
+        y = layers.Activation("relu")(y)
+        y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = layers.BatchNormalization()(y)
+        y = layers.MaxPooling2D(3, strides=2, padding="same")(y)
+        x = layers.Add()([y, shortcut])
+    return keras.Model(inputs, _head(x, num_classes, 0.4), name="xception")
+
+
+def _mbconv(x, filters: int, expand: int, strides: int, se_ratio: float = 0.25):
+    in_filters = x.shape[-1]
+    y = _conv_bn_relu(x, in_filters * expand, kernel=1) if expand != 1 else x
+    y = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    y = layers.Activation("swish")(y)
+    squeezed = max(1, int(in_filters * se_ratio))
+    se = layers.GlobalAveragePooling2D(keepdims=True)(y)
+    se = layers.Conv2D(squeezed, 1, activation="swish")(se)
+    se = layers.Conv2D(y.shape[-1], 1, activation="sigmoid")(se)
+    y = layers.Multiply()([y, se])
+    y = layers.Conv2D(filters, 1, use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    if strides == 1 and in_filters == filters:
+        y = layers.Add()([x, y])
+    return y
+
+
+@register("efficientnet")
+def efficientnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """EfficientNet-style: MBConv blocks with squeeze-excitation and swish, widths 24-40-80-160."""
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 32)
+    for filters, expand, strides, repeats in ((24, 1, 1, 1), (40, 4, 2, 2), (80, 4, 2, 3), (160, 4, 2, 3)):
+        for r in range(repeats):
+            x = _mbconv(x, filters, expand, strides if r == 0 else 1)
+    x = _conv_bn_relu(x, 640, kernel=1)
+    return keras.Model(inputs, _head(x, num_classes, 0.4), name="efficientnet")

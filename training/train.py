@@ -1,0 +1,200 @@
+"""Train one backbone: `python -m training.train --model vgg [--epochs 60] [--resume] ...`.
+
+Reads top to bottom: defaults, config resolution, data, model, train, export. Checkpoints go to
+runs/<name>/ (ignored by git) every epoch so a CPU run of hours survives a restart with --resume;
+the selected weights (best PublicTest accuracy) are exported to models/<name>/ with the resolved
+config, label list and history beside them. Figures on PrivateTest come from training.evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from emotion.config import MODELS_DIR, REPO_ROOT, find_fer2013_csv
+from emotion.logs import setup_logging
+
+log = logging.getLogger("training.train")
+
+
+# ---- defaults: every knob in one visible block; a --config JSON file and flags override them ----
+@dataclass
+class TrainConfig:
+    model: str = "vgg"  # backbone name, see training.backbones.BACKBONES
+    name: str = ""  # output name under models/; defaults to the backbone name
+    data: str = ""  # FER2013 CSV or a folder-per-class dataset; default: FER2013 found by emotion.config
+    input_size: int = 48
+    channels: int = 1
+    epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.5  # 0 = none, 0.5 = sqrt inverse frequency, 1 = inverse frequency
+    augment_strength: float = 1.0
+    drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
+    face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
+    patience: int = 12  # early stopping on PublicTest accuracy
+    seed: int = 1337
+    max_train_samples: int = 0  # >0: a quick run on a subset (tests, smoke runs)
+
+
+def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """Defaults < --config file < flags. Returns the config and whether to resume."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="JSON file with any TrainConfig fields")
+    parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.keras")
+    for f in fields(TrainConfig):
+        kind = type(f.default)
+        if kind is bool:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), metavar="BOOL")
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind)
+    args = parser.parse_args(argv)
+    values = asdict(TrainConfig())
+    if args.config:
+        values.update(json.loads(Path(args.config).read_text()))
+    values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
+    config = TrainConfig(**values)
+    config.name = config.name or config.model
+    if not config.data:
+        found = find_fer2013_csv()
+        if found is None:
+            parser.error("no dataset: pass --data PATH (FER2013 CSV or a folder-per-class dataset)")
+        config.data = str(found)
+    return config, args.resume
+
+
+def lr_at(epoch: int, config: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 1% over config.epochs; a pure function of the epoch so
+    that a resumed run follows the same schedule."""
+    if epoch < config.warmup_epochs:
+        return config.learning_rate * (epoch + 1) / config.warmup_epochs
+    progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+    return config.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv: list[str] | None = None) -> Path:
+    config, resume = resolve_config(argv)
+    run_dir = REPO_ROOT / "runs" / config.name
+    out_dir = MODELS_DIR / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging("train", log_file=run_dir / "train.log")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras  # heavy imports after logging is set up
+    import tensorflow as tf
+
+    from training import data as datasets
+    from training.augment import build_augmenter, clip01
+    from training.backbones import build_backbone
+    from training.export import export_model
+
+    keras.utils.set_random_seed(config.seed)
+    log.info("config: %s", json.dumps(asdict(config)))
+
+    # ---- data ----
+    crop = None
+    if config.face_crops:
+        from emotion.detectors import crop_largest_face
+
+        crop = crop_largest_face
+    dataset = datasets.load_dataset(config.data, seed=config.seed, crop_faces=crop) if Path(config.data).is_dir() else datasets.load_dataset(config.data)
+    train, val = dataset.splits["Training"], dataset.splits["PublicTest"]
+    if config.drop_dirty:
+        duplicate, blank = datasets.find_dirty(train)
+        log.info("Training: %d exact duplicates, %d blank images left out", duplicate.sum(), blank.sum())
+        train = train.subset(~(duplicate | blank))
+    if config.max_train_samples:
+        train = train.subset(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_samples])
+    size = (config.input_size, config.input_size)
+    x_train = datasets.to_inputs(train, size, config.channels)
+    x_val = datasets.to_inputs(val, size, config.channels)
+    num_classes = len(dataset.labels)
+    weights = datasets.class_weights(train.labels, num_classes, config.class_weight_power)
+    log.info("labels %s; train %d, val %d; class weights %s", dataset.labels, len(train), len(val),
+             {dataset.labels[k]: round(v, 2) for k, v in weights.items()})
+    augmenter = build_augmenter(config.augment_strength, config.seed)
+    weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
+
+    def train_batches(x, y):
+        y_onehot = tf.one_hot(y, num_classes)
+        return clip01(augmenter(x, training=True)), y_onehot, tf.gather(weight_table, y)
+
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, train.labels))
+        .shuffle(len(train), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .map(train_batches, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(val.labels, num_classes))).batch(256)
+
+    # ---- model ----
+    last_path, best_path, state_path = run_dir / "last.keras", run_dir / "best.keras", run_dir / "state.json"
+    state = {"epoch": 0, "best_val_accuracy": 0.0, "best_epoch": -1, "history": {}}
+    if resume and last_path.exists() and state_path.exists():
+        model = keras.models.load_model(last_path, custom_objects={})
+        state = json.loads(state_path.read_text())
+        log.info("resuming %s at epoch %d (best %.4f at %d)", config.name, state["epoch"], state["best_val_accuracy"], state["best_epoch"])
+    else:
+        model = build_backbone(config.model, (config.input_size, config.input_size, config.channels), num_classes)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+    log.info("%s: %d parameters", config.model, model.count_params())
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    # ---- train ----
+    class Checkpoint(keras.callbacks.Callback):
+        """Save last and best every epoch, with the state a resume needs (epoch, best, history)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            for key, value in logs.items():
+                state["history"].setdefault(key, []).append(float(value))
+            state["history"].setdefault("lr", []).append(lr_at(epoch, config))
+            state["epoch"] = epoch + 1
+            if logs.get("val_accuracy", 0.0) > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = float(logs["val_accuracy"]), epoch
+                model.save(best_path)
+            model.save(last_path)
+            state_path.write_text(json.dumps(state))
+            log.info("epoch %d: %s", epoch + 1, {k: round(float(v), 4) for k, v in logs.items()})
+            if epoch - state["best_epoch"] >= config.patience:
+                log.info("early stop: no PublicTest gain in %d epochs", config.patience)
+                self.model.stop_training = True
+
+    started = time.time()
+    if state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[keras.callbacks.LearningRateScheduler(lambda e: lr_at(e, config)), Checkpoint()],
+            verbose=1 if os.isatty(2) else 2,
+        )
+    log.info("trained in %.1f min; best PublicTest accuracy %.4f at epoch %d",
+             (time.time() - started) / 60, state["best_val_accuracy"], state["best_epoch"] + 1)
+
+    # ---- export the selected weights to models/<name>/ ----
+    best = keras.models.load_model(best_path)
+    export_model(best, out_dir, config=asdict(config), labels=dataset.labels, history=state,
+                 dataset_name=dataset.name, train_count=len(train))
+    log.info("exported to %s; next: python -m training.evaluate --model %s", out_dir, config.name)
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()
