@@ -52,3 +52,13 @@ FER2013_MISSING_HELP = (
     f"`{DATA_DIR / 'fer2013'}`, or set the EMOTION_DATA_DIR environment variable to the folder "
     "that holds it."
 )
+
+
+def db_path() -> Path:
+    """The SQLite store of users and analyses (read at call time so tests can point it elsewhere)."""
+    return _path_setting("EMOTION_DB_PATH", DATA_DIR / "studio.db")
+
+
+def media_dir() -> Path:
+    """Where annotated images and videos of saved analyses are kept, one folder per user."""
+    return _path_setting("EMOTION_MEDIA_DIR", db_path().parent / "media")
