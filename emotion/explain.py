@@ -1,0 +1,139 @@
+"""Grad-CAM explanations: which pixels of a face crop pushed the model towards its label.
+
+The serving runtime (LiteRT) has no gradients, so Grad-CAM runs on the model's Keras file
+(ModelInfo.keras_path; a committee is explained through its first, strongest member). The input
+goes through the same preprocessing as serving (EmotionModel.preprocess), the gradient of the
+class probability is taken with respect to the last convolutional feature map with a spatial
+extent (H', W' > 1), and the channel-weighted map is ReLU'd, normalised to [0, 1] and resized
+to the crop. Pages call `gradcam_overlay` only; Keras and TensorFlow load lazily on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emotion.detectors import Box, crop, expand_box
+from emotion.registry import EmotionModel, ModelInfo, ModelNotFoundError, list_models, load
+
+_CONV_CLASSES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+_keras_cache: dict[str, tuple[Any, Any]] = {}  # keras path -> (model, grad model)
+_keras_lock = threading.Lock()
+
+
+class ExplainError(RuntimeError):
+    """Grad-CAM is not available for this model; str(error) is a message for the user."""
+
+
+def explained_model(model_name: str) -> tuple[ModelInfo, EmotionModel]:
+    """The single model whose Keras file explains `model_name` (a committee's first member)."""
+    infos = {m.name: m for m in list_models()}
+    if model_name not in infos:
+        raise ExplainError(f"model {model_name!r} is not registered")
+    info = infos[model_name]
+    if info.kind == "committee":
+        if not info.members or info.members[0] not in infos:
+            raise ExplainError(f"committee {model_name!r} has no registered first member to explain")
+        info = infos[info.members[0]]
+    if info.keras_path is None:
+        raise ExplainError(f"model {info.name!r} has no Keras file, so Grad-CAM is not available")
+    try:
+        return info, load(info.name)
+    except ModelNotFoundError as error:
+        raise ExplainError(str(error)) from None
+
+
+def last_conv_layer(model: Any) -> Any:
+    """The last Conv2D-like layer whose output still has a spatial grid (not an SE 1x1 squeeze)."""
+    candidates = [
+        layer
+        for layer in model.layers  # the backbones are flat functional models
+        if type(layer).__name__ in _CONV_CLASSES and len(layer.output.shape) == 4 and min(layer.output.shape[1:3]) > 1
+    ]
+    if not candidates:
+        raise ExplainError(f"model {model.name!r} has no convolutional layer with a spatial output")
+    return candidates[-1]
+
+
+def _load_keras(path: Path) -> tuple[Any, Any]:
+    """(model, grad_model) for a Keras file, loaded once per process; grad_model maps
+    (N, H, W, C) -> [(N, H', W', F) conv features, (N, K) probabilities]."""
+    key = str(path)
+    with _keras_lock:
+        if key not in _keras_cache:
+            import keras  # heavy: only imported when an explanation is asked for
+
+            model = keras.models.load_model(path, compile=False)
+            conv = last_conv_layer(model)
+            grad_model = keras.Model(model.inputs, [conv.output, model.output])
+            _keras_cache[key] = (model, grad_model)
+        return _keras_cache[key]
+
+
+def gradcam(face_crop: np.ndarray, model_name: str, class_index: int | None = None) -> tuple[np.ndarray, int]:
+    """Grad-CAM of one face crop (uint8 (h, w) or (h, w, 3)) -> ((h, w) float32 in [0, 1], class index).
+
+    class_index None explains the class the Keras model predicts for this crop.
+    """
+    import tensorflow as tf
+
+    info, emotion_model = explained_model(model_name)
+    _, grad_model = _load_keras(info.keras_path)
+    inputs = tf.convert_to_tensor(emotion_model.preprocess([face_crop]))  # (1, H, W, C) float32
+    with tf.GradientTape() as tape:
+        features, probs = grad_model(inputs, training=False)  # (1, H', W', F), (1, K)
+        index = int(tf.argmax(probs[0])) if class_index is None else int(class_index)
+        target = probs[:, index]
+    grads = tape.gradient(target, features)  # (1, H', W', F)
+    weights = tf.reduce_mean(grads, axis=(1, 2))  # (1, F)
+    cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()  # (H', W')
+    peak = float(cam.max())
+    cam = cam / peak if peak > 0 else np.zeros_like(cam)
+    height, width = face_crop.shape[:2]
+    return cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR), index
+
+
+def keras_probabilities(face_crop: np.ndarray, model_name: str) -> np.ndarray:
+    """(K,) probabilities of the Keras model Grad-CAM explains, for one uint8 crop (same preprocessing
+    as serving): lets a test check that explanation and serving see the same input."""
+    info, emotion_model = explained_model(model_name)
+    model, _ = _load_keras(info.keras_path)
+    return np.asarray(model(emotion_model.preprocess([face_crop]), training=False))[0]
+
+
+def overlay(face_crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a (h, w) [0, 1] heatmap (JET colours) over a crop -> RGB uint8 (h, w, 3)."""
+    rgb = cv2.cvtColor(face_crop, cv2.COLOR_GRAY2RGB) if face_crop.ndim == 2 else face_crop[:, :, :3]
+    colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(rgb, 1.0 - alpha, colored, alpha, 0.0)
+
+
+def face_crop(image: np.ndarray, box: Box | list[int], margin: float = 0.1) -> np.ndarray:
+    """The crop analyze() classified for a box (x, y, w, h): the box grown by `margin`, clipped."""
+    box = box if isinstance(box, Box) else Box(*box)
+    height, width = image.shape[:2]
+    return crop(image, expand_box(box, margin, width, height)).copy()
+
+
+def gradcam_overlay(
+    image: np.ndarray, box: Box | list[int], model_name: str, label: str | None = None, *, margin: float = 0.1
+) -> np.ndarray:
+    """RGB uint8 (h, w, 3) overlay of Grad-CAM on the face crop of `box` in an RGB (H, W, 3) image.
+
+    label: the class to explain (the face's predicted label); None explains the Keras argmax.
+    Raises ExplainError when the model cannot be explained (no Keras file, unknown label).
+    """
+    info, _ = explained_model(model_name)
+    class_index = None
+    if label is not None:
+        if label not in info.labels:
+            raise ExplainError(f"label {label!r} is not one of {info.name}'s labels")
+        class_index = info.labels.index(label)
+    face = face_crop(image, box, margin)
+    heatmap, _ = gradcam(face, model_name, class_index)
+    return overlay(face, heatmap)

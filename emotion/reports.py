@@ -1,0 +1,463 @@
+"""Analysis reports: a versioned JSON document (with its JSON Schema) and a PDF built from it.
+
+The classify page, the history page, the live page and the CLI all call these functions; nothing
+here imports streamlit. `json_report` builds the document, `pdf_report` renders one (reportlab
+only: text, the annotated image, a table, one bar chart per face and a note on the model's
+measured accuracy), `report_for_analysis` rebuilds the document of a stored analysis.
+
+JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_JSON_SCHEMA):
+    schema_version, created_at (ISO-8601 UTC of the analysis), generated_at, user, source
+    ("photo" | "snapshot" | "video"), title, image {width, height, original_name},
+    model, model_info {kind, labels, description, metrics: {split, n, accuracy, macro_f1, ...} | null},
+    detector, face_count, faces [{index, box [x, y, w, h] (pixels of the image), label, confidence,
+    scores {label: probability}, valence, arousal (circumplex, -1..1, see emotion.labels)}],
+    summary {label_counts, mean_valence, mean_arousal}, timings {name_ms: milliseconds}.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+import numpy as np
+
+from emotion.registry import list_models
+
+REPORT_SCHEMA_VERSION = "1.0"
+SOURCES = ("photo", "snapshot", "video")
+_METRIC_KEYS = ("split", "dataset", "n", "accuracy", "macro_f1", "accuracy_tta", "macro_f1_tta", "evaluated_at")
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_FACE_SCHEMA = {
+    "type": "object",
+    "required": ["index", "box", "label", "confidence", "scores", "valence", "arousal"],
+    "additionalProperties": False,
+    "properties": {
+        "index": {"type": "integer", "minimum": 1, "description": "1-based, largest face first"},
+        "box": {
+            "type": "array",
+            "description": "[x, y, width, height] in pixels of the analysed image",
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 4,
+            "maxItems": 4,
+        },
+        "label": {"type": "string", "minLength": 1},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "scores": {
+            "type": "object",
+            "description": "probability per label of the model, summing to 1",
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            "minProperties": 1,
+        },
+        "valence": {"type": "number", "minimum": -1, "maximum": 1},
+        "arousal": {"type": "number", "minimum": -1, "maximum": 1},
+    },
+}
+REPORT_JSON_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": f"https://emotion-studio.local/schemas/analysis-report-{REPORT_SCHEMA_VERSION}.json",
+    "title": "Facial emotion analysis report",
+    "type": "object",
+    "required": [
+        "schema_version",
+        "created_at",
+        "generated_at",
+        "user",
+        "source",
+        "title",
+        "image",
+        "model",
+        "model_info",
+        "detector",
+        "face_count",
+        "faces",
+        "summary",
+        "timings",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"const": REPORT_SCHEMA_VERSION},
+        "analysis_id": {"type": "integer", "description": "id in the studio's store, when saved"},
+        "created_at": {"type": "string", "format": "date-time", "description": "when the analysis ran (UTC)"},
+        "generated_at": {"type": "string", "format": "date-time", "description": "when this report was made"},
+        "user": {"type": ["string", "null"]},
+        "source": {"enum": list(SOURCES)},
+        "title": {"type": ["string", "null"]},
+        "image": {
+            "type": "object",
+            "required": ["width", "height", "original_name"],
+            "additionalProperties": False,
+            "properties": {
+                "width": {"type": ["integer", "null"], "minimum": 1},
+                "height": {"type": ["integer", "null"], "minimum": 1},
+                "original_name": {"type": ["string", "null"]},
+            },
+        },
+        "model": {"type": "string", "minLength": 1},
+        "model_info": {
+            "type": "object",
+            "description": "what the registry knew of the model when the report was made",
+            "required": ["kind", "labels", "description", "metrics"],
+            "properties": {
+                "kind": {"type": ["string", "null"]},
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "description": {"type": ["string", "null"]},
+                "metrics": {
+                    "description": "test-set figures from the model's metrics.json; null when not evaluated",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["accuracy"],
+                            "properties": {
+                                "split": {"type": ["string", "null"]},
+                                "dataset": {"type": ["string", "null"]},
+                                "n": {"type": ["integer", "null"]},
+                                "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
+                                "macro_f1": _NUMBER_OR_NULL,
+                                "accuracy_tta": _NUMBER_OR_NULL,
+                                "macro_f1_tta": _NUMBER_OR_NULL,
+                                "evaluated_at": {"type": ["string", "null"]},
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+        "detector": {"type": "string", "description": "face detector, or 'none' for a whole-image face"},
+        "face_count": {"type": "integer", "minimum": 0},
+        "faces": {"type": "array", "items": _FACE_SCHEMA},
+        "summary": {
+            "type": "object",
+            "required": ["label_counts", "mean_valence", "mean_arousal"],
+            "properties": {
+                "label_counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                "mean_valence": _NUMBER_OR_NULL,
+                "mean_arousal": _NUMBER_OR_NULL,
+            },
+        },
+        "timings": {
+            "type": "object",
+            "description": "processing times in milliseconds",
+            "additionalProperties": {"type": "number", "minimum": 0},
+        },
+    },
+}
+
+
+class AnalysisLike(Protocol):
+    """The fields of emotion.store.Analysis a report needs."""
+
+    id: int
+    created_at: str
+    source: str
+    model: str
+    detector: str
+    faces: list[dict]
+    original_name: str | None
+    title: str | None
+    extra: dict
+
+
+def utc_now() -> str:
+    """Now, ISO-8601 UTC to the second ("2026-11-21T06:00:00+00:00")."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def model_summary(model: str) -> dict:
+    """kind, labels, description and the headline metrics of a registered model (metrics None when
+    it has no metrics.json; everything empty when the model is no longer registered)."""
+    info = next((m for m in list_models() if m.name == model), None)
+    if info is None:
+        return {"kind": None, "labels": [], "description": None, "metrics": None}
+    metrics = info.metrics
+    headline = {k: metrics.get(k) for k in _METRIC_KEYS} if isinstance(metrics.get("accuracy"), (int, float)) else None
+    return {
+        "kind": info.kind,
+        "labels": list(info.labels),
+        "description": info.description or None,
+        "metrics": headline,
+    }
+
+
+def _face_entry(index: int, face: dict) -> dict:
+    return {
+        "index": index,
+        "box": [int(v) for v in face["box"]],
+        "label": str(face["label"]),
+        "confidence": float(face["confidence"]),
+        "scores": {str(k): float(v) for k, v in face["scores"].items()},
+        "valence": float(face["valence"]),
+        "arousal": float(face["arousal"]),
+    }
+
+
+def json_report(
+    *,
+    faces: list[dict],
+    image_size: tuple[int, int] | None,
+    model: str,
+    detector: str,
+    source: str,
+    created_at: str,
+    user: str | None = None,
+    title: str | None = None,
+    original_name: str | None = None,
+    timings: dict | None = None,
+) -> dict:
+    """The report document of one analysis; faces are FaceResult.to_dict() dicts, image_size (w, h)."""
+    entries = [_face_entry(i, f) for i, f in enumerate(faces, start=1)]
+    counts: dict[str, int] = {}
+    for face in entries:
+        counts[face["label"]] = counts.get(face["label"], 0) + 1
+    width, height = (int(image_size[0]), int(image_size[1])) if image_size else (None, None)
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created_at": created_at,
+        "generated_at": utc_now(),
+        "user": user,
+        "source": source,
+        "title": title or None,
+        "image": {"width": width, "height": height, "original_name": original_name},
+        "model": model,
+        "model_info": model_summary(model),
+        "detector": detector,
+        "face_count": len(entries),
+        "faces": entries,
+        "summary": {
+            "label_counts": counts,
+            "mean_valence": round(float(np.mean([f["valence"] for f in entries])), 4) if entries else None,
+            "mean_arousal": round(float(np.mean([f["arousal"] for f in entries])), 4) if entries else None,
+        },
+        "timings": {str(k): round(float(v), 3) for k, v in (timings or {}).items() if isinstance(v, (int, float))},
+    }
+
+
+def report_for_analysis(analysis: AnalysisLike, username: str) -> dict:
+    """The report of a stored analysis (emotion.store.Analysis), with its id."""
+    extra = analysis.extra or {}
+    size = extra.get("image_size")
+    report = json_report(
+        faces=analysis.faces,
+        image_size=tuple(size) if size else None,
+        model=analysis.model,
+        detector=analysis.detector,
+        source=analysis.source,
+        created_at=analysis.created_at,
+        user=username,
+        title=analysis.title,
+        original_name=analysis.original_name,
+        timings=extra.get("timings"),
+    )
+    report["analysis_id"] = int(analysis.id)
+    return report
+
+
+def report_filename(report: dict, extension: str) -> str:
+    """A safe download name: emotion-<source>-<analysis id or timestamp>.<extension>."""
+    stamp = report.get("analysis_id") or "".join(c for c in report["created_at"][:19] if c.isdigit())
+    return f"emotion-{report['source']}-{stamp}.{extension}"
+
+
+def schema_errors(report: dict) -> list[str]:
+    """Messages for every way `report` breaks REPORT_JSON_SCHEMA (empty when valid)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(REPORT_JSON_SCHEMA, format_checker=jsonschema.FormatChecker())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(report)]
+
+
+def describe_model_accuracy(report: dict) -> str:
+    """One sentence on the model's measured accuracy, or that it was not evaluated (never invented)."""
+    info: dict[str, Any] = report.get("model_info") or {}
+    metrics = info.get("metrics")
+    if not metrics:
+        return f"Model {report['model']}: not evaluated (no metrics.json), so its accuracy is unknown."
+    parts = [f"accuracy {metrics['accuracy']:.1%}"]
+    if metrics.get("macro_f1") is not None:
+        parts.append(f"macro-F1 {metrics['macro_f1']:.3f}")
+    if metrics.get("accuracy_tta") is not None:
+        parts.append(f"accuracy with TTA {metrics['accuracy_tta']:.1%}")
+    where = " ".join(str(metrics[k]) for k in ("dataset", "split") if metrics.get(k))
+    count = f", n={metrics['n']}" if metrics.get("n") else ""
+    return f"Model {report['model']}: {', '.join(parts)} on {where or 'its test set'}{count}."
+
+
+# ---- PDF (reportlab only) -------------------------------------------------------------------
+
+_PAGE_WIDTH_CM = 17.0  # A4 width minus 2 cm margins
+
+
+def _font_names() -> tuple[str, str]:
+    """(regular, bold): DejaVu Sans when installed (covers most scripts a title may use), else Helvetica."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFError, TTFont
+
+    folder = "/usr/share/fonts/truetype/dejavu/"
+    try:
+        if "DejaVuSans" not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont("DejaVuSans", folder + "DejaVuSans.ttf"))
+            pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", folder + "DejaVuSans-Bold.ttf"))
+        return "DejaVuSans", "DejaVuSans-Bold"
+    except (TTFError, OSError):  # no DejaVu on this machine
+        return "Helvetica", "Helvetica-Bold"
+
+
+def _rgb(label: str):
+    from reportlab.lib import colors
+
+    from emotion.labels import color_for
+
+    r, g, b = color_for(label)
+    return colors.Color(r / 255, g / 255, b / 255)
+
+
+def _image_flowable(image: np.ndarray, max_height_cm: float = 11.0):
+    """The RGB (H, W, 3) uint8 image as a JPEG flowable, fitted into the page width and max height."""
+    import io
+
+    from PIL import Image as PILImage
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Image
+
+    height, width = image.shape[:2]
+    longest = 1600  # keep the PDF small: no need for more pixels than a printed page shows
+    picture = PILImage.fromarray(np.ascontiguousarray(image[:, :, :3]))
+    if max(width, height) > longest:
+        picture.thumbnail((longest, longest))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=88)
+    buffer.seek(0)
+    scale = min(_PAGE_WIDTH_CM * cm / width, max_height_cm * cm / height)
+    return Image(buffer, width=width * scale, height=height * scale)
+
+
+def _bar_chart(face: dict, font: str):
+    """A horizontal bar chart of one face's probabilities, one colour per emotion."""
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib.units import cm
+
+    labels = list(face["scores"])
+    values = [face["scores"][k] * 100 for k in labels]
+    row = 0.5 * cm
+    drawing = Drawing(_PAGE_WIDTH_CM * cm, row * len(labels) + 1.6 * cm)
+    chart = HorizontalBarChart()
+    chart.x, chart.y = 2.4 * cm, 0.8 * cm
+    chart.width, chart.height = 12 * cm, row * len(labels)
+    chart.data = [values[::-1]]  # reportlab draws the first category at the bottom
+    chart.categoryAxis.categoryNames = labels[::-1]
+    chart.categoryAxis.labels.fontName = font
+    chart.categoryAxis.labels.fontSize = 8
+    chart.valueAxis.valueMin, chart.valueAxis.valueMax, chart.valueAxis.valueStep = 0, 100, 20
+    chart.valueAxis.labels.fontName = font
+    chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.labelTextFormat = "%d%%"
+    chart.barLabelFormat = "%.1f%%"
+    chart.barLabels.fontName = font
+    chart.barLabels.fontSize = 7
+    chart.barLabels.boxAnchor = "w"
+    chart.barLabels.dx = 3
+    chart.bars.strokeColor = None
+    for i, label in enumerate(labels[::-1]):
+        chart.bars[(0, i)].fillColor = _rgb(label)
+    drawing.add(chart)
+    caption = f"Face {face['index']}: probability per emotion (%)"
+    drawing.add(String(2.4 * cm, row * len(labels) + 1.1 * cm, caption, fontName=font, fontSize=9))
+    return drawing
+
+
+def _faces_table(report: dict, font: str, bold: str):
+    from reportlab.lib import colors
+    from reportlab.platypus import Table, TableStyle
+
+    rows = [["Face", "Top emotion", "Confidence", "Box (x, y, w, h)", "Valence", "Arousal"]]
+    for face in report["faces"]:
+        x, y, w, h = face["box"]
+        rows.append(
+            [
+                str(face["index"]),
+                face["label"],
+                f"{face['confidence']:.1%}",
+                f"{x}, {y}, {w}, {h}",
+                f"{face['valence']:+.2f}",
+                f"{face['arousal']:+.2f}",
+            ]
+        )
+    table = Table(rows, hAlign="LEFT")
+    style = [
+        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("FONTNAME", (0, 0), (-1, 0), bold),
+        ("FONTSIZE", (0, 0), (-1, -1), 9),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eaed")),
+        ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa0a6")),
+        ("ALIGN", (2, 1), (-1, -1), "RIGHT"),
+    ]
+    for i, face in enumerate(report["faces"], start=1):
+        style.append(("BACKGROUND", (1, i), (1, i), _rgb(face["label"])))
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
+    """A PDF of a report (see json_report) with the annotated RGB uint8 (H, W, 3) image.
+
+    Every user-supplied string (title, original name, user) is escaped for Paragraph markup.
+    """
+    import io
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
+
+    font, bold = _font_names()
+    sheet = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=sheet["BodyText"], fontName=font, fontSize=9.5, leading=13)
+    heading = ParagraphStyle("h", parent=sheet["Heading2"], fontName=bold)
+    title_style = ParagraphStyle("t", parent=sheet["Title"], fontName=bold)
+    image = report["image"]
+    size = f"{image['width']}x{image['height']} px" if image.get("width") else "size not recorded"
+    meta = [
+        ("Date", report["created_at"]),
+        ("User", report.get("user") or "-"),
+        ("Source", report["source"]),
+        ("Image", f"{image.get('original_name') or 'unnamed'} ({size})"),
+        ("Model", report["model"]),
+        ("Detector", report["detector"]),
+        ("Faces", str(report["face_count"])),
+    ]
+    timings = report.get("timings") or {}
+    if timings:
+        meta.append(("Processing", ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items())))
+    story = [Paragraph(escape(report.get("title") or "Facial emotion analysis"), title_style)]
+    story += [Paragraph(f"<b>{name}:</b> {escape(str(value))}", body) for name, value in meta]
+    story += [Spacer(1, 0.3 * cm), _image_flowable(annotated_image), Spacer(1, 0.3 * cm)]
+    if report["faces"]:
+        story += [Paragraph("Faces", heading), _faces_table(report, font, bold), Spacer(1, 0.3 * cm)]
+        story += [KeepTogether(_bar_chart(face, font)) for face in report["faces"]]
+    else:
+        story.append(Paragraph("No face was found in this image.", body))
+    story += [Paragraph("About the model", heading), Paragraph(escape(describe_model_accuracy(report)), body)]
+    story.append(
+        Paragraph(
+            "Emotion labels are a model's estimate from facial appearance alone; they are not a measurement "
+            "of what a person feels. Valence (unpleasant to pleasant) and arousal (calm to excited) run from "
+            "-1 to 1 and are the probability-weighted positions of the emotions on Russell's circumplex.",
+            body,
+        )
+    )
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=2 * cm,
+        rightMargin=2 * cm,
+        topMargin=1.5 * cm,
+        bottomMargin=1.5 * cm,
+        title=report.get("title") or "Facial emotion analysis",
+        author=report.get("user") or "",
+    )
+    doc.build(story)
+    return buffer.getvalue()

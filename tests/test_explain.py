@@ -1,0 +1,82 @@
+"""Grad-CAM on the registered model's Keras file, on a real photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import emotion
+from emotion import explain
+
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def photo_faces(photos_dir):
+    image = emotion.load_image(photos_dir / "two_people.jpg")
+    faces = emotion.analyze(image)
+    assert len(faces) == 2
+    return image, faces
+
+
+@pytest.fixture(scope="module")
+def model_name() -> str:
+    name = emotion.default_model_name()
+    info, _ = explain.explained_model(name)  # raises when the model has no Keras file
+    assert info.keras_path is not None
+    return name
+
+
+def test_keras_and_serving_see_the_same_input(photo_faces, model_name):
+    image, faces = photo_faces
+    for face in faces:
+        crop = explain.face_crop(image, face.box)
+        keras_probs = explain.keras_probabilities(crop, model_name)
+        served = np.array([face.scores[label] for label in emotion.load(model_name).labels])
+        # float32 Keras vs the converted LiteRT model: same preprocessing gives the same probabilities.
+        np.testing.assert_allclose(keras_probs, served, atol=2e-3)
+
+
+def test_gradcam_heatmap_shape_range_and_class(photo_faces, model_name):
+    image, faces = photo_faces
+    crop = explain.face_crop(image, faces[0].box)
+    heatmap, index = explain.gradcam(crop, model_name)
+    assert heatmap.shape == crop.shape[:2]
+    assert heatmap.dtype == np.float32
+    assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+    assert heatmap.max() > 0.5  # normalised to its peak (before resizing)
+    assert heatmap.std() > 0.01  # not a flat map
+    labels = emotion.load(model_name).labels
+    probs = explain.keras_probabilities(crop, model_name)
+    assert index == int(np.argmax(probs))
+    # Asking for another class gives a different map.
+    other = (index + 1) % len(labels)
+    other_map, other_index = explain.gradcam(crop, model_name, other)
+    assert other_index == other
+    assert not np.allclose(other_map, heatmap)
+
+
+def test_overlay_is_rgb_crop_sized_and_changes_pixels(photo_faces, model_name):
+    image, faces = photo_faces
+    for face in faces:
+        crop = explain.face_crop(image, face.box)
+        picture = explain.gradcam_overlay(image, face.box, model_name, face.label)
+        assert picture.dtype == np.uint8
+        assert picture.shape == (*crop.shape[:2], 3)
+        assert np.abs(picture.astype(int) - crop.astype(int)).mean() > 5
+
+
+def test_last_conv_layer_has_a_spatial_grid(model_name):
+    info, _ = explain.explained_model(model_name)
+    model, _ = explain._load_keras(info.keras_path)
+    layer = explain.last_conv_layer(model)
+    height, width = layer.output.shape[1:3]
+    assert height > 1 and width > 1
+
+
+def test_unknown_label_and_model_are_user_errors(photo_faces, model_name):
+    image, faces = photo_faces
+    with pytest.raises(explain.ExplainError):
+        explain.gradcam_overlay(image, faces[0].box, model_name, "bored")
+    with pytest.raises(explain.ExplainError):
+        explain.explained_model("no_such_model")
