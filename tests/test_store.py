@@ -1,0 +1,310 @@
+"""The SQLite store: round trips, per-user isolation, migrations, concurrency and crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emotion import store as store_module
+from emotion.store import Analysis, DuplicateUserError, SchemaTooNewError, Store, get_store, migrate
+
+HASH = "$2b$12$" + "x" * 53
+FACE = {"box": [1, 2, 30, 30], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
+SAD_FACE = {**FACE, "label": "sad", "scores": {"sad": 0.8}}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Store:
+    return Store(tmp_path / "studio.db", tmp_path / "media")
+
+
+def add(store: Store, user_id: int, **overrides) -> Analysis:
+    values = {"source": "photo", "model": "m1", "detector": "haar", "faces": [FACE], "image_png": b"\x89PNG-bytes"}
+    return store.add_analysis(user_id, **{**values, **overrides})
+
+
+def test_create_and_read_back(db: Store) -> None:
+    user = db.create_user("alice", "Alice A", "alice@example.com", HASH)
+    assert db.get_user(user.id) == user
+    assert db.get_user_by_username("ALICE") == user
+    saved = add(
+        db,
+        user.id,
+        source="video",
+        faces=[FACE, SAD_FACE],
+        original_name="../../etc/passwd.png",
+        title="Holiday",
+        media_bytes=b"video-bytes",
+        media_ext="mp4",
+        extra={"image_size": [640, 480], "frames": [1, 2]},
+    )
+    fetched = db.get_analysis(user.id, saved.id)
+    assert fetched == saved
+    assert fetched.faces == [FACE, SAD_FACE] and fetched.extra["image_size"] == [640, 480]
+    assert fetched.has_image and fetched.has_media and fetched.title == "Holiday"
+    assert db.read_image(user.id, saved.id) == b"\x89PNG-bytes"
+    assert db.read_media(user.id, saved.id) == b"video-bytes"
+    files = sorted(p.name for p in (db.media_root / str(user.id)).iterdir())
+    assert len(files) == 2 and not any("passwd" in f or f.startswith(".") for f in files)
+    assert {Path(f).suffix for f in files} == {".png", ".mp4"}
+
+
+def test_analysis_without_files(db: Store) -> None:
+    user = db.create_user("bob", "Bob", "bob@example.com", HASH)
+    saved = add(db, user.id, image_png=None, source="snapshot")
+    assert not saved.has_image and not saved.has_media
+    assert db.read_image(user.id, saved.id) is None and db.read_media(user.id, saved.id) is None
+    assert db.count_analyses(user.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
+
+
+def test_rejects_bad_source_and_media_extension(db: Store) -> None:
+    user = db.create_user("carol", "Carol", "carol@example.com", HASH)
+    with pytest.raises(ValueError, match="source"):
+        add(db, user.id, source="webcam")
+    with pytest.raises(ValueError, match="media_ext"):
+        add(db, user.id, media_bytes=b"x", media_ext="../../x.sh")
+    assert db.count_analyses(user.id)["total"] == 0
+
+
+def test_failed_insert_leaves_no_file(db: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError):  # foreign key: there is no user 999
+        add(db, 999, media_bytes=b"v", media_ext="webm")
+    assert not any(p.is_file() for p in db.media_root.rglob("*"))
+
+
+def test_duplicate_username_and_email_any_case(db: Store) -> None:
+    db.create_user("dora", "Dora", "dora@example.com", HASH)
+    with pytest.raises(DuplicateUserError) as error:
+        db.create_user("DORA", "Other", "other@example.com", HASH)
+    assert error.value.field == "username"
+    with pytest.raises(DuplicateUserError) as error:
+        db.create_user("dora2", "Other", "Dora@Example.COM", HASH)
+    assert error.value.field == "email"
+    other = db.create_user("eve", "Eve", "eve@example.com", HASH)
+    with pytest.raises(DuplicateUserError):
+        db.update_user(other.id, name="Eve", email="DORA@example.com")
+    assert db.update_user(other.id, name="Eve Two", email="eve2@example.com").name == "Eve Two"
+
+
+def test_list_filters_and_order(db: Store) -> None:
+    user = db.create_user("finn", "Finn", "finn@example.com", HASH)
+    first = add(db, user.id, source="photo", faces=[FACE])
+    second = add(db, user.id, source="snapshot", faces=[SAD_FACE])
+    third = add(db, user.id, source="photo", faces=[SAD_FACE, FACE])
+    assert [a.id for a in db.list_analyses(user.id)] == [third.id, second.id, first.id]
+    assert [a.id for a in db.list_analyses(user.id, source="photo")] == [third.id, first.id]
+    assert [a.id for a in db.list_analyses(user.id, label="sad")] == [third.id, second.id]
+    assert [a.id for a in db.list_analyses(user.id, label="angry")] == []
+    assert [a.id for a in db.list_analyses(user.id, limit=1)] == [third.id]
+    assert [a.id for a in db.list_analyses(user.id, since=second.created_at)] == [third.id, second.id]
+    assert [a.id for a in db.list_analyses(user.id, until=second.created_at)] == [second.id, first.id]
+    today = first.created_at[:10]
+    assert len(db.list_analyses(user.id, since=today, until=today)) == 3
+    assert db.list_analyses(user.id, until="2000-01-01") == []
+
+
+def test_isolation_matrix(db: Store) -> None:
+    """Two users: every query of one user's analyses by the other finds, reads and deletes nothing."""
+    alice = db.create_user("alice", "Alice", "alice@example.com", HASH)
+    bob = db.create_user("bob", "Bob", "bob@example.com", HASH)
+    owned = {
+        alice.id: [add(db, alice.id, media_bytes=b"a-video", media_ext="mp4"), add(db, alice.id, source="video")],
+        bob.id: [add(db, bob.id, source="snapshot", faces=[SAD_FACE], media_bytes=b"b-video", media_ext="webm")],
+    }
+    for owner, other in ((alice, bob), (bob, alice)):
+        mine = {a.id for a in owned[owner.id]}
+        assert {a.id for a in db.list_analyses(owner.id)} == mine
+        for label in ("happy", "sad"):
+            assert {a.id for a in db.list_analyses(other.id, label=label)}.isdisjoint(mine)
+        for analysis in owned[owner.id]:
+            assert db.get_analysis(other.id, analysis.id) is None
+            assert db.read_image(other.id, analysis.id) is None
+            assert db.read_media(other.id, analysis.id) is None
+            assert db.delete_analysis(other.id, analysis.id) is False
+            assert db.get_analysis(owner.id, analysis.id) == analysis
+            assert db.read_image(owner.id, analysis.id) is not None
+        assert db.count_analyses(owner.id)["total"] == len(mine)
+    victim = owned[alice.id][0]
+    assert db.delete_analysis(alice.id, victim.id) is True
+    assert db.get_analysis(alice.id, victim.id) is None and db.read_image(alice.id, victim.id) is None
+    assert db.delete_analysis(alice.id, victim.id) is False
+    assert len(list((db.media_root / str(alice.id)).iterdir())) == 1  # the other analysis's PNG
+    assert db.count_analyses(bob.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
+    assert db.count_analyses(alice.id) == {"photo": 0, "snapshot": 0, "video": 1, "total": 1}
+
+
+def test_counts_agree_with_rows(db: Store) -> None:
+    user = db.create_user("gil", "Gil", "gil@example.com", HASH)
+    for source in ["photo"] * 3 + ["snapshot"] * 2 + ["video"]:
+        add(db, user.id, source=source, image_png=None)
+    counts = db.count_analyses(user.id)
+    for source in store_module.SOURCES:
+        assert counts[source] == len(db.list_analyses(user.id, source=source))
+    assert counts == {"photo": 3, "snapshot": 2, "video": 1, "total": 6}
+
+
+def test_migrate_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    store = Store(path, tmp_path / "media")
+    assert store.schema_version() == store_module.SCHEMA_VERSION == 2
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    assert Store(path, tmp_path / "media").schema_version() == 2  # opening again is a no-op
+
+
+def test_migrate_from_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    assert migrate(path, target=1) == 1
+    with sqlite3.connect(path) as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(analyses)")]
+        assert "title" not in columns and "extra" not in columns
+        conn.execute(
+            "INSERT INTO users VALUES (1, 'old', 'Old', 'old@example.com', ?, '2024-01-01T00:00:00+00:00')", [HASH]
+        )
+        conn.execute(
+            "INSERT INTO analyses (user_id, created_at, source, model, detector, faces, original_name) "
+            "VALUES (1, '2024-01-02T00:00:00+00:00', 'photo', 'm', 'haar', ?, 'x.jpg')",
+            ['[{"label": "happy"}]'],
+        )
+    store = Store(path, tmp_path / "media")
+    assert store.schema_version() == 2
+    old = store.list_analyses(1)
+    assert len(old) == 1 and old[0].title is None and old[0].extra == {} and old[0].original_name == "x.jpg"
+    assert store.list_analyses(1, label="happy") == old
+    new = add(store, 1, title="new", extra={"a": 1})
+    assert store.get_analysis(1, new.id).title == "new"
+    with sqlite3.connect(path) as conn:
+        indexes = [r[1] for r in conn.execute("PRAGMA index_list(analyses)")]
+    assert "idx_analyses_user_time" in indexes
+
+
+def test_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    migrate(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99, '2099-01-01')")
+    with pytest.raises(SchemaTooNewError):
+        Store(path, tmp_path / "media")
+
+
+def test_get_store_follows_environment(isolated_store: Path) -> None:
+    store = get_store()
+    assert store.path == isolated_store and get_store() is store
+    assert store.media_root == isolated_store.parent / "media"
+    assert isolated_store.exists()
+
+
+def test_connections_have_pragmas(db: Store) -> None:
+    conn = store_module.connect(db.path).conn
+    try:
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store_module.BUSY_TIMEOUT_MS
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_eight_threads_two_hundred_writes_each(db: Store) -> None:
+    users = [db.create_user(f"user{i}", f"User {i}", f"u{i}@example.com", HASH) for i in range(4)]
+    errors: list[BaseException] = []
+    saved: list[list[int]] = [[] for _ in range(8)]
+
+    def work(index: int) -> None:
+        try:
+            user = users[index % len(users)]
+            for n in range(200):
+                png = b"img-%d-%d" % (index, n) if n % 4 == 0 else None
+                saved[index].append(add(db, user.id, image_png=png, title=f"t{index}-{n}").id)
+                if n % 50 == 0:
+                    db.count_analyses(user.id)
+        except BaseException as error:  # collected and asserted on below
+            errors.append(error)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    print(f"\n8 threads x 200 writes: {elapsed:.2f} s ({1600 / elapsed:.0f} writes/s)")
+    assert errors == [], errors[:3]
+    ids = [i for per_thread in saved for i in per_thread]
+    assert len(ids) == len(set(ids)) == 1600
+    assert sum(db.count_analyses(u.id)["total"] for u in users) == 1600
+    for index, per_thread in enumerate(saved):
+        user = users[index % len(users)]
+        titles = {a.id: a.title for a in db.list_analyses(user.id)}
+        assert [titles[i] for i in per_thread] == [f"t{index}-{n}" for n in range(200)]
+
+
+CHILD_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from emotion.store import Store
+    store = Store(Path(sys.argv[1]), Path(sys.argv[2]))
+    user_id = int(sys.argv[3])
+    n = 0
+    while True:
+        n += 1
+        saved = store.add_analysis(user_id, source="photo", model="m", detector="haar",
+                                   faces=[{"label": "happy", "n": n}], image_png=b"child-%d" % n)
+        print(saved.id, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_keeps_every_acknowledged_row(tmp_path: Path) -> None:
+    path, media = tmp_path / "crash.db", tmp_path / "media"
+    store = Store(path, media)
+    child_user = store.create_user("child", "Child", "child@example.com", HASH)
+    parent_user = store.create_user("parent", "Parent", "parent@example.com", HASH)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_WRITER, str(path), str(media), str(child_user.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    acknowledged: list[int] = []
+    parent_rows = 0
+    try:
+        assert child.stdout is not None
+        while len(acknowledged) < 150:
+            line = child.stdout.readline()
+            if not line:
+                pytest.fail(f"writer died early: {child.stderr.read() if child.stderr else ''}")
+            acknowledged.append(int(line))
+            if len(acknowledged) % 3 == 0:  # the parent writes too, so the two processes contend
+                add(store, parent_user.id, image_png=None)
+                parent_rows += 1
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    after = Store(path, media)
+    for analysis_id in acknowledged:
+        assert after.get_analysis(child_user.id, analysis_id) is not None, analysis_id
+        assert after.read_image(child_user.id, analysis_id) is not None, analysis_id
+    assert after.count_analyses(child_user.id)["total"] >= len(acknowledged)
+    assert after.count_analyses(parent_user.id)["total"] == parent_rows
+    rows_with_image = {a.id for a in after.list_analyses(child_user.id) if a.has_image}
+    for analysis_id in rows_with_image:  # no committed row points at a missing or partial file
+        assert after.read_image(child_user.id, analysis_id).startswith(b"child-")
