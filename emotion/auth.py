@@ -1,0 +1,282 @@
+"""Account logic that is not tied to the UI: validation, bcrypt hashing, login backoff, the cookie
+key, and the credentials dict that streamlit-authenticator works on (loaded from and saved to the
+SQLite store, never to YAML)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+import tomllib
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+
+from emotion.config import REPO_ROOT
+from emotion.store import Store, User
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit
+FREE_ATTEMPTS = 3  # failures before the backoff starts
+BASE_DELAY_S = 2.0
+MAX_DELAY_S = 300.0
+BCRYPT_ROUNDS = 12
+SECRETS_PATH = REPO_ROOT / ".streamlit" / "secrets.toml"
+COOKIE_KEY_ENV = "EMOTION_COOKIE_KEY"
+
+INVALID_CREDENTIALS = "Incorrect username or password."
+_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class AuthError(ValueError):
+    """A problem with what the user entered; the message is meant for the user."""
+
+
+class LoginThrottled(AuthError):
+    """Too many recent failures for this username: ``wait_s`` seconds before the next try."""
+
+    def __init__(self, wait_s: float) -> None:
+        seconds = max(1, round(wait_s))
+        super().__init__(f"Too many failed attempts. Wait {seconds} s before trying again.")
+        self.wait_s = wait_s
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def normalize_username(username: str) -> str:
+    """Usernames are case-insensitive and stored lower-case, as streamlit-authenticator expects."""
+    return (username or "").strip().lower()
+
+
+def validate_username(username: str) -> str:
+    """The normalised username, or AuthError."""
+    value = normalize_username(username)
+    if not value:
+        raise AuthError("Enter a username.")
+    if not _USERNAME_RE.match(value):
+        raise AuthError(
+            "Username: 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit."
+        )
+    return value
+
+
+def validate_name(name: str) -> str:
+    """The trimmed display name, or AuthError."""
+    value = (name or "").strip()
+    if not value:
+        raise AuthError("Enter your name.")
+    if len(value) > 100 or _CONTROL_RE.search(value):
+        raise AuthError("Name: at most 100 characters, no control characters.")
+    return value
+
+
+def validate_email(email: str) -> str:
+    """The trimmed email, or AuthError."""
+    value = (email or "").strip()
+    if not value:
+        raise AuthError("Enter an email address.")
+    if len(value) > 254 or not _EMAIL_RE.match(value):
+        raise AuthError("Enter a valid email address, like name@example.com.")
+    return value
+
+
+def validate_password(password: str, repeat: str | None = None) -> str:
+    """The password itself (never trimmed), or AuthError: 8+ characters with a letter and a digit."""
+    if not password:
+        raise AuthError("Enter a password.")
+    if password != password.strip():
+        raise AuthError("Password must not start or end with a space.")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"Password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise AuthError(f"Password must be at most {MAX_PASSWORD_BYTES} bytes long.")
+    if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
+        raise AuthError("Password must contain at least one letter and one digit.")
+    if repeat is not None and password != repeat:
+        raise AuthError("The two passwords do not match.")
+    return password
+
+
+# --- hashing ----------------------------------------------------------------------------------------
+
+
+@cache
+def _dummy_hash() -> str:
+    """A real hash of a random password, checked for unknown users so both cases cost one bcrypt."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def hash_password(password: str) -> str:
+    """A bcrypt hash (the only kind the store keeps)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """True when password matches; an unknown user (None) still costs one bcrypt check."""
+    try:
+        ok = bcrypt.checkpw((password or "").encode(), (password_hash or _dummy_hash()).encode())
+    except ValueError:  # over 72 bytes, or a malformed hash
+        return False
+    return ok and password_hash is not None
+
+
+def is_bcrypt_hash(value: str) -> bool:
+    """Whether value looks like a bcrypt hash."""
+    return bool(re.match(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$", value or ""))
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+def register(store: Store, *, username: str, name: str, email: str, password: str, repeat: str) -> User:
+    """Validate and create an account; AuthError (including duplicates) with a user-facing message."""
+    username = validate_username(username)
+    name, email = validate_name(name), validate_email(email)
+    validate_password(password, repeat)
+    try:
+        return store.create_user(username, name, email, hash_password(password))
+    except ValueError as error:  # DuplicateUserError
+        raise AuthError(str(error)) from error
+
+
+def update_profile(store: Store, user: User, *, name: str, email: str) -> User:
+    """Change name and email after validation; AuthError when invalid or the email is taken."""
+    try:
+        return store.update_user(user.id, name=validate_name(name), email=validate_email(email))
+    except AuthError:
+        raise
+    except ValueError as error:
+        raise AuthError(str(error)) from error
+
+
+def change_password(store: Store, user: User, *, current: str, new: str, repeat: str) -> None:
+    """Replace the password after checking the current one."""
+    if not verify_password(current, store.password_hash(user.username)):
+        raise AuthError("The current password is not correct.")
+    validate_password(new, repeat)
+    if new == current:
+        raise AuthError("The new password must differ from the current one.")
+    store.set_password_hash(user.id, hash_password(new))
+
+
+# --- login backoff ----------------------------------------------------------------------------------
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: none for the first few, then doubling."""
+    if failures < FREE_ATTEMPTS:
+        return 0.0
+    return min(BASE_DELAY_S * 2 ** (failures - FREE_ATTEMPTS), MAX_DELAY_S)
+
+
+def login_wait(store: Store, username: str, now: float | None = None) -> float:
+    """Seconds before this username may try again (0 when it may try now)."""
+    _, locked_until = store.login_state(normalize_username(username)[:64])
+    return max(0.0, locked_until - (time.time() if now is None else now))
+
+
+def attempt_login(
+    store: Store,
+    username: str,
+    password: str,
+    check: Callable[[str, str], bool] | None = None,
+    now: float | None = None,
+) -> User:
+    """Log in with backoff: LoginThrottled while the username waits, AuthError on bad credentials.
+
+    ``check(username, password)`` verifies the pair; the app passes streamlit-authenticator's login,
+    the default verifies the bcrypt hash in the store. Unknown users and wrong passwords are treated
+    alike: same message, same bcrypt cost, same backoff.
+    """
+    key = normalize_username(username)[:64]
+    now = time.time() if now is None else now
+    if not key or not password:
+        raise AuthError("Enter your username and password.")
+    wait = login_wait(store, key, now)
+    if wait > 0:
+        raise LoginThrottled(wait)
+    user = store.get_user_by_username(key)
+    if user is None:
+        verify_password(password, None)
+        ok = False
+    else:
+        ok = (check or (lambda u, p: verify_password(p, store.password_hash(u))))(key, password)
+    if not ok or user is None:
+        failures, _ = store.record_login_failure(key, now, backoff_delay)
+        log.info("failed login for %r (%d in a row)", key, failures)
+        raise AuthError(INVALID_CREDENTIALS)
+    store.clear_login_failures(key)
+    return user
+
+
+# --- streamlit-authenticator credentials ------------------------------------------------------------
+
+
+def load_credentials(store: Store) -> dict[str, Any]:
+    """The credentials dict streamlit-authenticator expects, built from the users table."""
+    return {
+        "usernames": {
+            row["username"]: {"name": row["name"], "email": row["email"], "password": row["password_hash"]}
+            for row in store.credential_rows()
+        }
+    }
+
+
+def save_credentials(store: Store, credentials: dict[str, Any]) -> int:
+    """Write users added or changed in the dict back to SQLite (bcrypt hashes only); returns how many."""
+    current = load_credentials(store)["usernames"]
+    changed = 0
+    for username, entry in credentials.get("usernames", {}).items():
+        password = entry.get("password", "")
+        if not is_bcrypt_hash(password):
+            raise ValueError(f"refusing to store a non-bcrypt password for {username!r}")
+        name = entry.get("name") or f"{entry.get('first_name', '')} {entry.get('last_name', '')}".strip()
+        before = current.get(username)
+        if before is None:
+            store.create_user(username, name, entry.get("email", ""), password)
+        elif (before["name"], before["email"], before["password"]) != (name, entry.get("email"), password):
+            user = store.get_user_by_username(username)
+            store.update_user(user.id, name=name, email=entry.get("email", ""))
+            store.set_password_hash(user.id, password)
+        else:
+            continue
+        changed += 1
+    return changed
+
+
+# --- cookie key -------------------------------------------------------------------------------------
+
+
+def cookie_key(secrets_path: Path = SECRETS_PATH) -> str:
+    """The cookie-signing key: env EMOTION_COOKIE_KEY, else ``cookie_key`` in secrets.toml, else a new
+    random key written there (mode 0600; the file is git-ignored)."""
+    from_env = os.environ.get(COOKIE_KEY_ENV, "").strip()
+    if from_env:
+        return from_env
+    text = secrets_path.read_text(encoding="utf-8") if secrets_path.exists() else ""
+    existing = tomllib.loads(text).get("cookie_key") if text else None
+    if isinstance(existing, str) and existing.strip():
+        return existing.strip()
+    key = secrets.token_urlsafe(48)
+    secrets_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = secrets_path.with_name(f".{secrets_path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        prefix = text if not text or text.endswith("\n") else text + "\n"
+        handle.write(f'{prefix}cookie_key = "{key}"\n')
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, secrets_path)
+    os.chmod(secrets_path, 0o600)
+    log.info("generated a new cookie key in %s", secrets_path)
+    return key

@@ -1,0 +1,210 @@
+"""Account logic: validation, bcrypt, registration, profile and password changes, login backoff,
+the credentials dict and the cookie key."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from emotion import auth
+from emotion.auth import AuthError, LoginThrottled
+from emotion.store import Store
+
+PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture(autouse=True)
+def fast_bcrypt(monkeypatch) -> None:
+    """Cheap bcrypt rounds keep the tests quick; test_default_cost checks the real cost."""
+    monkeypatch.setattr(auth, "BCRYPT_ROUNDS", 4)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Store:
+    return Store(tmp_path / "studio.db", tmp_path / "media")
+
+
+@pytest.fixture
+def alice(db: Store):
+    return auth.register(
+        db, username=" Alice ", name="Alice Liddell", email="alice@example.com", password=PASSWORD, repeat=PASSWORD
+    )
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("", "Enter a password"),
+        ("abc1", "at least 8"),
+        ("abcdefgh", "letter and one digit"),
+        ("12345678", "letter and one digit"),
+        (" abcdefg1", "space"),
+        ("a1" * 40, "at most 72 bytes"),
+    ],
+)
+def test_weak_passwords_are_refused(password: str, message: str) -> None:
+    with pytest.raises(AuthError, match=message):
+        auth.validate_password(password)
+
+
+def test_password_repeat_must_match() -> None:
+    assert auth.validate_password("abcdefg1", "abcdefg1") == "abcdefg1"
+    with pytest.raises(AuthError, match="do not match"):
+        auth.validate_password("abcdefg1", "abcdefg2")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("username", "", "Enter a username"),
+        ("username", "ab", "3 to 32"),
+        ("username", "bad name", "3 to 32"),
+        ("username", "<script>", "3 to 32"),
+        ("name", "   ", "Enter your name"),
+        ("name", "x\x00y", "control"),
+        ("email", "", "Enter an email"),
+        ("email", "not-an-email", "valid email"),
+    ],
+)
+def test_bad_fields_are_refused(field: str, value: str, message: str) -> None:
+    validator = {"username": auth.validate_username, "name": auth.validate_name, "email": auth.validate_email}[field]
+    with pytest.raises(AuthError, match=message):
+        validator(value)
+
+
+def test_register_stores_a_bcrypt_hash(db: Store, alice) -> None:
+    assert alice.username == "alice" and alice.name == "Alice Liddell"
+    stored = db.password_hash("alice")
+    assert stored != PASSWORD and auth.is_bcrypt_hash(stored)
+    assert bcrypt.checkpw(PASSWORD.encode(), stored.encode())
+    assert auth.verify_password(PASSWORD, stored) and not auth.verify_password("wrong-pass1", stored)
+    assert not auth.verify_password(PASSWORD, None)
+
+
+def test_default_cost(monkeypatch) -> None:
+    monkeypatch.undo()
+    assert auth.hash_password("abcdefg1").startswith("$2b$12$")
+
+
+def test_duplicate_username_or_email_is_a_clear_error(db: Store, alice) -> None:
+    with pytest.raises(AuthError, match="username is already taken"):
+        auth.register(db, username="ALICE", name="A", email="new@example.com", password=PASSWORD, repeat=PASSWORD)
+    with pytest.raises(AuthError, match="email is already taken"):
+        auth.register(db, username="alice2", name="A", email="Alice@Example.com", password=PASSWORD, repeat=PASSWORD)
+
+
+def test_update_profile_and_change_password(db: Store, alice) -> None:
+    bob = auth.register(db, username="bob", name="Bob", email="bob@example.com", password=PASSWORD, repeat=PASSWORD)
+    updated = auth.update_profile(db, alice, name="  Alice L. ", email="al@example.com")
+    assert (updated.name, updated.email) == ("Alice L.", "al@example.com")
+    with pytest.raises(AuthError, match="email is already taken"):
+        auth.update_profile(db, alice, name="Alice", email="BOB@example.com")
+    with pytest.raises(AuthError, match="valid email"):
+        auth.update_profile(db, alice, name="Alice", email="nope")
+    with pytest.raises(AuthError, match="current password is not correct"):
+        auth.change_password(db, alice, current="wrong-pass1", new="newpass123", repeat="newpass123")
+    with pytest.raises(AuthError, match="at least 8"):
+        auth.change_password(db, alice, current=PASSWORD, new="short1", repeat="short1")
+    auth.change_password(db, alice, current=PASSWORD, new="newpass123", repeat="newpass123")
+    assert auth.attempt_login(db, "alice", "newpass123").id == alice.id
+    with pytest.raises(AuthError, match="Incorrect"):
+        auth.attempt_login(db, "alice", PASSWORD)
+    assert auth.attempt_login(db, "bob", PASSWORD).id == bob.id  # untouched
+
+
+def test_wrong_password_and_unknown_user_get_the_same_message(db: Store, alice) -> None:
+    with pytest.raises(AuthError) as wrong:
+        auth.attempt_login(db, "alice", "wrong-pass1")
+    with pytest.raises(AuthError) as unknown:
+        auth.attempt_login(db, "nobody", "wrong-pass1")
+    assert str(wrong.value) == str(unknown.value) == auth.INVALID_CREDENTIALS
+    with pytest.raises(AuthError, match="Enter your username and password"):
+        auth.attempt_login(db, "alice", "")
+
+
+def test_backoff_delays() -> None:
+    assert [auth.backoff_delay(n) for n in range(1, 7)] == [0, 0, 2, 4, 8, 16]
+    assert auth.backoff_delay(50) == auth.MAX_DELAY_S
+
+
+@pytest.mark.parametrize("username", ["alice", "ghost"])
+def test_repeated_failures_back_off_then_recover(db: Store, alice, username: str) -> None:
+    """Three failures start an exponential wait (known and unknown users alike); it expires, never locks."""
+    now = 1_000_000.0
+    for _ in range(2):
+        with pytest.raises(AuthError, match="Incorrect"):
+            auth.attempt_login(db, username, "wrong-pass1", now=now)
+        assert auth.login_wait(db, username, now) == 0
+    with pytest.raises(AuthError, match="Incorrect"):
+        auth.attempt_login(db, username.upper(), "wrong-pass1", now=now)
+    assert auth.login_wait(db, username, now) == pytest.approx(2.0)
+    with pytest.raises(LoginThrottled, match="Wait 1 s") as throttled:  # even the right password waits
+        auth.attempt_login(db, username, PASSWORD, now=now + 1)
+    assert throttled.value.wait_s == pytest.approx(1.0)
+    assert db.login_state(username)[0] == 3  # a refused try is not counted
+    with pytest.raises(AuthError, match="Incorrect"):
+        auth.attempt_login(db, username, "wrong-pass1", now=now + 2.5)
+    assert auth.login_wait(db, username, now + 2.5) == pytest.approx(4.0)
+    if username == "alice":
+        assert auth.attempt_login(db, "alice", PASSWORD, now=now + 7).id == alice.id
+        assert db.login_state("alice") == (0, 0.0)
+    assert auth.login_wait(db, "someone-else", now) == 0  # per username
+
+
+def test_check_callable_decides(db: Store, alice) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def check(username: str, password: str) -> bool:
+        seen.append((username, password))
+        return auth.verify_password(password, db.password_hash(username))
+
+    assert auth.attempt_login(db, " ALICE ", PASSWORD, check=check).id == alice.id
+    assert seen == [("alice", PASSWORD)]
+
+
+def test_credentials_round_trip(db: Store, alice) -> None:
+    credentials = auth.load_credentials(db)
+    entry = credentials["usernames"]["alice"]
+    assert entry == {"name": "Alice Liddell", "email": "alice@example.com", "password": db.password_hash("alice")}
+    assert auth.save_credentials(db, credentials) == 0
+    entry["name"] = "Changed"
+    entry["failed_login_attempts"] = 2  # what the library adds is ignored
+    credentials["usernames"]["carl"] = {
+        "first_name": "Carl",
+        "last_name": "C",
+        "email": "carl@example.com",
+        "password": auth.hash_password("carlpass1"),
+    }
+    assert auth.save_credentials(db, credentials) == 2
+    assert db.get_user_by_username("alice").name == "Changed"
+    assert db.get_user_by_username("carl").name == "Carl C"
+    assert auth.attempt_login(db, "carl", "carlpass1").username == "carl"
+    credentials["usernames"]["dan"] = {"name": "Dan", "email": "dan@example.com", "password": "plain-text1"}
+    with pytest.raises(ValueError, match="non-bcrypt"):
+        auth.save_credentials(db, credentials)
+    assert db.get_user_by_username("dan") is None
+
+
+def test_cookie_key_from_env_then_file_then_generated(tmp_path: Path, monkeypatch) -> None:
+    secrets_path = tmp_path / ".streamlit" / "secrets.toml"
+    monkeypatch.setenv(auth.COOKIE_KEY_ENV, "from-the-environment")
+    assert auth.cookie_key(secrets_path) == "from-the-environment"
+    assert not secrets_path.exists()
+    monkeypatch.delenv(auth.COOKIE_KEY_ENV)
+    key = auth.cookie_key(secrets_path)
+    assert len(key) >= 48
+    assert stat.S_IMODE(secrets_path.stat().st_mode) == 0o600
+    assert tomllib.loads(secrets_path.read_text())["cookie_key"] == key
+    assert auth.cookie_key(secrets_path) == key  # stable once written
+
+
+def test_cookie_key_keeps_other_secrets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(auth.COOKIE_KEY_ENV, raising=False)
+    secrets_path = tmp_path / "secrets.toml"
+    secrets_path.write_text('other = "value"')
+    key = auth.cookie_key(secrets_path)
+    assert tomllib.loads(secrets_path.read_text()) == {"other": "value", "cookie_key": key}
