@@ -1,0 +1,112 @@
+"""Video files end to end: a clip written with PyAV from a real photo -> annotated H.264 mp4 + per-frame results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from emotion import load_image
+from emotion.video import (
+    VideoLoadError,
+    frames_to_csv,
+    h264_encoder,
+    process_video,
+    timeline_rows,
+    write_video,
+    write_y4m,
+)
+
+N_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def clip_frames(photos_dir) -> list[np.ndarray]:
+    """N_FRAMES RGB (240, 320, 3) frames: obama.jpg's face drifting 2 px a frame to the right."""
+    photo = load_image(photos_dir / "obama.jpg")
+    small = cv2.resize(photo, (192, 240), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(N_FRAMES):
+        frame = np.full((240, 320, 3), 80, np.uint8)
+        frame[:, 40 + 2 * i : 232 + 2 * i] = small
+        frames.append(frame)
+    return frames
+
+
+def decode(mp4: bytes) -> tuple[str, list[np.ndarray]]:
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.name, [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+
+
+def test_pyav_ships_an_h264_encoder():
+    assert h264_encoder() in ("libx264", "libopenh264", "h264")
+
+
+@pytest.mark.parametrize("extension", ["mp4", "webm", "avi"])
+def test_process_video_end_to_end(clip_frames, tmp_path, extension):
+    path = write_video(clip_frames, tmp_path / f"clip.{extension}", fps=10)
+    calls: list[tuple[int, int]] = []
+    source = path.read_bytes() if extension == "webm" else path  # bytes (an upload) and paths both work
+    analysis = process_video(source, progress=lambda done, total: calls.append((done, total)))
+    codec, decoded = decode(analysis.mp4)
+    assert codec == "h264" and len(decoded) == N_FRAMES and decoded[0].shape == (240, 320, 3)
+    assert analysis.mp4[4:8] == b"ftyp" and analysis.mp4.find(b"moov") < analysis.mp4.find(b"mdat")  # faststart
+    assert analysis.size == (320, 240) and analysis.fps == pytest.approx(10)
+    assert [c[0] for c in calls] == list(range(1, N_FRAMES + 1)) and all(t >= d for d, t in calls)
+    assert [f["frame"] for f in analysis.frames] == list(range(N_FRAMES))
+    assert analysis.frames[3]["time"] == pytest.approx(0.3, abs=1e-3)
+    detected = [f for f in analysis.frames if f["faces"]]
+    assert len(detected) >= N_FRAMES - 2
+    assert {face["track_id"] for f in detected for face in f["faces"]} == {1}
+    x0 = detected[0]["faces"][0]["box"][0]
+    assert 70 <= x0 <= 130  # the face is in the middle of the pasted photo
+    # The decoded output differs from the input where the box is drawn, not elsewhere far from it.
+    box = analysis.frames[0]["faces"][0]["box"]
+    diff = np.abs(decoded[0].astype(int) - clip_frames[0].astype(int)).max(axis=2)
+    assert diff[box[1] + box[3] // 2, box[0] - 1 : box[0] + 2].max() > 60
+    assert diff[220:, 290:].mean() < 8
+    assert analysis.representative.shape == (240, 320, 3) and analysis.representative_faces
+
+
+def test_csv_json_and_timeline(clip_frames, tmp_path):
+    analysis = process_video(write_video(clip_frames, tmp_path / "clip.mp4", fps=10))
+    rows = list(csv.DictReader(io.StringIO(frames_to_csv(analysis.frames, analysis.labels))))
+    n_faces = sum(len(f["faces"]) for f in analysis.frames)
+    assert len(rows) == n_faces and set(analysis.labels) <= set(rows[0])
+    assert abs(sum(float(rows[0][k]) for k in analysis.labels) - 1) < 1e-3
+    data = json.loads(analysis.to_json())
+    assert len(data["frames"]) == N_FRAMES and data["size"] == [320, 240] and data["model"] == analysis.model
+    timeline = timeline_rows(analysis.frames)
+    assert len(timeline) == n_faces and timeline[0]["track"] == "face 1"
+
+
+def test_max_seconds_cuts_long_clips(clip_frames, tmp_path):
+    analysis = process_video(write_video(clip_frames, tmp_path / "clip.mp4", fps=10), max_seconds=0.45)
+    assert analysis.truncated and len(analysis.frames) == 5
+    assert len(decode(analysis.mp4)[1]) == 5
+
+
+def test_unreadable_videos_raise_a_user_facing_error(tmp_path):
+    with pytest.raises(VideoLoadError, match="not a video"):
+        process_video(b"this is not a video at all" * 100)
+    with pytest.raises(VideoLoadError, match="larger than"):
+        process_video(b"\0" * (50 * 1024 * 1024 + 1))
+
+
+def test_write_y4m_layout(clip_frames, tmp_path):
+    path = write_y4m(clip_frames[:3], tmp_path / "cam.y4m", fps=30)
+    data = path.read_bytes()
+    header, _, rest = data.partition(b"\n")
+    assert header == b"YUV4MPEG2 W320 H240 F30:1 Ip A1:1 C420jpeg"
+    frame_bytes = 320 * 240 * 3 // 2
+    assert len(rest) == 3 * (len(b"FRAME\n") + frame_bytes)
+    y = np.frombuffer(rest[6 : 6 + 320 * 240], np.uint8).reshape(240, 320)
+    # BT.601 studio range, as cameras (and Chromium's fake camera) deliver: Y = 16 + 219/255 x luma.
+    expected = 16 + cv2.cvtColor(clip_frames[0], cv2.COLOR_RGB2GRAY).astype(float) * 219 / 255
+    assert np.abs(y - expected).mean() < 1.5
