@@ -1,0 +1,241 @@
+"""emotion.eda on synthetic data (and, with ../shared, the fast FER2013 reader against the reference one)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion import eda
+from training.data import Split, csv_bytes_for_tests, find_dirty, load_fer2013_csv
+
+
+def _faces(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 48, 48) uint8 smooth random images (distinct dHashes)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 5, 5)).astype(np.float32)
+    return np.stack([np.clip(cv2.resize(s, (48, 48), interpolation=cv2.INTER_CUBIC), 0, 255) for s in small]).astype(
+        np.uint8
+    )
+
+
+def _image_set(thumbs: np.ndarray, y: np.ndarray, split: np.ndarray | None = None) -> eda.ImageSet:
+    n = len(y)
+    split = np.zeros(n, np.int64) if split is None else split
+    return eda.ImageSet(
+        "synthetic", ("a", "b", "c"), ("Training", "PrivateTest"), thumbs, y, split, eda._digests(thumbs),
+        [f"row {i}" for i in range(n)], np.full((n, 2), 48), ["L"] * n,
+    )  # fmt: skip
+
+
+def test_fast_reader_matches_reference_reader(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [
+        (int(rng.integers(0, 7)), rng.integers(0, 256, 2304), u) for u in ("Training", "PublicTest", "PrivateTest") * 4
+    ]
+    csv = tmp_path / "fer.csv"
+    csv.write_bytes(csv_bytes_for_tests(rows))
+    images, labels, split, source_rows, problems = eda.parse_fer2013_csv(csv)
+    reference = load_fer2013_csv(csv)
+    for s, name in enumerate(("Training", "PublicTest", "PrivateTest")):
+        np.testing.assert_array_equal(images[split == s], np.stack(reference.splits[name].images))
+        np.testing.assert_array_equal(labels[split == s], reference.splits[name].labels)
+    assert problems == [] and source_rows.tolist() == list(range(12))
+
+
+def test_fast_reader_skips_malformed_rows(tmp_path):
+    good = np.full(2304, 7)
+    text = csv_bytes_for_tests(
+        [(1, good, "Training"), (9, good, "Training"), (2, good, "Nope"), (3, good, "PrivateTest")]
+    )
+    text += b"4,1 2 3,Training\n5," + b" ".join([b"300"] * 2304) + b",Training\n"
+    csv = tmp_path / "bad.csv"
+    csv.write_bytes(text)
+    images, labels, _split, rows, problems = eda.parse_fer2013_csv(csv)
+    assert labels.tolist() == [1, 3] and rows.tolist() == [0, 3] and len(problems) == 4
+    assert images.dtype == np.uint8 and images.shape == (2, 48, 48) and (images == 7).all()
+
+
+def test_fer_arrays_are_cached_on_disk(tmp_path):
+    csv = tmp_path / "fer.csv"
+    csv.write_bytes(csv_bytes_for_tests([(0, np.arange(2304) % 256, "Training"), (6, np.zeros(2304), "PrivateTest")]))
+    first = eda.load_fer2013_arrays(csv, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("fer2013_*.npz"))) == 1
+    second = eda.load_fer2013_arrays(csv, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.thumbs, second.thumbs)
+    assert second.sources == ["row 2", "row 3"] and second.splits[second.split[1]] == "PrivateTest"
+
+
+def test_class_counts_and_imbalance():
+    y, split = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 0, 1, 0, 0, 1])
+    frame = eda.class_counts(y, split, ("a", "b", "c"), ("Training", "PrivateTest"))
+    train = frame[frame.split == "Training"].set_index("label")
+    assert train["count"].tolist() == [2, 1, 1] and train["percent"].tolist() == [50.0, 25.0, 25.0]
+    assert eda.imbalance_ratio([10, 5, 2]) == 5.0
+    assert eda.imbalance_ratio([3, 0]) == float("inf")
+
+
+def test_mean_std_faces_and_brightness():
+    thumbs = np.stack([np.full((48, 48), v, np.uint8) for v in (10, 30, 200)])
+    thumbs[2, :24] = 0
+    mean, std = eda.mean_std_faces(thumbs, np.array([0, 0, 1]), 3)
+    assert mean.shape == (3, 48, 48) and np.allclose(mean[0], 20) and np.allclose(std[0], 10)
+    assert np.allclose(mean[2], 0) and np.allclose(std[1], 0)
+    brightness, contrast = eda.brightness_contrast(thumbs)
+    np.testing.assert_allclose(brightness, [10, 30, 100], atol=1e-4)
+    np.testing.assert_allclose(contrast, [0, 0, 100], atol=1e-2)
+    hist = eda.histograms(brightness, np.array([0, 0, 1]), 3)
+    assert hist.shape == (3, 32) and hist.sum(axis=1).tolist() == [2, 1, 0]
+
+
+def test_hashes_are_robust_to_small_changes_and_tell_images_apart():
+    faces = _faces(40)
+    noisy = np.clip(faces.astype(int) + np.random.default_rng(2).integers(-3, 4, faces.shape), 0, 255).astype(np.uint8)
+    for hasher in (eda.dhash, eda.phash):
+        a, b = hasher(faces), hasher(noisy)
+        assert a.dtype == np.uint64 and a.shape == (40,)
+        assert np.median(eda.hamming(a, b)) <= 2
+        others = eda.hamming(a[:, None], a[None, :])[np.triu_indices(40, 1)]
+        assert np.median(others) > 20
+
+
+def test_near_duplicate_pairs_match_brute_force():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, 300, dtype=np.uint64)
+    flips = np.uint64(1) << rng.integers(0, 64, 300).astype(np.uint64)
+    hashes = np.concatenate([base, base[:100] ^ flips[:100], base[:50] ^ flips[100:150] ^ flips[150:200]])
+    for threshold in (0, 1, 3, 6):
+        pairs = eda.near_duplicate_pairs(hashes, threshold)
+        dist = eda.hamming(hashes[:, None], hashes[None, :])
+        ii, jj = np.nonzero(np.triu(dist <= threshold, 1))
+        assert {tuple(p) for p in pairs[:, :2].tolist()} == set(zip(ii.tolist(), jj.tolist(), strict=True))
+        assert (pairs[:, 2] == dist[pairs[:, 0], pairs[:, 1]]).all()
+    skip = np.zeros(len(hashes), bool)
+    skip[:100] = True
+    assert not np.isin(eda.near_duplicate_pairs(hashes, 3, skip=skip)[:, :2], np.arange(100)).any()
+
+
+def test_stats_agree_with_find_dirty_and_find_conflicts():
+    faces = _faces(30)
+    thumbs = np.concatenate([faces, faces[:3], np.full((2, 48, 48), 90, np.uint8)])
+    y = np.concatenate([np.arange(30) % 3, [0, 2, 2], [1, 1]])
+    y[0], y[1] = 0, 1  # copies: 30 is face 0 labelled 0 (same), 31 is face 1 labelled 2 (conflict)
+    split = np.zeros(len(y), np.int64)
+    split[32] = 1
+    ds = _image_set(thumbs, y, split)
+    stats = eda.compute_stats(ds)
+    duplicate, blank = find_dirty(Split(list(thumbs), y, ds.sources))
+    assert (stats.blank == blank).all() and blank.sum() == 2
+    later = np.zeros(len(y), bool)
+    for group in stats.exact_groups:
+        later[group[1:]] = True
+    assert (later == duplicate).all()
+    assert [g.tolist() for g in eda.label_conflicts(stats.exact_groups, y)] == [[1, 31]]
+    assert [g.tolist() for g in eda.cross_split(stats.exact_groups, split)] == [[2, 32]]
+    summary = eda.summary(ds, stats)
+    json.dumps(summary)  # JSON-ready
+    assert summary["exact_duplicates"] == {
+        "groups": 4, "redundant_images": 4, "cross_split_groups": 1, "label_conflict_groups": 1,
+    }  # fmt: skip
+    assert summary["class_counts"]["PrivateTest"] == {"a": 0, "b": 0, "c": 1}
+
+
+def test_sample_indices_reproducible_and_within_class():
+    y = np.array([0] * 20 + [1] * 3 + [2] * 10)
+    a, b = eda.sample_indices(y, 3, 5, seed=4), eda.sample_indices(y, 3, 5, seed=4)
+    assert all((p == q).all() for p, q in zip(a, b, strict=True))
+    assert [len(p) for p in a] == [5, 3, 5] and all((y[p] == k).all() for k, p in enumerate(a))
+    assert any((p != q).any() for p, q in zip(a, eda.sample_indices(y, 3, 5, seed=5), strict=True))
+
+
+def _write_folder(root: Path) -> None:
+    rng = np.random.default_rng(5)
+    for label, n in (("anger", 3), ("happy", 2), ("uncertain", 1)):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (60 + 10 * i, 80, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.jpg")
+    Image.fromarray(np.full((30, 30), 128, np.uint8)).save(root / "happy" / "grey.png")
+    (root / "happy" / "broken.jpg").write_bytes(b"not an image")
+    (root / "happy" / "notes.txt").write_text("ignored")
+
+
+def test_scan_folder(tmp_path):
+    _write_folder(tmp_path / "ds")
+    ds = eda.scan_folder(tmp_path / "ds")
+    assert ds.labels == ("angry", "happy", "uncertain") and ds.splits == ("all",)
+    assert len(ds) == 7 and ds.thumbs.shape == (7, 48, 48) and len(ds.problems) == 1
+    assert "broken.jpg" in ds.problems[0]
+    assert sorted({tuple(s) for s in ds.sizes.tolist()})[:2] == [(30, 30), (80, 60)]
+    assert set(ds.modes) == {"RGB", "L"}
+    assert eda.folder_signature(tmp_path / "ds") == eda.folder_signature(tmp_path / "ds")
+    stats = eda.compute_stats(ds)
+    assert stats.mean_faces.shape == (3, 48, 48)
+
+
+def _zip(entries: dict[str, bytes], **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", **kwargs) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_safe_extract_zip(tmp_path):
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png, format="PNG")
+    data = _zip({"set/happy/a.png": png.getvalue(), "set/sad/b.png": png.getvalue(), "set/readme.md": b"x",
+                 "__MACOSX/set/._a.png": b"junk"})  # fmt: skip
+    assert eda.safe_extract_zip(data, tmp_path / "out") == 2
+    assert eda.dataset_root(tmp_path / "out") == tmp_path / "out" / "set"
+    assert not (tmp_path / "out" / "set" / "readme.md").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "c:/evil.png"])
+def test_zip_path_traversal_rejected(tmp_path, name):
+    with pytest.raises(eda.UnsafeArchiveError):
+        eda.safe_extract_zip(_zip({name: b"x"}), tmp_path / "out")
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_zip_bomb_and_links_rejected(tmp_path):
+    bomb = _zip({"happy/a.png": b"\0" * (50 * 2**20)}, compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(eda.UnsafeArchiveError, match="zip bomb"):
+        eda.safe_extract_zip(bomb, tmp_path / "out")
+    info = zipfile.ZipInfo("happy/link.png")
+    info.external_attr = 0o120777 << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, "/etc/passwd")
+    with pytest.raises(eda.UnsafeArchiveError, match="link"):
+        eda.safe_extract_zip(buffer.getvalue(), tmp_path / "out2")
+    with pytest.raises(eda.UnsafeArchiveError, match="not a zip"):
+        eda.safe_extract_zip(b"plain bytes", tmp_path / "out3")
+
+
+def test_derived_data_shipped_and_consistent():
+    derived = eda.read_derived()
+    assert derived is not None, "data/derived is missing: run python -m emotion.eda --derive"
+    summary, mean, std = derived
+    assert summary["images"] == sum(sum(c.values()) for c in summary["class_counts"].values())
+    assert mean.shape == std.shape == (len(summary["labels"]), 48, 48)
+    assert summary["class_counts"]["Training"]["disgust"] == 436  # as in the dataset's README
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_fer2013_real_file(fer2013_csv, tmp_path):
+    ds = eda.load_fer2013_arrays(fer2013_csv, cache_dir=tmp_path)
+    assert len(ds) == 35887 and ds.problems == []
+    counts = np.bincount(ds.y[ds.split == 0], minlength=7).tolist()
+    assert counts == [3995, 436, 4097, 7215, 4830, 3171, 4965]
+    summary = eda.summary(ds, eda.compute_stats(ds))
+    shipped, _, _ = eda.read_derived()
+    for key in ("class_counts", "exact_duplicates", "near_duplicates", "blank", "brightness_hist"):
+        assert summary[key] == shipped[key]
