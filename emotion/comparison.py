@@ -1,0 +1,275 @@
+"""Model comparison: the table of registered models, per-class F1, confusion matrices, the Pareto
+front of accuracy against latency, training curves, the most confident mistakes and published
+results. Reads each model's metrics.json / history.json (format in docs/CONTRACTS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from emotion.labels import canonical_label
+from emotion.preprocess import preprocess_batch
+from emotion.registry import EmotionModel, ModelInfo
+
+NOT_EVALUATED = "not evaluated"
+# Column -> True when higher is better (False: lower is better). Percentages are 0..100.
+SCORE_COLUMNS: dict[str, bool] = {
+    "Accuracy %": True,
+    "Macro-F1 %": True,
+    "Accuracy TTA %": True,
+    "Macro-F1 TTA %": True,
+    "PublicTest acc. %": True,
+    "Parameters": False,
+    "Size MB": False,
+    "Latency ms/face": False,
+    "Latency TTA ms/face": False,
+}
+HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: bold"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A result from the literature (or the project brief) to place our models beside."""
+
+    name: str
+    accuracy_low: float  # percent on FER2013 PrivateTest
+    accuracy_high: float
+    note: str
+
+
+PUBLISHED: tuple[Published, ...] = (
+    Published("mini-Xception (`fer` package)", 58.2, 58.2, "on this PrivateTest copy, per the project brief"),
+    Published(
+        "mini-Xception (`fer` package) + flip TTA", 59.5, 59.5, "on this PrivateTest copy, per the project brief"
+    ),
+    Published("Kaggle 2013 winner (Tang, SVM-loss CNN)", 71.2, 71.2, "competition private leaderboard"),
+    Published("Best published single CNNs, FER2013 only", 73.0, 74.0, "range reported in the literature"),
+    Published("Seven-model ensemble", 76.8, 76.8, "best published ensemble on FER2013"),
+)
+
+
+def _pct(value: object) -> float:
+    return 100.0 * float(value) if isinstance(value, int | float) else np.nan
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else np.nan
+
+
+def _parameters(info: ModelInfo, by_name: dict[str, ModelInfo]) -> float:
+    """Parameter count from metrics.json, else the manifest; a committee sums its members."""
+    value = info.metrics.get("parameters", info.manifest.get("parameters"))
+    if value is None and info.kind == "committee" and info.members:
+        parts = [_parameters(by_name[m], by_name) for m in info.members if m in by_name]
+        value = sum(parts) if len(parts) == len(info.members) else None
+    return _num(value)
+
+
+def _size_mb(info: ModelInfo, by_name: dict[str, ModelInfo]) -> float:
+    """Serving-file size in MB from metrics.json, else measured on disk; a committee sums its members."""
+    size = info.metrics.get("file_size_bytes")
+    if size is None and info.kind != "committee" and (info.folder / info.serving_file).is_file():
+        size = (info.folder / info.serving_file).stat().st_size
+    if size is None and info.kind == "committee" and info.members:
+        parts = [_size_mb(by_name[m], by_name) for m in info.members if m in by_name]
+        return float(sum(parts)) if len(parts) == len(info.members) else np.nan
+    return _num(size) / 1e6
+
+
+def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """One row per model, indexed by name: kind, classes, the SCORE_COLUMNS (NaN when not measured)
+    and "Evaluated" (the evaluation date, or NOT_EVALUATED)."""
+    by_name = {m.name: m for m in models}
+    rows = []
+    for info in models:
+        metrics = info.metrics
+        rows.append(
+            {
+                "Model": info.name,
+                "Kind": info.kind,
+                "Classes": len(info.labels),
+                "Accuracy %": _pct(metrics.get("accuracy")),
+                "Macro-F1 %": _pct(metrics.get("macro_f1")),
+                "Accuracy TTA %": _pct(metrics.get("accuracy_tta")),
+                "Macro-F1 TTA %": _pct(metrics.get("macro_f1_tta")),
+                "PublicTest acc. %": _pct(metrics.get("public_test", {}).get("accuracy")),
+                "Parameters": _parameters(info, by_name),
+                "Size MB": _size_mb(info, by_name),
+                "Latency ms/face": _num(metrics.get("latency_ms_per_face")),
+                "Latency TTA ms/face": _num(metrics.get("latency_ms_per_face_tta")),
+                "Test images": _num(metrics.get("n")),
+                "Evaluated": str(metrics.get("evaluated_at", ""))[:16].replace("T", " ") or NOT_EVALUATED,
+            }
+        )
+    columns = ["Model", "Kind", "Classes", *SCORE_COLUMNS, "Test images", "Evaluated"]
+    return pd.DataFrame(rows, columns=columns).set_index("Model")
+
+
+def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
+    """For each SCORE_COLUMN with a value, the model(s) holding the best one (ties all win)."""
+    best = {}
+    for column, higher in SCORE_COLUMNS.items():
+        values = table[column].dropna()
+        if len(values):
+            target = values.max() if higher else values.min()
+            best[column] = values.index[values == target].tolist()
+    return best
+
+
+def styled_table(table: pd.DataFrame) -> Styler:
+    """The model table with the best value of each column highlighted and gaps shown as NOT_EVALUATED."""
+    best = best_rows(table)
+
+    def highlight(column: pd.Series) -> list[str]:
+        winners = best.get(column.name, [])
+        return [HIGHLIGHT if name in winners else "" for name in column.index]
+
+    formats = {c: "{:.1f}" for c in SCORE_COLUMNS if c.endswith("%")}
+    formats |= {"Parameters": "{:,.0f}", "Size MB": "{:.2f}", "Latency ms/face": "{:.2f}",
+                "Latency TTA ms/face": "{:.2f}", "Test images": "{:,.0f}"}  # fmt: skip
+    return table.style.apply(highlight, subset=list(SCORE_COLUMNS)).format(formats, na_rep=NOT_EVALUATED)
+
+
+def per_class_f1(models: Sequence[ModelInfo], tta: bool = False) -> pd.DataFrame:
+    """Long frame (model, label, f1 %, support) from each evaluated model's per-class metrics."""
+    key = "per_class_tta" if tta else "per_class"
+    rows = [
+        (info.name, label, _pct(values.get("f1")), _num(values.get("support")))
+        for info in models
+        for label, values in info.metrics.get(key, {}).items()
+    ]
+    return pd.DataFrame(rows, columns=["model", "label", "f1", "support"])
+
+
+def confusion(metrics: dict, tta: bool = False, normalise: bool = False) -> tuple[np.ndarray, list[str]] | None:
+    """(K, K) confusion matrix (rows true, columns predicted) and labels; row-normalised to
+    percentages with normalise=True (an empty row stays 0). None when the metrics have none."""
+    matrix = metrics.get("confusion_matrix_tta" if tta else "confusion_matrix")
+    labels = metrics.get("labels")
+    if not matrix or not labels:
+        return None
+    counts = np.asarray(matrix, dtype=np.float64)
+    if normalise:
+        totals = counts.sum(axis=1, keepdims=True)
+        counts = np.divide(100.0 * counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return counts, list(labels)
+
+
+def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """(N,) latencies (lower better) and accuracies (higher better) -> (N,) bool: True for points no
+    other point dominates (as fast or faster and as accurate or more, strictly better in one).
+    NaN points are never on the front."""
+    latency, accuracy = np.asarray(latency, float), np.asarray(accuracy, float)
+    valid = ~(np.isnan(latency) | np.isnan(accuracy))
+    front = np.zeros(len(latency), bool)
+    for i in np.flatnonzero(valid):
+        others = valid.copy()
+        others[i] = False
+        better_eq = (latency <= latency[i]) & (accuracy >= accuracy[i])
+        strictly = (latency < latency[i]) | (accuracy > accuracy[i])
+        front[i] = not (others & better_eq & strictly).any()
+    return front
+
+
+def history_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """Long frame (model, epoch, metric, value) of every model's history.json curves."""
+    rows = []
+    for info in models:
+        for metric, values in info.history.get("history", {}).items():
+            rows += [(info.name, epoch + 1, metric, float(v)) for epoch, v in enumerate(values) if v is not None]
+    return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value"])
+
+
+def _range(p: Published) -> str:
+    return (
+        f"{p.accuracy_low:.1f}" if p.accuracy_low == p.accuracy_high else f"{p.accuracy_low:.0f}–{p.accuracy_high:.0f}"
+    )
+
+
+def published_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """Published results (quoted) and our evaluated models (measured here), by accuracy, highest first."""
+    rows = [
+        {
+            "Result": p.name,
+            "Accuracy %": p.accuracy_low,
+            "Range": f"{p.accuracy_low:.1f}"
+            if p.accuracy_low == p.accuracy_high
+            else f"{p.accuracy_low:.0f}–{p.accuracy_high:.0f}",
+            "Source": "quoted",
+            "Note": p.note,
+        }
+        for p in PUBLISHED
+    ]
+    for info in models:
+        metrics = info.metrics
+        for suffix, key in (("", "accuracy"), (" + flip TTA", "accuracy_tta")):
+            if isinstance(metrics.get(key), int | float):
+                value = 100.0 * metrics[key]
+                rows.append(
+                    {
+                        "Result": f"ours: {info.name}{suffix}",
+                        "Accuracy %": value,
+                        "Range": f"{value:.1f}",
+                        "Source": "measured here",
+                        "Note": f"{metrics.get('split', 'PrivateTest')}, n={metrics.get('n', '?')}",
+                    }
+                )
+    return pd.DataFrame(rows).sort_values("Accuracy %", ascending=False, ignore_index=True)
+
+
+# ------------------------------------------------------------------------- confident mistakes
+
+
+def label_index_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> np.ndarray | None:
+    """(K_data,) index of each dataset label in the model's labels (canonical names), or None when
+    the model lacks one of them."""
+    canon = [canonical_label(x) for x in model_labels]
+    try:
+        return np.array([canon.index(canonical_label(x)) for x in data_labels], np.int64)
+    except ValueError:
+        return None
+
+
+def predict_images(
+    model: EmotionModel,
+    images: np.ndarray | Sequence[np.ndarray],
+    batch_size: int = 256,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Images (N, H, W) uint8 grey (or any crops) -> (N, K) probabilities, through the shared
+    preprocessing (emotion.preprocess.preprocess_batch) and model.predict_inputs, in batches."""
+    size, channels = model.info.input_size, model.info.channels
+    out = []
+    for start in range(0, len(images), batch_size):
+        inputs = preprocess_batch(images[start : start + batch_size], size, channels)
+        out.append(model.predict_inputs(inputs))
+        if progress:
+            progress(min(1.0, (start + batch_size) / len(images)))
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
+
+
+def confident_mistakes(probs: np.ndarray, y_true: np.ndarray, per_class: int = 8) -> dict[int, np.ndarray]:
+    """(N, K) probabilities and (N,) true labels (model indices) -> {true class: indices of the
+    wrongly predicted images, most confident first, at most per_class}."""
+    predicted = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    out = {}
+    for k in range(probs.shape[1]):
+        wrong = np.flatnonzero((y_true == k) & (predicted != k))
+        out[k] = wrong[np.argsort(-confidence[wrong], kind="stable")][:per_class]
+    return out
+
+
+def models_signature(models: Sequence[ModelInfo]) -> tuple[tuple[str, float], ...]:
+    """(name, latest mtime of its json files) per model: a cache key that changes when one is re-evaluated."""
+
+    def mtime(folder: Path) -> float:
+        return max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0)
+
+    return tuple((m.name, mtime(m.folder)) for m in models)

@@ -1,0 +1,161 @@
+"""emotion.comparison on a temporary models folder with well-formed manifest/metrics/history files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion import comparison
+from emotion.labels import FER2013_LABELS
+from emotion.registry import list_models, load
+
+LABELS = list(FER2013_LABELS)
+
+
+def _metrics(name: str, accuracy: float, latency: float, seed: int) -> dict:
+    """A metrics.json in the CONTRACTS.md format, built from a random confusion matrix."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.integers(0, 20, (7, 7)) + np.diag(rng.integers(50, 150, 7))
+
+    def block(m: np.ndarray) -> dict:
+        recall = np.diag(m) / m.sum(axis=1)
+        precision = np.diag(m) / m.sum(axis=0)
+        f1 = 2 * precision * recall / (precision + recall)
+        return {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for lab, p, r, f, s in zip(LABELS, precision, recall, f1, m.sum(axis=1), strict=True)}  # fmt: skip
+
+    per_class = block(matrix)
+    return {
+        "model": name, "split": "PrivateTest", "dataset": "fer2013", "n": int(matrix.sum()), "labels": LABELS,
+        "accuracy": accuracy, "macro_f1": accuracy - 0.05, "accuracy_tta": accuracy + 0.01,
+        "macro_f1_tta": accuracy - 0.04, "per_class": per_class, "per_class_tta": per_class,
+        "confusion_matrix": matrix.tolist(), "confusion_matrix_tta": matrix.tolist(),
+        "public_test": {"accuracy": accuracy - 0.01, "macro_f1": accuracy - 0.06}, "parameters": 1000 * seed,
+        "file_size_bytes": 500_000 * seed, "latency_ms_per_face": latency, "latency_ms_per_face_tta": 2 * latency,
+        "keras_latency_ms_per_face": 30.0, "runtime": "LiteRT", "evaluated_at": "2026-11-21T06:00:00+00:00",
+    }  # fmt: skip
+
+
+def _history(epochs: int, top: float) -> dict:
+    accuracy = np.linspace(0.2, top, epochs).tolist()
+    return {"epoch": epochs, "best_val_accuracy": top - 0.02, "best_epoch": epochs - 1,
+            "history": {"accuracy": accuracy, "loss": [2.0 - a for a in accuracy],
+                        "val_accuracy": [a - 0.02 for a in accuracy], "val_loss": [2.1 - a for a in accuracy],
+                        "lr": [0.001] * epochs}}  # fmt: skip
+
+
+def write_models(root: Path) -> Path:
+    """models/: alpha and beta (evaluated, with history), gamma (manifest only, not evaluated) and a
+    committee of alpha and beta (evaluated, no history). No serving files: for tables and charts only."""
+    specs = {"alpha": (0.66, 1.5, 1), "beta": (0.61, 0.4, 2), "gamma": None, "committee": (0.69, 2.1, 3)}
+    for name, spec in specs.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        manifest = {"name": name, "labels": LABELS, "kind": "single", "metrics_file": "metrics.json",
+                    "history_file": "history.json", "parameters": 1234}  # fmt: skip
+        if name == "committee":
+            manifest |= {"kind": "committee", "members": ["alpha", "beta"], "history_file": None}
+            manifest.pop("parameters")
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        if spec is not None:
+            (folder / "metrics.json").write_text(json.dumps(_metrics(name, *spec)))
+            if name != "committee":
+                (folder / "history.json").write_text(json.dumps(_history(5 + spec[2], spec[0])))
+    return root
+
+
+@pytest.fixture
+def models(tmp_path):
+    return list_models(write_models(tmp_path / "models"))
+
+
+def test_table_lists_every_model_and_marks_unevaluated(models):
+    table = comparison.model_table(models)
+    assert list(table.index) == ["alpha", "beta", "committee", "gamma"]
+    assert table.loc["alpha", "Accuracy %"] == pytest.approx(66.0)
+    assert table.loc["committee", "Kind"] == "committee"
+    assert np.isnan(table.loc["gamma", "Accuracy %"]) and table.loc["gamma", "Evaluated"] == comparison.NOT_EVALUATED
+    assert table.loc["gamma", "Parameters"] == 1234  # from the manifest
+    assert table.loc["beta", "Size MB"] == pytest.approx(1.0)
+
+
+def test_best_values_highlighted(models):
+    table = comparison.model_table(models)
+    best = comparison.best_rows(table)
+    assert best["Accuracy %"] == ["committee"] and best["Latency ms/face"] == ["beta"]
+    assert best["Parameters"] == ["alpha"]  # 1000 < 1234 (gamma's manifest) < 2000 < 3000
+    html = comparison.styled_table(table).to_html()
+    assert comparison.NOT_EVALUATED in html and "font-weight: bold" in html
+
+
+def test_empty_registry_gives_empty_frames():
+    assert comparison.model_table([]).empty
+    assert comparison.per_class_f1([]).empty and comparison.history_frame([]).empty
+    frame = comparison.published_table([])
+    assert set(frame.Source) == {"quoted"} and len(frame) == len(comparison.PUBLISHED)
+
+
+def test_per_class_and_confusion(models):
+    frame = comparison.per_class_f1(models)
+    assert set(frame.model) == {"alpha", "beta", "committee"} and len(frame) == 21
+    assert frame.f1.between(0, 100).all()
+    counts, labels = comparison.confusion(models[0].metrics)
+    assert labels == LABELS and counts.shape == (7, 7)
+    percent, _ = comparison.confusion(models[0].metrics, normalise=True)
+    np.testing.assert_allclose(percent.sum(axis=1), 100.0)
+    assert comparison.confusion({}) is None
+    empty_row = comparison.confusion({"labels": ["a", "b"], "confusion_matrix": [[0, 0], [1, 3]]}, normalise=True)[0]
+    assert empty_row.tolist() == [[0.0, 0.0], [25.0, 75.0]]
+
+
+def test_pareto_front():
+    latency = np.array([1.0, 2.0, 3.0, 2.5, np.nan, 1.0])
+    accuracy = np.array([60.0, 65.0, 70.0, 64.0, 90.0, 59.0])
+    assert comparison.pareto_front(latency, accuracy).tolist() == [True, True, True, False, False, False]
+    assert comparison.pareto_front(np.array([1.0, 1.0]), np.array([5.0, 5.0])).tolist() == [True, True]
+
+
+def test_history_and_published(models):
+    frame = comparison.history_frame(models)
+    assert set(frame.model) == {"alpha", "beta"} and frame.epoch.min() == 1
+    assert frame[(frame.model == "beta") & (frame.metric == "accuracy")].epoch.max() == 7
+    published = comparison.published_table(models)
+    ours = published[published.Source == "measured here"]
+    assert set(ours.Result) >= {"ours: committee", "ours: alpha + flip TTA"} and len(ours) == 6
+    assert published["Accuracy %"].is_monotonic_decreasing
+    quoted = published.set_index("Result")
+    assert quoted.loc["mini-Xception (`fer` package)", "Accuracy %"] == 58.2
+    assert quoted.loc["Best published single CNNs, FER2013 only", "Range"] == "73–74"
+
+
+def test_confident_mistakes():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
+    y_true = np.array([0, 0, 0, 0, 1])
+    mistakes = comparison.confident_mistakes(probs, y_true, per_class=2)
+    assert mistakes[0].tolist() == [3, 1] and mistakes[1].tolist() == [4]
+    assert comparison.label_index_map(["happy", "anger"], ["angry", "happy"]).tolist() == [1, 0]
+    assert comparison.label_index_map(["happy"], ["angry", "happy"]) is None
+
+
+@pytest.mark.slow
+def test_predict_images_with_a_real_tflite_model(tmp_path):
+    keras = pytest.importorskip("keras")
+    from training.export import to_tflite
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(to_tflite(keras.Model(inputs, outputs), quantize=False))
+    (folder / "manifest.json").write_text(json.dumps({"name": "tiny", "labels": LABELS}))
+    model = load("tiny", models_dir=tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (300, 48, 48), dtype=np.uint8)
+    seen = []
+    probs = comparison.predict_images(model, images, batch_size=128, progress=seen.append)
+    assert probs.shape == (300, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert seen[-1] == 1.0 and len(seen) == 3
+    np.testing.assert_allclose(probs[:5], model.predict_faces(list(images[:5])), atol=1e-5)
