@@ -461,3 +461,24 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
     )
     doc.build(story)
     return buffer.getvalue()
+
+
+def stored_reports(store: Any, user_id: int, analysis_id: int, username: str) -> tuple[dict, bytes] | None:
+    """(JSON report, PDF bytes) of a saved analysis from an emotion.store.Store, or None when it is not
+    this user's. The PDF shows the saved annotated image (a grey placeholder when it has none)."""
+    from emotion.imageio import ImageLoadError, load_image
+
+    analysis = store.get_analysis(user_id, analysis_id)
+    if analysis is None:
+        return None
+    report = report_for_analysis(analysis, username)
+    png = store.read_image(user_id, analysis_id)
+    try:
+        image = load_image(png, name="the saved image") if png else None
+    except ImageLoadError:
+        image = None
+    if image is None:
+        width, height = report["image"]["width"] or 640, report["image"]["height"] or 480
+        scale = min(1.0, 800 / max(width, height))  # same aspect, few pixels
+        image = np.full((max(1, round(height * scale)), max(1, round(width * scale)), 3), 235, np.uint8)
+    return report, pdf_report(report, image)

@@ -1,0 +1,207 @@
+"""The user's past analyses, newest first: filters, emotions over time, thumbnails, PDF/JSON
+re-downloads and deletion (with a confirmation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+import emotion
+from emotion import reports
+from emotion.labels import DEFAULT_LABELS
+from pages.common import require_user, store
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 20
+CONFIRM_KEY = "history_confirm_delete"  # session_state: id of the analysis awaiting confirmation
+THUMBS_KEY = "history_thumbnails"  # session_state: {analysis id: thumbnail PNG}
+FLASH_KEY = "history_flash"  # session_state: a message for the next run (after a delete)
+SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
+
+
+def _rgb_css(label: str) -> str:
+    r, g, b = emotion.color_for(label)
+    return f"rgb({r},{g},{b})"
+
+
+def _utc_time(iso: str) -> str:
+    """An ISO-8601 UTC time as 'YYYY-MM-DD HH:MM UTC'."""
+    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
+    """A PNG thumbnail (at most 240 px) of the saved annotated image, kept for the session."""
+    thumbs = st.session_state.setdefault(THUMBS_KEY, {})
+    if analysis_id not in thumbs:
+        png = the_store.read_image(user_id, analysis_id)
+        thumb = None
+        if png:
+            picture = Image.open(io.BytesIO(png))
+            picture.thumbnail((240, 240))
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            thumb = buffer.getvalue()
+        thumbs[analysis_id] = thumb
+    return thumbs[analysis_id]
+
+
+def emotions_over_time(analyses: list) -> go.Figure:
+    """Stacked bars: faces per day per top emotion, over the listed analyses."""
+    rows = [
+        {"day": dt.datetime.fromisoformat(a.created_at).date(), "label": face["label"]}
+        for a in analyses
+        for face in a.faces
+    ]
+    frame = pd.DataFrame(rows, columns=["day", "label"])
+    counts = frame.groupby(["day", "label"]).size().unstack(fill_value=0) if len(frame) else pd.DataFrame()
+    figure = go.Figure()
+    for label in counts.columns:
+        figure.add_trace(
+            go.Bar(x=list(counts.index), y=counts[label].tolist(), name=label, marker_color=_rgb_css(label))
+        )
+    figure.update_layout(
+        barmode="stack",
+        height=320,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"title": "day", "type": "date"},
+        yaxis={"title": "faces", "rangemode": "nonnegative"},
+        legend={"title": "emotion"},
+    )
+    return figure
+
+
+def _face_summary(faces: list[dict]) -> str:
+    if not faces:
+        return "no face"
+    return ", ".join(f"{f['label']} {f['confidence']:.0%}" for f in faces[:6]) + (" …" if len(faces) > 6 else "")
+
+
+def _filters(labels: list[str], first_day: dt.date) -> dict:
+    """Date range, emotion and source widgets -> keyword arguments of Store.list_analyses."""
+    left, middle, right = st.columns([2, 1, 1])
+    today = dt.datetime.now(dt.UTC).date()
+    dates = left.date_input("Dates (UTC)", value=(min(first_day, today), today), key="history_dates")
+    label = middle.selectbox("Emotion", ["any", *labels], key="history_label")
+    source = right.selectbox(
+        "Source", ["any", *SOURCE_NAMES], format_func=lambda s: SOURCE_NAMES.get(s, s), key="history_source"
+    )
+    since, until = (dates[0], dates[-1]) if isinstance(dates, tuple) and dates else (None, None)
+    return {
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "label": None if label == "any" else label,
+        "source": None if source == "any" else source,
+    }
+
+
+def _delete_controls(the_store, user, analysis) -> None:
+    """A Delete button, then a confirmation that removes the row and its files."""
+    if st.session_state.get(CONFIRM_KEY) != analysis.id:
+        if st.button("Delete", key=f"history_delete_{analysis.id}"):
+            st.session_state[CONFIRM_KEY] = analysis.id
+            st.rerun()
+        return
+    st.warning("Delete this analysis and its saved image for good?")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete", type="primary", key=f"history_confirm_{analysis.id}"):
+        st.session_state.pop(CONFIRM_KEY, None)
+        deleted = the_store.delete_analysis(user.id, analysis.id)
+        st.session_state.get(THUMBS_KEY, {}).pop(analysis.id, None)
+        st.session_state[FLASH_KEY] = f"Analysis #{analysis.id} " + ("deleted." if deleted else "was already gone.")
+        st.rerun()
+    if no.button("Cancel", key=f"history_cancel_{analysis.id}"):
+        st.session_state.pop(CONFIRM_KEY, None)
+        st.rerun()
+
+
+def _downloads(the_store, user, analysis) -> None:
+    """PDF and JSON, built only when clicked (deferred downloads run outside the script)."""
+
+    def pdf() -> bytes:
+        made = reports.stored_reports(the_store, user.id, analysis.id, user.username)
+        return made[1] if made else b""
+
+    def document() -> bytes:
+        report = reports.report_for_analysis(analysis, user.username)
+        return json.dumps(report, indent=2, ensure_ascii=False).encode()
+
+    named = {"source": analysis.source, "analysis_id": analysis.id, "created_at": analysis.created_at}
+    left, right = st.columns(2)
+    left.download_button(
+        "PDF",
+        pdf,
+        file_name=reports.report_filename(named, "pdf"),
+        mime="application/pdf",
+        key=f"history_pdf_{analysis.id}",
+        on_click="ignore",
+    )
+    right.download_button(
+        "JSON",
+        document,
+        file_name=reports.report_filename(named, "json"),
+        mime="application/json",
+        key=f"history_json_{analysis.id}",
+        on_click="ignore",
+    )
+
+
+def _entry(the_store, user, analysis) -> None:
+    with st.container(border=True):
+        picture, text, actions = st.columns([1, 2, 1])
+        thumb = _thumbnail(the_store, user.id, analysis.id) if analysis.has_image else None
+        if thumb:
+            picture.image(thumb, width="stretch")
+        else:
+            picture.caption("no image saved")
+        with text:
+            st.markdown(f"**{analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, '')}**")
+            st.caption(
+                f"#{analysis.id} · {_utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
+                f" · model {analysis.model} · detector {analysis.detector}"
+            )
+            count = len(analysis.faces)
+            st.text(f"{count} face{'s' if count != 1 else ''}: {_face_summary(analysis.faces)}")
+        with actions:
+            _downloads(the_store, user, analysis)
+            _delete_controls(the_store, user, analysis)
+
+
+def main() -> None:
+    user = require_user()
+    the_store = store()
+    st.title("History")
+    if FLASH_KEY in st.session_state:
+        st.success(st.session_state.pop(FLASH_KEY))
+    counts = the_store.count_analyses(user.id)
+    columns = st.columns(4)
+    for column, key in zip(columns, ("total", "photo", "snapshot", "video"), strict=True):
+        column.metric("All analyses" if key == "total" else SOURCE_NAMES[key] + "s", counts[key])
+    labels = sorted({label for m in emotion.list_models() for label in m.labels} | set(DEFAULT_LABELS))
+    everything = the_store.list_analyses(user.id)
+    if not everything:
+        st.info("Your history is empty. Classify a photo to start it.")
+        return
+    query = _filters(labels, dt.datetime.fromisoformat(everything[-1].created_at).date())
+    analyses = the_store.list_analyses(user.id, **query)
+    if not analyses:
+        st.info("No analysis matches these filters.")
+        return
+    st.markdown("**Your emotions over time** (faces per day, by top emotion)")
+    st.plotly_chart(emotions_over_time(analyses), key="history_chart")
+    shown = st.session_state.setdefault("history_shown", PAGE_SIZE)
+    st.caption(f"{len(analyses)} analyses match; newest first.")
+    for analysis in analyses[:shown]:
+        _entry(the_store, user, analysis)
+    if len(analyses) > shown and st.button("Show more", key="history_more"):
+        st.session_state["history_shown"] = shown + PAGE_SIZE
+        st.rerun()
+
+
+main()

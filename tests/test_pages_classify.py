@@ -1,0 +1,227 @@
+"""AppTest of the classify and history pages: real uploads of ../shared/photos, a bad file, an image with
+no face, the camera, downloads, the saved-analysis counter, Grad-CAM, history filters and deletion."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import bcrypt
+import numpy as np
+import pypdf
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from emotion import reports
+from emotion.store import get_store
+
+pytestmark = pytest.mark.shared
+TIMEOUT = 180  # seconds per script run: the first Grad-CAM run loads TensorFlow on a busy CPU
+PAGES = Path(__file__).parent.parent / "pages"
+MIME = {".jpg": "image/jpeg", ".png": "image/png"}
+# Faces the default (Haar) detector finds in each photo; the README of ../shared/photos lists what is in them.
+EXPECTED_FACES = {
+    "32bit.png": 1,
+    "biden.jpg": 1,
+    "obama-1080p.jpg": 1,
+    "obama-240p.jpg": 1,
+    "obama.jpg": 1,
+    "obama2.jpg": 1,
+    "obama_partial_face.jpg": 1,
+    "two_people.jpg": 2,
+    "obama_and_biden.jpg": 2,
+}
+
+
+@pytest.fixture
+def user(isolated_store):
+    password = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(rounds=4)).decode()
+    return get_store().create_user("alice", "Alice", "alice@example.com", password)
+
+
+def _page(path: str, user) -> AppTest:
+    at = AppTest.from_file(str(PAGES / path), default_timeout=TIMEOUT)
+    at.session_state["user"] = user
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
+    at.file_uploader(key="classify_upload").set_value((name, data, mime))
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _counter(at: AppTest) -> int:
+    return int(at.metric[0].value)
+
+
+def _texts(at: AppTest) -> str:
+    parts = [
+        e.value for kind in ("subheader", "markdown", "caption", "success", "warning", "error") for e in at.get(kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FACES))
+def test_upload_each_photo(photos_dir, user, name):
+    at = _page("classify.py", user)
+    assert _counter(at) == 0
+    _upload(at, name, (photos_dir / name).read_bytes(), MIME[name[-4:]])
+    faces = EXPECTED_FACES[name]
+    assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
+    assert len(at.get("plotly_chart")) == faces + 1  # one bar chart per face and the circumplex
+    assert [b.label for b in at.get("download_button")] == ["Download PDF report", "Download JSON"]
+    assert _counter(at) == 1
+    result = at.session_state["classify_result"]
+    report = result["report"]
+    assert reports.schema_errors(report) == []
+    assert report["image"]["original_name"] == name and report["user"] == "alice" and report["source"] == "photo"
+    assert report["face_count"] == faces and report["analysis_id"] > 0
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(result["pdf"])).pages)
+    for face in report["faces"]:
+        assert face["label"] in text and f"{face['confidence']:.1%}" in text
+    saved = get_store().list_analyses(user.id)
+    assert [a.id for a in saved] == [report["analysis_id"]] and len(saved[0].faces) == faces
+
+
+def test_result_survives_reruns_and_counter_goes_up(photos_dir, user):
+    at = _page("classify.py", user)
+    _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
+    first = at.session_state["classify_result"]["report"]["analysis_id"]
+    at.text_input(key="classify_title").input("Second <b>try</b>")
+    at.run()  # an unrelated rerun: the result and its downloads stay
+    assert len(at.get("download_button")) == 2 and "2 faces found" in _texts(at)
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert _counter(at) == 2
+    report = at.session_state["classify_result"]["report"]
+    assert report["analysis_id"] != first and report["title"] == "Second <b>try</b>"
+    assert get_store().get_analysis(user.id, report["analysis_id"]).title == "Second <b>try</b>"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("notes.jpg", b"this is not an image at all"), ("empty.png", b""), ("cut.jpg", None)],
+)
+def test_bad_file_gives_a_message_not_a_traceback(photos_dir, user, name, data):
+    if data is None:  # a real JPEG cut in half
+        whole = (photos_dir / "obama.jpg").read_bytes()
+        data = whole[: len(whole) // 3]
+    at = _page("classify.py", user)
+    at.file_uploader(key="classify_upload").set_value((name, data, "image/jpeg"))
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "cannot be analysed" in at.error[0].value and name in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    assert not at.get("download_button") and _counter(at) == 0
+
+
+def test_no_face_offers_whole_image(user):
+    rng = np.random.default_rng(0)
+    texture = (rng.random((200, 300, 3)) * 60 + np.linspace(80, 200, 300)[None, :, None]).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(texture).save(buffer, format="PNG")
+    at = _page("classify.py", user)
+    _upload(at, "wall.png", buffer.getvalue(), "image/png")
+    assert "No face was found" in _texts(at)
+    assert not at.get("download_button") and _counter(at) == 0
+    at.button(key="classify_whole").click()
+    at.run()
+    assert not at.exception
+    assert "1 face found" in _texts(at) and _counter(at) == 1
+    report = at.session_state["classify_result"]["report"]
+    assert report["detector"] == "none" and report["faces"][0]["box"] == [0, 0, 300, 200]
+
+
+def test_camera_snapshot(photos_dir, user):
+    at = _page("classify.py", user)
+    at.radio(key="classify_mode").set_value("Take a picture")
+    at.run()
+    at.camera_input(key="classify_camera").upload("photo.jpg", (photos_dir / "obama.jpg").read_bytes())
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.exception
+    assert "1 face found" in _texts(at)
+    assert at.session_state["classify_result"]["report"]["source"] == "snapshot"
+    assert get_store().count_analyses(user.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
+
+
+@pytest.mark.slow
+def test_gradcam_toggle_shows_overlay(photos_dir, user):
+    at = _page("classify.py", user)
+    _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
+    images_before = len(at.get("image"))
+    key = at.session_state["classify_result"]["key"]
+    at.toggle(key=f"gradcam_{key}_2").set_value(True)
+    at.run()
+    assert not at.exception
+    assert len(at.get("image")) == images_before + 2  # the face crop and its Grad-CAM overlay
+    captions = [c for e in at.get("image") for c in e.captions]
+    assert any(c.startswith("Grad-CAM for") for c in captions)
+
+
+def _history(at_user, photos_dir, names: list[str]) -> AppTest:
+    at = _page("classify.py", at_user)
+    for name in names:
+        _upload(at, name, (photos_dir / name).read_bytes())
+    return _page("history.py", at_user)
+
+
+def test_history_lists_newest_first_with_downloads(photos_dir, user):
+    at = _history(user, photos_dir, ["obama.jpg", "two_people.jpg"])
+    assert int(at.metric[0].value) == 2
+    captions = [c.value for c in at.caption if c.value.startswith("#")]
+    saved = get_store().list_analyses(user.id)
+    assert [f"#{a.id}" for a in saved] == [c.split(" ")[0] for c in captions]  # newest first
+    assert saved[0].original_name == "two_people.jpg"
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["PDF", "JSON", "PDF", "JSON"]
+    assert len(at.get("plotly_chart")) == 1  # emotions over time
+    report, pdf = reports.stored_reports(get_store(), user.id, saved[0].id, user.username)
+    assert reports.schema_errors(report) == [] and report["face_count"] == 2
+    assert all(f["label"] in pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text() for f in report["faces"])
+
+
+def test_history_filters_by_emotion_and_source(photos_dir, user):
+    at = _history(user, photos_dir, ["obama.jpg", "two_people.jpg"])
+    saved = get_store().list_analyses(user.id)
+    label = saved[-1].faces[0]["label"]  # the label of the obama.jpg face
+    at.selectbox(key="history_label").set_value(label)
+    at.run()
+    expected = [a.id for a in saved if any(f["label"] == label for f in a.faces)]
+    shown = [int(c.value.split(" ")[0][1:]) for c in at.caption if c.value.startswith("#")]
+    assert shown == expected
+    at.selectbox(key="history_label").set_value("any")
+    at.selectbox(key="history_source").set_value("video")
+    at.run()
+    assert "No analysis matches" in at.info[0].value
+
+
+def test_history_delete_needs_confirmation_and_removes_files(photos_dir, user, isolated_store):
+    at = _history(user, photos_dir, ["obama.jpg"])
+    analysis = get_store().list_analyses(user.id)[0]
+    media = list((isolated_store.parent / "media").rglob("*.png"))
+    assert len(media) == 1
+    at.button(key=f"history_delete_{analysis.id}").click()
+    at.run()
+    assert "for good" in at.warning[0].value
+    at.button(key=f"history_cancel_{analysis.id}").click()
+    at.run()
+    assert get_store().get_analysis(user.id, analysis.id) is not None
+    at.button(key=f"history_delete_{analysis.id}").click()
+    at.run()
+    at.button(key=f"history_confirm_{analysis.id}").click()
+    at.run()
+    assert not at.exception
+    assert get_store().get_analysis(user.id, analysis.id) is None
+    assert not any(p.exists() for p in media)
+    assert "deleted" in at.success[0].value and "empty" in at.info[0].value
