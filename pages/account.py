@@ -1,0 +1,83 @@
+"""Account: who you are, how much you have analysed, and forms to edit your profile and password."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from emotion import auth
+from emotion.store import User
+from pages.common import md_escape, require_user, show_error, store
+
+FLASH_KEY = "account_flash"  # session_state: a success message that survives the rerun after a change
+
+
+def details(user: User) -> None:
+    """Name, email, username, member since, and counts per kind of analysis."""
+    member_since = datetime.fromisoformat(user.created_at).strftime("%d %B %Y")
+    for label, value in (("Name", user.name), ("Email", user.email), ("Username", user.username)):
+        st.markdown(f"**{label}:** {md_escape(value)}")
+    st.markdown(f"**Member since:** {member_since}")
+    counts = store().count_analyses(user.id)
+    labels = (("photo", "Photos"), ("snapshot", "Webcam snapshots"), ("video", "Videos"), ("total", "Total"))
+    for column, (key, label) in zip(st.columns(4), labels, strict=True):
+        column.metric(label, counts[key])
+
+
+def profile_form(user: User) -> None:
+    """Edit name and email."""
+    with st.form("profile_form"):
+        st.subheader("Edit profile")
+        name = st.text_input("Name", value=user.name, key="profile_name")
+        email = st.text_input("Email", value=user.email, key="profile_email")
+        submitted = st.form_submit_button("Save profile")
+    if submitted:
+        try:
+            st.session_state["user"] = auth.update_profile(store(), user, name=name, email=email)
+        except auth.AuthError as error:
+            show_error(str(error))
+            return
+        st.session_state[FLASH_KEY] = "Profile saved."
+        st.rerun()
+
+
+def password_form(user: User) -> None:
+    """Change the password (the current one is required)."""
+    with st.form("password_form", clear_on_submit=True):
+        st.subheader("Change password")
+        current = st.text_input("Current password", type="password", key="password_current")
+        new = st.text_input(
+            "New password",
+            type="password",
+            key="password_new",
+            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters, with a letter and a digit.",
+        )
+        repeat = st.text_input("Repeat new password", type="password", key="password_repeat")
+        submitted = st.form_submit_button("Change password")
+    if submitted:
+        try:
+            auth.change_password(store(), user, current=current, new=new, repeat=repeat)
+        except auth.AuthError as error:
+            show_error(str(error))
+            return
+        st.session_state[FLASH_KEY] = "Password changed."
+        st.rerun()
+
+
+def main() -> None:
+    """The account page."""
+    user = require_user()
+    st.title("Account")
+    flash = st.session_state.pop(FLASH_KEY, None)
+    if flash:
+        st.success(flash)
+    details(user)
+    left, right = st.columns(2)
+    with left:
+        profile_form(user)
+    with right:
+        password_form(user)
+
+
+main()

@@ -1,0 +1,67 @@
+"""Helpers every page uses: the logged-in user, the store, plain-text messages, and the page list
+that app.py navigates and the home page links to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from emotion.store import Store, User, get_store
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%])")
+_CODE_SPAN = re.compile(r"(`[^`\n]+`)")
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page of the studio: its file, where it sits in the navigation, and how it is described."""
+
+    path: str
+    section: str
+    title: str
+    icon: str
+    description: str
+
+    def exists(self) -> bool:
+        """Other people write most pages; a page not written yet is left out of the app."""
+        return (APP_ROOT / self.path).is_file()
+
+
+PAGES = (
+    PageSpec("pages/home.py", "", "Home", ":material/home:", "Main menu and recent activity"),
+    PageSpec("pages/classify.py", "Analyze", "Photo", ":material/photo_camera:", "Emotions in a photo or snapshot"),
+    PageSpec("pages/live.py", "Analyze", "Live & video", ":material/videocam:", "Webcam in real time, or a video"),
+    PageSpec("pages/dataset_explorer.py", "Explore", "Dataset", ":material/dataset:", "FER2013 explored"),
+    PageSpec("pages/model_comparison.py", "Explore", "Models", ":material/leaderboard:", "Compare trained models"),
+    PageSpec("pages/history.py", "You", "History", ":material/history:", "Your saved analyses"),
+    PageSpec("pages/account.py", "You", "Account", ":material/person:", "Profile and password"),
+)
+
+
+def md_escape(text: object) -> str:
+    """Text shown literally by Markdown elements (no links, images, HTML, directives or maths)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+def require_user() -> User:
+    """The logged-in user (set by app.py); otherwise a message and st.stop()."""
+    user = st.session_state.get("user")
+    if user is None or not hasattr(user, "username"):  # duck-typed: survives a module reload
+        st.warning("Please log in first: open the studio's start page.")
+        st.stop()
+    return user
+
+
+def store() -> Store:
+    """The process's store for the configured database path."""
+    return get_store()
+
+
+def show_error(message: str) -> None:
+    """st.error with the message as plain text; `code spans` are kept, nothing else is interpreted."""
+    parts = _CODE_SPAN.split(str(message))
+    st.error("".join(part if i % 2 else md_escape(part) for i, part in enumerate(parts)))

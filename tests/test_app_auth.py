@@ -1,0 +1,190 @@
+"""The authentication gate and account pages, driven through Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import pages.common
+from emotion import auth
+from emotion.store import get_store
+from pages.common import PageSpec, md_escape
+
+PASSWORD = "passw0rd-one"
+NEW_PASSWORD = "passw0rd-two"
+
+
+@pytest.fixture
+def app(isolated_store: Path, monkeypatch, repo_root: Path) -> AppTest:
+    monkeypatch.setenv(auth.COOKIE_KEY_ENV, "k" * 48)  # never touch the checkout's secrets.toml
+    monkeypatch.setattr(auth, "BCRYPT_ROUNDS", 4)  # test_auth checks the real cost
+    # app.py's own source, run from a temporary folder: beside a pages/ folder AppTest re-enables
+    # Streamlit's legacy pages-directory mode on every run (the real server leaves it once app.py calls
+    # st.navigation), and would then run a page file without app.py around it.
+    return AppTest.from_string((repo_root / "app.py").read_text(), default_timeout=60).run()
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def submit(at: AppTest, button: str, **fields: str) -> AppTest:
+    for key, value in fields.items():
+        at.text_input(key=key).input(value)
+    next(b for b in at.button if b.label == button).click()
+    return at.run()
+
+
+def register(at: AppTest, username: str = "alice", email: str = "alice@example.com", **overrides: str) -> AppTest:
+    fields = {
+        "register_name": "Alice Liddell",
+        "register_email": email,
+        "register_username": username,
+        "register_password": PASSWORD,
+        "register_repeat": PASSWORD,
+    }
+    return submit(at, "Create account", **{**fields, **overrides})
+
+
+def login(at: AppTest, username: str = "alice", password: str = PASSWORD) -> AppTest:
+    return submit(at, "Log in", login_username=username, login_password=password)
+
+
+def logged_in(at: AppTest) -> bool:
+    return bool(at.session_state["authentication_status"]) and "user" in at.session_state
+
+
+def test_login_page_comes_first(app: AppTest) -> None:
+    assert not app.exception
+    assert app.title[0].value == "Emotion Studio"
+    assert [t.label for t in app.tabs] == ["Log in", "Create account"]
+    assert not logged_in(app)
+    assert not [b for b in app.sidebar.button if b.label == "Log out"]
+
+
+def test_register_then_login_then_logout(app: AppTest) -> None:
+    register(app)
+    assert not errors(app) and "created" in app.success[0].value
+    user = get_store().get_user_by_username("alice")
+    assert user is not None and auth.is_bcrypt_hash(get_store().password_hash("alice"))
+    login(app, username="  Alice ")
+    assert not app.exception and not errors(app)
+    assert logged_in(app) and app.session_state["user"].id == user.id
+    assert any("Welcome" in m.value and "Alice Liddell" in m.value for m in app.markdown)  # the home page
+    logout = next(b for b in app.sidebar.button if b.label == "Log out")
+    logout.click()
+    app.run()
+    assert not logged_in(app)
+    assert [t.label for t in app.tabs] == ["Log in", "Create account"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"register_username": "alice"}, "username is already taken"),
+        ({"register_username": "alice2", "register_email": "ALICE@example.com"}, "email is already taken"),
+        ({"register_username": "bob", "register_email": "b@example.com", "register_password": "short1"}, "at least 8"),
+        (
+            {"register_username": "bob", "register_email": "b@example.com", "register_password": "nodigitshere"},
+            "letter and one digit",
+        ),
+        ({"register_username": "bob", "register_email": "b@example.com", "register_repeat": "x"}, "do not match"),
+        ({"register_username": "bob", "register_email": "b@example.com", "register_name": ""}, "Enter your name"),
+        ({"register_username": "", "register_email": "b@example.com"}, "Enter a username"),
+        ({"register_username": "bob", "register_email": ""}, "Enter an email"),
+    ],
+)
+def test_registration_errors(app: AppTest, overrides: dict[str, str], message: str) -> None:
+    register(app)
+    register(app, **overrides)
+    assert not app.exception
+    assert any(message in e for e in errors(app)), errors(app)
+    assert len(get_store().credential_rows()) == 1
+
+
+def test_wrong_password_and_unknown_user_look_the_same(app: AppTest) -> None:
+    register(app)
+    login(app, password="wrong-passw0rd")
+    wrong = errors(app)
+    login(app, username="nobody")
+    assert errors(app) == wrong and len(wrong) == 1 and "Incorrect username or password" in wrong[0]
+    assert not logged_in(app)
+    login(app, password="")
+    assert any("Enter your username and password" in e for e in errors(app))
+
+
+def test_repeated_failures_are_slowed_down(app: AppTest) -> None:
+    register(app)
+    for _ in range(3):
+        login(app, password="wrong-passw0rd")
+    login(app)  # the right password, but inside the backoff window
+    assert any("Too many failed attempts" in e for e in errors(app))
+    assert not logged_in(app)
+    failures, locked_until = get_store().login_state("alice")
+    assert failures == 3 and locked_until > 0
+
+
+def test_edit_profile_and_change_password(app: AppTest) -> None:
+    register(app)
+    login(app)
+    app.switch_page(str(Path(pages.common.APP_ROOT, "pages/account.py"))).run()
+    assert not app.exception and app.title[0].value == "Account"
+    assert any("alice@example.com" in m.value.replace("\\", "") for m in app.markdown)
+    assert [m.label for m in app.metric] == ["Photos", "Webcam snapshots", "Videos", "Total"]
+    submit(app, "Save profile", profile_name="Alice L.", profile_email="bad-email")
+    assert any("valid email" in e for e in errors(app))
+    submit(app, "Save profile", profile_name="Alice L.", profile_email="al@example.com")
+    assert not errors(app) and app.success[0].value == "Profile saved."
+    user = get_store().get_user_by_username("alice")
+    assert (user.name, user.email) == ("Alice L.", "al@example.com")
+    assert app.session_state["user"].name == "Alice L."
+    fields = {"password_current": "not-it-1", "password_new": NEW_PASSWORD, "password_repeat": NEW_PASSWORD}
+    submit(app, "Change password", **fields)
+    assert any("current password is not correct" in e for e in errors(app))
+    submit(app, "Change password", **{**fields, "password_current": PASSWORD})
+    assert not errors(app) and app.success[0].value == "Password changed."
+    next(b for b in app.sidebar.button if b.label == "Log out").click()
+    app.run()
+    login(app)
+    assert not logged_in(app) and any("Incorrect" in e for e in errors(app))
+    login(app, password=NEW_PASSWORD)
+    assert logged_in(app)
+
+
+def test_user_text_is_never_markup(app: AppTest) -> None:
+    name = "<img src=x onerror=alert(1)> [click](http://evil.example) :red[x] $x$"
+    register(app, register_name=name)
+    login(app)
+    shown = [m.value for m in app.markdown] + [c.value for c in app.sidebar.caption]
+    with_name = [text for text in shown if "img" in text]
+    assert len(with_name) == 2  # the home greeting and the sidebar
+    for text in with_name:
+        assert md_escape(name) in text and name not in text
+    assert md_escape(name).count("\\<") == 1 and "\\[click\\]\\(" in md_escape(name)
+
+
+def test_home_shows_recent_activity(app: AppTest) -> None:
+    register(app)
+    login(app)
+    user = app.session_state["user"]
+    face = {"box": [0, 0, 9, 9], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
+    get_store().add_analysis(
+        user.id, source="snapshot", model="m", detector="haar", faces=[face], image_png=None, title="**bold**"
+    )
+    app.run()
+    assert [m.value for m in app.metric][:2] == ["1", "0"]
+    table = app.dataframe[0].value
+    assert list(table["Kind"]) == ["Webcam snapshot"] and list(table["Title"]) == ["**bold**"]
+
+
+def test_a_failing_page_shows_a_friendly_error(app: AppTest, tmp_path: Path, monkeypatch) -> None:
+    boom = tmp_path / "boom.py"
+    boom.write_text("raise RuntimeError('secret internals')\n")
+    monkeypatch.setattr(pages.common, "PAGES", (PageSpec(str(boom), "", "Home", ":material/home:", "boom"),))
+    register(app)
+    login(app)
+    assert not app.exception
+    assert any("something went wrong" in e for e in errors(app))
+    assert not any("secret internals" in e for e in errors(app))
