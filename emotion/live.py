@@ -28,6 +28,7 @@ its next frame. The model runtime is shared by all sessions (emotion.runtime hol
 from __future__ import annotations
 
 import collections
+import json
 import math
 import threading
 import time
@@ -47,6 +48,27 @@ ROI_MARGIN = 0.45  # region = previous box grown by this fraction of its size on
 ROI_MIN_FRACTION = 0.62
 # Budget levels, cheapest last: (full detection every n frames, longer side of the detection copy).
 BUDGET_LEVELS: tuple[tuple[int, int], ...] = ((1, 400), (2, 400), (3, 320), (5, 320), (8, 320), (12, 320))
+
+
+def rtc_configuration(env_value: str | None = None, secret_value: object = None) -> dict:
+    """The WebRTC configuration: {"iceServers": [...]}; none by default (works offline, on one machine or a LAN).
+
+    env_value: the EMOTION_ICE_SERVERS environment variable, a JSON list of RTCIceServer objects
+    ([{"urls": ["stun:stun.l.google.com:19302"]}, {"urls": "turn:...", "username": ..., "credential": ...}]);
+    secret_value: `ice_servers` from .streamlit/secrets.toml, the same list. The variable wins.
+    Raises ValueError (user-facing message) when the value is not such a list.
+    """
+    servers = secret_value if env_value in (None, "") else env_value
+    if servers in (None, ""):
+        return {"iceServers": []}
+    if isinstance(servers, str):
+        try:
+            servers = json.loads(servers)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"EMOTION_ICE_SERVERS is not valid JSON ({error.msg})") from error
+    if not isinstance(servers, list) or not all(isinstance(s, dict) and s.get("urls") for s in servers):
+        raise ValueError('ICE servers must be a JSON list of objects with "urls", e.g. [{"urls": "stun:host:3478"}]')
+    return {"iceServers": [dict(s) for s in servers]}
 
 
 def iou(a: Box, b: Box) -> float:
@@ -234,9 +256,11 @@ class FrameResult:
 
 @dataclass
 class LiveSnapshot:
-    """What the page reads: the latest annotated RGB frame (H, W, 3), its result, timeline and counters."""
+    """What the page reads: the latest annotated RGB frames (H, W, 3) (as shown, and without the stats
+    banner for snapshots), its result, the main face's timeline and counters."""
 
     frame: np.ndarray | None
+    clean_frame: np.ndarray | None
     result: FrameResult | None
     timeline: list[dict]
     frames_processed: int
@@ -252,6 +276,7 @@ class FrameProcessor:
         self._settings = settings or LiveSettings()
         self._timeline_seconds = timeline_seconds
         self._latest_frame: np.ndarray | None = None
+        self._latest_clean: np.ndarray | None = None
         self._latest: FrameResult | None = None
         self._timeline: collections.deque[dict] = collections.deque()
         self._processed = 0
@@ -278,7 +303,7 @@ class FrameProcessor:
         """Forget tracks, timeline and counters (applied by the processing thread on its next frame)."""
         with self._lock:
             self._reset_requested = True
-            self._latest, self._latest_frame = None, None
+            self._latest, self._latest_frame, self._latest_clean = None, None, None
             self._timeline.clear()
             self._processed = self._dropped = 0
 
@@ -286,7 +311,13 @@ class FrameProcessor:
         """A consistent view for the page. The frame array is never written after it is published."""
         with self._lock:
             return LiveSnapshot(
-                self._latest_frame, self._latest, list(self._timeline), self._processed, self._dropped, self._settings
+                self._latest_frame,
+                self._latest_clean,
+                self._latest,
+                list(self._timeline),
+                self._processed,
+                self._dropped,
+                self._settings,
             )
 
     # --- called from the processing thread ---------------------------------------------------
@@ -333,11 +364,13 @@ class FrameProcessor:
             self.budget.detect_side,
             dropped,
         )
+        clean = annotated
         if settings.draw_stats:
+            clean = annotated.copy()  # snapshots are saved without the banner
             draw_stats(annotated, result)
         result.timings["total_ms"] = (time.perf_counter() - started) * 1000
         self.budget.record(result.timings["total_ms"])
-        self._publish(annotated, result)
+        self._publish(annotated, clean, result)
         return annotated, result
 
     def _detect(self, rgb: np.ndarray, settings: LiveSettings) -> tuple[list[Track], str, float]:
@@ -398,11 +431,11 @@ class FrameProcessor:
         times = [t for t in self._out_times if self._out_times[-1] - t <= 2.0]
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
-    def _publish(self, annotated: np.ndarray, result: FrameResult) -> None:
+    def _publish(self, annotated: np.ndarray, clean: np.ndarray, result: FrameResult) -> None:
         now = time.monotonic() - self._started
         main = result.main_face
         with self._lock:
-            self._latest_frame, self._latest = annotated, result
+            self._latest_frame, self._latest_clean, self._latest = annotated, clean, result
             self._processed += 1
             self._dropped += result.dropped
             if main is not None:

@@ -15,7 +15,17 @@ import pytest
 
 from emotion import color_for, get_detector, load_image
 from emotion.detectors import Box
-from emotion.live import BUDGET_LEVELS, FrameBudget, FrameProcessor, LiveSettings, Tracker, ema, iou, roi_detect
+from emotion.live import (
+    BUDGET_LEVELS,
+    FrameBudget,
+    FrameProcessor,
+    LiveSettings,
+    Tracker,
+    ema,
+    iou,
+    roi_detect,
+    rtc_configuration,
+)
 
 
 def webcam_frame(photo: np.ndarray, dx: int = 0, dy: int = 0, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -198,6 +208,26 @@ def test_snapshot_and_configure_from_another_thread(obama):
     processor.configure(detector="hog")  # a new detector restarts tracking on the next frame
     _, result = processor.process(frames[0])
     assert result.index == 0
+
+
+def test_rtc_configuration_offline_by_default_and_configurable():
+    assert rtc_configuration(None, None) == {"iceServers": []}
+    stun = [{"urls": ["stun:stun.example.org:3478"]}]
+    assert rtc_configuration('[{"urls": ["stun:stun.example.org:3478"]}]') == {"iceServers": stun}
+    assert rtc_configuration(None, stun) == {"iceServers": stun}  # from secrets.toml
+    turn = '[{"urls": "turn:t.example.org", "username": "u", "credential": "c"}]'
+    assert rtc_configuration(turn, stun)["iceServers"][0]["username"] == "u"  # the variable wins
+    for bad in ("not json", '{"urls": "stun:x"}', '[{"url": "stun:x"}]'):
+        with pytest.raises(ValueError):
+            rtc_configuration(bad)
+
+
+def test_snapshot_frame_without_the_stats_banner(obama):
+    processor = FrameProcessor()
+    shown, _ = processor.process(webcam_frame(obama))
+    snap = processor.snapshot()
+    assert snap.frame is shown and snap.clean_frame.shape == shown.shape
+    assert (snap.clean_frame[:12, :150] == 90).all() and (shown[:12, :150] != 90).any()
 
 
 def test_recv_queued_processes_only_the_newest_frame(obama):

@@ -1,0 +1,262 @@
+"""Benchmark the live frame pipeline, and the frame rate a headless Chromium with a fake camera gets.
+
+    python scripts/benchmark_live.py                  # frame pipeline on 640x480 frames with one face
+    python scripts/benchmark_live.py --browser 15     # plus 15 s of WebRTC through `streamlit run` + Chromium
+
+The pipeline figure is FrameProcessor.process on RGB frames built from a ../shared photo (the face drifts
+a few pixels a frame), timed with the default frame budget and with full detection on every frame, plus
+the av.VideoFrame <-> ndarray conversion the WebRTC callback adds. The browser figure counts frames the
+page's <video> element renders (requestVideoFrameCallback) and frames the server processed/dropped.
+The browser helpers here are also used by tests/test_browser_live.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from emotion import load_image  # noqa: E402
+from emotion.config import SHARED_DIR  # noqa: E402
+from emotion.live import FrameProcessor, LiveSettings  # noqa: E402
+from emotion.video import write_y4m  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]  # fmt: skip
+
+
+def camera_frame(photo: np.ndarray, dx: int = 0, size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """RGB (H, W, 3) webcam-like frame: the photo scaled to 90% of the height on grey, shifted dx pixels."""
+    width, height = size
+    scale = 0.9 * height / photo.shape[0]
+    small = cv2.resize(photo, (int(photo.shape[1] * scale), int(photo.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), 90, np.uint8)
+    y0, x0 = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2 + dx
+    frame[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    return frame
+
+
+def benchmark_pipeline(photo: np.ndarray, frames: int = 300, settings: LiveSettings | None = None) -> dict:
+    """Time FrameProcessor over `frames` 640x480 frames (after 20 warm-up frames), with the av conversion."""
+    import av
+
+    processor = FrameProcessor(settings or LiveSettings())
+    inputs = [camera_frame(photo, dx=int(12 * np.sin(i / 8))) for i in range(64)]
+    times, modes = [], []
+    for i in range(frames + 20):
+        source = av.VideoFrame.from_ndarray(inputs[i % len(inputs)], format="rgb24")
+        started = time.perf_counter()
+        out, result = processor.process(source.to_ndarray(format="rgb24"), started=started)
+        av.VideoFrame.from_ndarray(out, format="rgb24")
+        if i >= 20:
+            times.append((time.perf_counter() - started) * 1000)
+            modes.append(result.mode)
+    ms = np.array(times)
+    return {
+        "frames": frames,
+        "mean_ms": round(float(ms.mean()), 2),
+        "median_ms": round(float(np.median(ms)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "fps": round(1000 / float(ms.mean()), 1),
+        "full_detections": modes.count("full"),
+        "faces_last_frame": len(result.faces),
+        "detect_every_last": result.detect_every,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LAUNCHER = """
+import sys
+sys.path.insert(0, {repo!r})
+import streamlit as st
+from emotion.store import get_store
+
+if "user" not in st.session_state:  # what app.py's login does, for a local test user
+    store = get_store()
+    st.session_state["user"] = store.get_user_by_username("livebench") or store.create_user(
+        "livebench", "Live Bench", "livebench@example.com", "not-a-login"
+    )
+path = {page!r}
+exec(compile(open(path).read(), path, "exec"), {{"__name__": "__main__", "__file__": path}})
+"""
+
+
+@contextlib.contextmanager
+def serve_live_page(workdir: Path, env: dict | None = None, timeout: float = 60) -> Iterator[str]:
+    """`streamlit run` pages/live.py (logged in as a local test user) on a free port; yields its URL."""
+    launcher = workdir / "live_launcher.py"
+    launcher.write_text(textwrap.dedent(LAUNCHER.format(repo=str(REPO), page=str(REPO / "pages" / "live.py"))))
+    port = free_port()
+    log = (workdir / "streamlit.log").open("w")
+    command = [
+        *(sys.executable, "-m", "streamlit", "run", str(launcher), "--server.port", str(port)),
+        *("--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"),
+    ]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+COUNT_FRAMES_JS = """async (ms) => {
+  const video = document.querySelector('video');
+  let count = 0, last = null;
+  const tick = (now, meta) => { count += 1; last = meta; video.requestVideoFrameCallback(tick); };
+  video.requestVideoFrameCallback(tick);
+  await new Promise(r => setTimeout(r, ms));
+  return {count, width: video.videoWidth, height: video.videoHeight,
+          presented: last ? last.presentedFrames : null};
+}"""
+PLAYING_JS = "() => { const v = document.querySelector('video'); return v && v.readyState >= 2 && v.currentTime > 1; }"
+GRAB_FRAME_JS = """() => {
+  const video = document.querySelector('video');
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  canvas.getContext('2d').drawImage(video, 0, 0);
+  return canvas.toDataURL('image/png');
+}"""
+
+
+def metric(page, name: str) -> float:
+    """The value of an st.metric on the page, by its label."""
+    text = page.locator('[data-testid="stMetric"]', has_text=name).first.inner_text()
+    return float(re.findall(r"[\d.]+", text.split(name, 1)[1])[0])
+
+
+def run_browser(
+    url: str, y4m: Path, seconds: float = 10.0, screenshot: Path | None = None, snapshot: bool = False
+) -> dict:
+    """Open the live page in headless Chromium with `y4m` as its camera, press Start, measure, press Stop.
+
+    Returns rendered frames/s at the <video>, server frames processed/arrived/dropped over the same window
+    and the last rendered frame as RGB (H, W, 3). snapshot=True also presses the snapshot button and
+    returns the confirmation text under "snapshot_message".
+    """
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={y4m}"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            component = page.frame_locator('iframe[title*="webrtc"]').first
+            component.get_by_role("button", name=re.compile("^start$", re.I)).click(timeout=60_000)
+            video = component.locator("video")
+            video.wait_for(timeout=60_000)
+            frame = next(f for f in page.frames if f.url and "streamlit_webrtc" in f.url)
+            frame.wait_for_function(PLAYING_JS, timeout=60_000)
+            page.wait_for_timeout(2000)  # let the frame budget settle
+            processed0, dropped0, t0 = (
+                metric(page, "Frames processed"),
+                metric(page, "Frames dropped"),
+                time.monotonic(),
+            )
+            counted = frame.evaluate(COUNT_FRAMES_JS, int(seconds * 1000))
+            page.wait_for_timeout(600)  # one more panel refresh
+            processed1, dropped1, t1 = (
+                metric(page, "Frames processed"),
+                metric(page, "Frames dropped"),
+                time.monotonic(),
+            )
+            png = base64.b64decode(frame.evaluate(GRAB_FRAME_JS).split(",", 1)[1])
+            rendered = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            message = None
+            if snapshot:
+                page.get_by_role("button", name=re.compile("Snapshot")).click()
+                message = page.get_by_text(re.compile("Snapshot saved")).inner_text(timeout=30_000)
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+            component.get_by_role("button", name=re.compile("^stop$", re.I)).click()
+            page.wait_for_timeout(1000)
+            elapsed = t1 - t0
+            return {
+                "snapshot_message": message,
+                "rendered_fps": round(counted["count"] / seconds, 1),
+                "video_size": [counted["width"], counted["height"]],
+                "server_processed_fps": round((processed1 - processed0) / elapsed, 1),
+                "server_arrived_fps": round((processed1 + dropped1 - processed0 - dropped0) / elapsed, 1),
+                "frames_dropped": int(dropped1 - dropped0),
+                "seconds": seconds,
+                "last_frame": rendered,
+            }
+        finally:
+            browser.close()
+
+
+def camera_y4m(photo: np.ndarray, path: Path, frames: int = 30) -> Path:
+    """A fake-camera file: `frames` 640x480 frames (Chromium loops it) of the photo."""
+    return write_y4m((camera_frame(photo) for _ in range(frames)), path, fps=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photo", type=Path, default=SHARED_DIR / "photos" / "obama.jpg")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--browser", type=float, default=0, help="seconds of browser measurement (0: skip)")
+    args = parser.parse_args()
+    photo = load_image(args.photo)
+    report = {
+        "pipeline_default_budget": benchmark_pipeline(photo, args.frames),
+        "pipeline_full_detection_every_frame": benchmark_pipeline(photo, args.frames, LiveSettings(budget_ms=None)),
+    }
+    if args.browser:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            y4m = camera_y4m(photo, Path(tmp) / "camera.y4m")
+            env = {"EMOTION_DB_PATH": str(Path(tmp) / "bench.db"), "EMOTION_MEDIA_DIR": str(Path(tmp) / "media")}
+            with serve_live_page(Path(tmp), env) as url:
+                browser = run_browser(url, y4m, args.browser)
+            browser.pop("last_frame")
+            report["browser"] = browser
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The WebRTC path end to end: `streamlit run` the live page, headless Chromium streams a fake camera
+(.y4m built here from a real photo), frames come back annotated, a snapshot is saved to the store."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion import get_detector, load_image
+from emotion.labels import EMOTION_COLORS_RGB
+from emotion.store import Store
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _bench():
+    """scripts/benchmark_live.py: the page server and browser driver shared with the benchmark."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_live.py"
+    spec = importlib.util.spec_from_file_location("benchmark_live", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    module = _bench()
+    if not module.CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"{module.CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{module.CHROMIUM} is missing")
+    return module
+
+
+def _has_box_edge(image: np.ndarray, x: int, y0: int, y1: int, search: int = 10) -> bool:
+    """Whether some column within `search` px of x is, over rows y0..y1, mostly one emotion colour."""
+    palette = np.array(list(EMOTION_COLORS_RGB.values()), dtype=int)  # (C, 3)
+    for column in range(max(0, x - search), min(image.shape[1], x + search + 1)):
+        pixels = image[y0:y1, column].astype(int)  # (N, 3)
+        distance = np.abs(pixels[:, None, :] - palette[None, :, :]).max(axis=2)  # (N, C)
+        if (distance <= 45).mean(axis=0).max() >= 0.8:
+            return True
+    return False
+
+
+def test_webcam_frames_come_back_annotated(bench, photos_dir, isolated_store, tmp_path):
+    photo = load_image(photos_dir / "obama.jpg")
+    source = bench.camera_frame(photo)
+    y4m = bench.camera_y4m(photo, tmp_path / "camera.y4m")
+    with bench.serve_live_page(tmp_path) as url:
+        result = bench.run_browser(url, y4m, seconds=4, screenshot=tmp_path / "live.png", snapshot=True)
+    frame = result["last_frame"]
+    assert result["video_size"] == [640, 480] and frame.shape == source.shape
+    assert result["rendered_fps"] > 1 and result["server_processed_fps"] > 1
+    # The stats banner (black) over the camera's grey background, top left.
+    assert frame[2:12, 5:150].mean() < 50 < source[2:12, 5:150].mean()
+    # A box edge in an emotion colour where the face is, which the camera frame does not have there.
+    box = get_detector("haar", min_face=40, max_side=400).detect(source)[0]
+    rows = (box.y + box.h // 4, box.y + 3 * box.h // 4)
+    assert _has_box_edge(frame, box.x, *rows) and _has_box_edge(frame, box.x + box.w, *rows)
+    assert not _has_box_edge(source, box.x, *rows)
+    # The snapshot is in this user's history.
+    assert "Snapshot saved" in result["snapshot_message"]
+    store = Store(isolated_store)
+    user = store.get_user_by_username("livebench")
+    saved = store.list_analyses(user.id, source="snapshot")
+    assert len(saved) == 1 and len(saved[0].faces) == 1 and saved[0].has_image
+    assert saved[0].extra["image_size"] == [640, 480]
