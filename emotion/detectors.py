@@ -79,7 +79,11 @@ class _PaddedDetector:
         gray = to_gray(image)
         height, width = gray.shape
         scale = min(1.0, self.max_side / max(height, width))
-        small = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        small = (
+            cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else gray
+        )
         pad = int(round(self.pad * max(small.shape)))
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else small
         min_face = max(12, int(self.min_face * scale))
@@ -87,7 +91,11 @@ class _PaddedDetector:
         for x, y, w, h in self._raw_detect(padded, min_face):
             box = clip_box((x - pad) / scale, (y - pad) / scale, w / scale, h / scale, width, height)
             # A box more than half outside the image came from the padding alone.
-            if box is not None and box.area >= 0.35 * (w / scale) * (h / scale) and min(box.w, box.h) >= self.min_face * 0.5:
+            if (
+                box is not None
+                and box.area >= 0.35 * (w / scale) * (h / scale)
+                and min(box.w, box.h) >= self.min_face * 0.5
+            ):
                 boxes.append(box)
         return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
 
@@ -99,7 +107,12 @@ class HaarDetector(_PaddedDetector):
     name = "haar"
 
     def __init__(
-        self, min_face: int = 24, max_side: int = 400, pad: float = 0.15, min_neighbors: int = 6, scale_factor: float = 1.2
+        self,
+        min_face: int = 24,
+        max_side: int = 400,
+        pad: float = 0.15,
+        min_neighbors: int = 6,
+        scale_factor: float = 1.2,
     ):
         super().__init__(min_face, max_side, pad)
         self.min_neighbors = min_neighbors

@@ -30,9 +30,7 @@ def load_image(source: bytes | str | Path, *, name: str | None = None) -> np.nda
     if not data:
         raise ImageLoadError(f"{label} is empty (0 bytes).")
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageLoadError(
-            f"{label} is {len(data) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB."
-        )
+        raise ImageLoadError(f"{label} is {len(data) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB.")
     try:
         with warnings.catch_warnings():
             # Pillow warns (rather than raises) between MAX_IMAGE_PIXELS and twice that: make it an error.
@@ -71,9 +69,7 @@ def _check_header(image: Image.Image, label: str) -> None:
         raise ImageLoadError(f"{label} is a {image.format} file; supported: JPEG, PNG, WebP, BMP.")
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageLoadError(
-            f"{label} declares {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels."
-        )
+        raise ImageLoadError(f"{label} declares {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels.")
     if width < 1 or height < 1:
         raise ImageLoadError(f"{label} has no pixels.")
     # An animated GIF/WebP: only the first frame is used (Pillow decodes frame 0 by default).

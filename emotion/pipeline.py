@@ -111,5 +111,14 @@ def annotate(image: np.ndarray, results: list[FaceResult], *, thickness: int | N
         top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h  # above the box, or below if no room
         cv2.rectangle(canvas, (x, top), (x + tw + 6, top + th + base + 4), color, -1)
         ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
-        cv2.putText(canvas, text, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink, max(1, line // 2), cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            text,
+            (x + 3, top + th + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            ink,
+            max(1, line // 2),
+            cv2.LINE_AA,
+        )
     return canvas

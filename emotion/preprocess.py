@@ -38,9 +38,7 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def preprocess_face(
-    crop: np.ndarray, input_size: tuple[int, int] = (48, 48), channels: int = 1
-) -> np.ndarray:
+def preprocess_face(crop: np.ndarray, input_size: tuple[int, int] = (48, 48), channels: int = 1) -> np.ndarray:
     """A face crop of any size -> model input (input_size[0], input_size[1], channels) float32 in [0, 1].
 
     crop: uint8, grey (H, W) / (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4). channels=1 converts
@@ -55,8 +53,10 @@ def preprocess_face(
         image = to_gray(crop)
     elif channels == 3:
         gray_or_rgb = composite_on_white(crop) if crop.ndim == 3 and crop.shape[2] == 4 else crop
-        image = gray_or_rgb if gray_or_rgb.ndim == 3 and gray_or_rgb.shape[2] == 3 else (
-            cv2.cvtColor(to_gray(gray_or_rgb), cv2.COLOR_GRAY2RGB)
+        image = (
+            gray_or_rgb
+            if gray_or_rgb.ndim == 3 and gray_or_rgb.shape[2] == 3
+            else (cv2.cvtColor(to_gray(gray_or_rgb), cv2.COLOR_GRAY2RGB))
         )
     else:
         raise ValueError(f"channels must be 1 or 3, got {channels}")

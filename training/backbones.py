@@ -55,12 +55,12 @@ def vgg(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """VGG-style: four stages of two 3x3 convs (32-64-128-256), max-pool and dropout; ~1.2M params."""
     inputs = keras.Input(input_shape)
     x = inputs
-    for filters, drop in ((32, 0.1), (64, 0.2), (128, 0.3), (256, 0.4)):
+    for filters, drop in ((32, 0.05), (64, 0.1), (128, 0.15), (256, 0.25)):
         x = _conv_bn_relu(x, filters)
         x = _conv_bn_relu(x, filters)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(drop)(x)
-    return keras.Model(inputs, _head(x, num_classes, 0.5, hidden=256), name="vgg")
+    return keras.Model(inputs, _head(x, num_classes, 0.4, hidden=256), name="vgg")
 
 
 def _residual_block(x, filters: int, strides: int):

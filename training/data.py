@@ -27,9 +27,14 @@ FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # FER2013 split names, and the usual folder names that mean the same thing.
 SPLIT_ALIASES = {
-    "train": "Training", "training": "Training",
-    "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest", "publictest": "PublicTest",
-    "test": "PrivateTest", "privatetest": "PrivateTest",
+    "train": "Training",
+    "training": "Training",
+    "val": "PublicTest",
+    "valid": "PublicTest",
+    "validation": "PublicTest",
+    "publictest": "PublicTest",
+    "test": "PrivateTest",
+    "privatetest": "PrivateTest",
 }
 
 
@@ -98,9 +103,7 @@ def load_fer2013_csv(path: str | Path, splits: tuple[str, ...] = FER_SPLITS) -> 
             images[usage].append(pixels.astype(np.uint8).reshape(48, 48))
             labels[usage].append(label)
             sources[usage].append(f"row {row_number}")
-    result = {
-        s: Split(images[s], np.array(labels[s], dtype=np.int64), sources[s]) for s in splits if labels[s]
-    }
+    result = {s: Split(images[s], np.array(labels[s], dtype=np.int64), sources[s]) for s in splits if labels[s]}
     if not result:
         raise ValueError(f"{path.name}: no usable row")
     for problem in problems[:20]:
@@ -126,7 +129,9 @@ def load_folder_dataset(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
+    split_dirs = {
+        SPLIT_ALIASES[d.name.lower()]: d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_ALIASES
+    }
     layout = split_dirs or {"Training": root}
     files: dict[str, list[tuple[Path, str]]] = {}
     for split, split_root in layout.items():
@@ -163,8 +168,8 @@ def load_folder_dataset(
     if not split_dirs:
         splits = stratified_split(splits["Training"], val_fraction, test_fraction, seed)
     elif "PublicTest" not in splits:
-        train, val, _ = stratified_split(splits["Training"], val_fraction, 0.0, seed).values()
-        splits.update(Training=train, PublicTest=val)
+        drawn = stratified_split(splits["Training"], val_fraction, 0.0, seed)
+        splits.update(Training=drawn["Training"], PublicTest=drawn["PublicTest"])
     return Dataset(root.name, label_names, splits, problems)
 
 
@@ -183,7 +188,8 @@ def stratified_split(split: Split, val_fraction: float, test_fraction: float, se
 
 
 def load_dataset(path: str | Path, **folder_options) -> Dataset:
-    """A FER2013 CSV file or a folder-per-class dataset, by what `path` is."""
+    """A FER2013 CSV file or a folder-per-class dataset, by what `path` is; folder_options
+    (seed, crop_faces, fractions) apply to folder datasets only."""
     path = Path(path)
     if path.is_file():
         return load_fer2013_csv(path)

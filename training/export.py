@@ -14,13 +14,21 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def to_tflite(model: keras.Model) -> bytes:
-    """Convert to a float32 TFLite flatbuffer via a SavedModel (the path Keras 3 supports)."""
+def to_tflite(model: keras.Model, quantize: bool = True) -> bytes:
+    """Convert to a TFLite flatbuffer via a SavedModel (the path Keras 3 supports).
+
+    quantize=True stores weights as int8 (dynamic-range quantization): about 4x smaller and 4x
+    faster at batch 1 on this CPU (0.6 ms against 2.7 ms for float32, measured with
+    scripts/benchmark.py), for a change in accuracy that training.evaluate measures on the
+    quantized file itself, since that is the file the app serves.
+    """
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()
 
 
@@ -51,6 +59,7 @@ def export_model(
         "channels": config["channels"],
         "preprocessing": "emotion.preprocess.preprocess_face: grey (or RGB), area/bilinear resize, /255 to [0,1]",
         "serving_file": "model.tflite",
+        "serving_runtime": "LiteRT/TFLite, dynamic-range int8 weights",
         "keras_file": "model.keras",
         "metrics_file": "metrics.json",
         "history_file": "history.json",
@@ -65,11 +74,12 @@ def export_model(
     return out_dir
 
 
-def _check_agreement(model: keras.Model, tflite_path: Path, tolerance: float = 1e-3) -> None:
+def _check_agreement(model: keras.Model, tflite_path: Path, tolerance: float = 0.05) -> None:
+    """Quantized weights move probabilities by about 1e-2; a larger gap means a broken export."""
     from emotion.runtime import TFLiteRunner
 
     runner = TFLiteRunner(tflite_path)
-    x = np.random.default_rng(0).random((4, *model.input_shape[1:]), dtype=np.float32)
+    x = np.random.default_rng(0).random((8, *model.input_shape[1:]), dtype=np.float32)
     gap = float(np.abs(runner.predict(x) - np.asarray(model(x, training=False))).max())
     if gap > tolerance:
         raise RuntimeError(f"TFLite and Keras disagree by {gap:.2e} on random inputs")

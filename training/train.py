@@ -56,7 +56,9 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     for f in fields(TrainConfig):
         kind = type(f.default)
         if kind is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), metavar="BOOL")
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}", type=lambda v: v.lower() in ("1", "true", "yes"), metavar="BOOL"
+            )
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind)
     args = parser.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
         from emotion.detectors import crop_largest_face
 
         crop = crop_largest_face
-    dataset = datasets.load_dataset(config.data, seed=config.seed, crop_faces=crop) if Path(config.data).is_dir() else datasets.load_dataset(config.data)
+    dataset = datasets.load_dataset(config.data, seed=config.seed, crop_faces=crop)
     train, val = dataset.splits["Training"], dataset.splits["PublicTest"]
     if config.drop_dirty:
         duplicate, blank = datasets.find_dirty(train)
@@ -120,8 +122,13 @@ def main(argv: list[str] | None = None) -> Path:
     x_val = datasets.to_inputs(val, size, config.channels)
     num_classes = len(dataset.labels)
     weights = datasets.class_weights(train.labels, num_classes, config.class_weight_power)
-    log.info("labels %s; train %d, val %d; class weights %s", dataset.labels, len(train), len(val),
-             {dataset.labels[k]: round(v, 2) for k, v in weights.items()})
+    log.info(
+        "labels %s; train %d, val %d; class weights %s",
+        dataset.labels,
+        len(train),
+        len(val),
+        {dataset.labels[k]: round(v, 2) for k, v in weights.items()},
+    )
     augmenter = build_augmenter(config.augment_strength, config.seed)
     weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
 
@@ -144,7 +151,13 @@ def main(argv: list[str] | None = None) -> Path:
     if resume and last_path.exists() and state_path.exists():
         model = keras.models.load_model(last_path, custom_objects={})
         state = json.loads(state_path.read_text())
-        log.info("resuming %s at epoch %d (best %.4f at %d)", config.name, state["epoch"], state["best_val_accuracy"], state["best_epoch"])
+        log.info(
+            "resuming %s at epoch %d (best %.4f at %d)",
+            config.name,
+            state["epoch"],
+            state["best_val_accuracy"],
+            state["best_epoch"],
+        )
     else:
         model = build_backbone(config.model, (config.input_size, config.input_size, config.channels), num_classes)
         model.compile(
@@ -185,13 +198,24 @@ def main(argv: list[str] | None = None) -> Path:
             callbacks=[keras.callbacks.LearningRateScheduler(lambda e: lr_at(e, config)), Checkpoint()],
             verbose=1 if os.isatty(2) else 2,
         )
-    log.info("trained in %.1f min; best PublicTest accuracy %.4f at epoch %d",
-             (time.time() - started) / 60, state["best_val_accuracy"], state["best_epoch"] + 1)
+    log.info(
+        "trained in %.1f min; best PublicTest accuracy %.4f at epoch %d",
+        (time.time() - started) / 60,
+        state["best_val_accuracy"],
+        state["best_epoch"] + 1,
+    )
 
     # ---- export the selected weights to models/<name>/ ----
     best = keras.models.load_model(best_path)
-    export_model(best, out_dir, config=asdict(config), labels=dataset.labels, history=state,
-                 dataset_name=dataset.name, train_count=len(train))
+    export_model(
+        best,
+        out_dir,
+        config=asdict(config),
+        labels=dataset.labels,
+        history=state,
+        dataset_name=dataset.name,
+        train_count=len(train),
+    )
     log.info("exported to %s; next: python -m training.evaluate --model %s", out_dir, config.name)
     return out_dir
 

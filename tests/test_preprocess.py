@@ -1,0 +1,77 @@
+"""The shared preprocessing: shapes, ranges, colour conversions, and that training uses it."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from emotion.preprocess import composite_on_white, preprocess_batch, preprocess_face, to_gray
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (100, 80), (30, 30, 1), (64, 64, 3), (200, 150, 4)])
+def test_any_crop_becomes_model_input(shape):
+    crop = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    out = preprocess_face(crop)
+    assert out.shape == (48, 48, 1)
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_values_scale_to_unit_range():
+    assert preprocess_face(np.zeros((48, 48), np.uint8)).max() == 0.0
+    assert preprocess_face(np.full((48, 48), 255, np.uint8)).min() == 1.0
+
+
+def test_fer_sized_grey_is_identity_up_to_scale():
+    crop = np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(preprocess_face(crop)[:, :, 0] * 255, crop, atol=1e-3)
+
+
+def test_rgb_uses_luma_weights():
+    red = np.zeros((48, 48, 3), np.uint8)
+    red[..., 0] = 255
+    assert preprocess_face(red).mean() == pytest.approx(0.299, abs=0.01)  # RGB order, not BGR
+
+
+def test_transparent_rgba_is_white_not_black():
+    rgba = np.zeros((10, 10, 4), np.uint8)  # fully transparent black
+    assert composite_on_white(rgba).min() == 255
+    assert to_gray(rgba).min() == 255
+
+
+def test_three_channel_models_get_rgb():
+    grey = np.full((20, 20), 128, np.uint8)
+    out = preprocess_face(grey, input_size=(32, 32), channels=3)
+    assert out.shape == (32, 32, 3)
+    np.testing.assert_allclose(out[..., 0], out[..., 2])
+
+
+def test_rejects_bad_input():
+    with pytest.raises(TypeError):
+        preprocess_face(np.zeros((48, 48), np.float32))
+    with pytest.raises(ValueError):
+        preprocess_face(np.zeros((0, 10), np.uint8))
+    with pytest.raises(ValueError):
+        preprocess_face(np.zeros((4, 4), np.uint8), channels=2)
+
+
+def test_batch_stacks_and_handles_empty():
+    crops = [np.zeros((30, 30), np.uint8), np.zeros((60, 40, 3), np.uint8)]
+    assert preprocess_batch(crops).shape == (2, 48, 48, 1)
+    assert preprocess_batch([]).shape == (0, 48, 48, 1)
+
+
+def test_training_and_inference_call_the_same_function():
+    """Training's input builder and the registry's preprocessing are both preprocess_batch,
+    which is preprocess_face per crop: one function, no copy."""
+    import emotion.registry as registry
+    import training.data as data
+
+    assert data.preprocess_batch is preprocess_batch
+    assert registry.preprocess_batch is preprocess_batch
+    assert "preprocess_face" in inspect.getsource(preprocess_batch)
+    images = [np.random.default_rng(2).integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3)]
+    split = data.Split(images, np.zeros(3, np.int64), ["a", "b", "c"])
+    np.testing.assert_array_equal(data.to_inputs(split, (48, 48), 1), np.stack([preprocess_face(i) for i in images]))

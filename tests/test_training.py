@@ -1,0 +1,174 @@
+"""The training pipeline on tiny synthetic data: loaders, augmentation, a 2-epoch run whose
+model the registry loads and the CLI uses, --resume, evaluation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import data as datasets
+from training.evaluate import classification_metrics, confusion_matrix
+
+
+def _synthetic_face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A learnable image: a bright square whose position encodes the class, plus noise."""
+    image = rng.integers(0, 60, (size, size)).astype(np.uint8)
+    row, col = divmod(label, 3)
+    image[4 + row * 14 : 16 + row * 14, 4 + col * 14 : 16 + col * 14] = 230
+    return image
+
+
+def _write_csv(path, per_split=(140, 35, 35), classes=7, seed=0, extra_rows=""):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for usage, count in zip(datasets.FER_SPLITS, per_split, strict=True):
+        for i in range(count):
+            label = i % classes
+            rows.append((label, _synthetic_face(label, rng), usage))
+    body = datasets.csv_bytes_for_tests(rows).decode() + extra_rows
+    path.write_bytes(gzip.compress(body.encode()))
+    return path
+
+
+def test_csv_loader_splits_and_skips_malformed_rows(tmp_path):
+    bad = "9,1 2 3,Training\n3,not numbers,Training\n2," + " ".join(["7"] * 2304) + ",Elsewhere\n"
+    dataset = datasets.load_fer2013_csv(_write_csv(tmp_path / "fer.csv.gz", extra_rows=bad))
+    assert {k: len(v) for k, v in dataset.splits.items()} == {"Training": 140, "PublicTest": 35, "PrivateTest": 35}
+    assert len(dataset.problems) == 3
+    assert dataset.splits["Training"].images[0].shape == (48, 48)
+
+
+def test_csv_loader_rejects_missing_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("label,pixels\n1,2 3\n")
+    with pytest.raises(ValueError, match="missing column"):
+        datasets.load_fer2013_csv(path)
+
+
+def _write_folder(root, classes, per_class=12, size=(64, 80)):
+    rng = np.random.default_rng(1)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            grey = _synthetic_face(k % 7, rng, 48)
+            Image.fromarray(np.dstack([grey] * 3)).resize(size).save(root / name / f"{i}.jpg")
+
+
+def test_folder_loader_nine_classes_with_stratified_split(tmp_path):
+    classes = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise", "uncertain"]
+    _write_folder(tmp_path / "ds", classes, per_class=10)
+    (tmp_path / "ds" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    dataset = datasets.load_folder_dataset(tmp_path / "ds", val_fraction=0.2, test_fraction=0.2)
+    assert dataset.labels == (
+        "angry",
+        "contempt",
+        "disgust",
+        "fear",
+        "happy",
+        "neutral",
+        "sad",
+        "surprise",
+        "uncertain",
+    )
+    sizes = {k: len(v) for k, v in dataset.splits.items()}
+    assert sizes == {"Training": 54, "PublicTest": 18, "PrivateTest": 18}
+    for split in dataset.splits.values():  # every class in every split: stratified
+        assert len(np.unique(split.labels)) == 9
+    assert any("broken.jpg" in p for p in dataset.problems)
+    assert dataset.splits["Training"].images[0].shape == (80, 64, 3)
+
+
+def test_folder_loader_with_split_folders_and_a_missing_class(tmp_path):
+    _write_folder(tmp_path / "ds" / "train", ["happy", "sad", "neutral"], per_class=6)
+    _write_folder(tmp_path / "ds" / "test", ["happy", "sad"], per_class=3)  # no "neutral" in test
+    dataset = datasets.load_folder_dataset(tmp_path / "ds")
+    assert dataset.labels == ("happy", "neutral", "sad")
+    assert set(dataset.splits) == {"Training", "PublicTest", "PrivateTest"}
+    assert len(dataset.splits["PrivateTest"]) == 6
+
+
+def test_find_dirty_marks_later_duplicates_and_blanks():
+    a = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    split = datasets.Split(
+        [a, a.copy(), np.full((48, 48), 9, np.uint8), a[::-1].copy()], np.zeros(4, np.int64), list("abcd")
+    )
+    duplicate, blank = datasets.find_dirty(split)
+    assert duplicate.tolist() == [False, True, False, False]
+    assert blank.tolist() == [False, False, True, False]
+
+
+def test_class_weights_favour_rare_classes():
+    weights = datasets.class_weights(np.array([0] * 90 + [1] * 10), 2, power=1.0)
+    assert weights[1] == pytest.approx(9 * weights[0])
+    assert datasets.class_weights(np.array([0, 1, 1]), 2, power=0.0) == {0: 1.0, 1: 1.0}
+
+
+def test_augmentation_keeps_shape_and_range():
+    from training.augment import build_augmenter, clip01
+
+    x = np.random.default_rng(0).random((16, 48, 48, 1), dtype=np.float32)
+    out = np.asarray(clip01(build_augmenter()(x, training=True)))
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert not np.allclose(out, x)
+
+
+def test_metrics_on_known_predictions():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 0])
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    m = classification_metrics(y_true, y_pred, ("a", "b", "c"))
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["c"]["recall"] == pytest.approx(0.5)
+    f1 = [2 * 0.5 * 0.5 / 1.0, 2 * (2 / 3) * 1 / (2 / 3 + 1), 2 * 1 * 0.5 / 1.5]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+@pytest.mark.slow
+def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_path, monkeypatch, capsys):
+    import emotion.config as config
+    import emotion.registry as registry
+    from training import train
+
+    models_dir = tmp_path / "models"
+    monkeypatch.setattr(config, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(train, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(train, "REPO_ROOT", tmp_path)
+    csv_path = _write_csv(tmp_path / "fer.csv.gz", per_split=(280, 70, 70))
+    common = ["--data", str(csv_path), "--model", "vgg", "--name", "tiny", "--batch-size", "32", "--patience", "50"]
+
+    out_dir = train.main([*common, "--epochs", "1"])
+    state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
+    assert state["epoch"] == 1
+    out_dir = train.main([*common, "--epochs", "2", "--resume"])
+    state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
+    for name in ("model.tflite", "model.keras", "manifest.json", "config.json", "history.json"):
+        assert (out_dir / name).is_file()
+    config_saved = json.loads((out_dir / "config.json").read_text())
+    assert config_saved["epochs"] == 2 and config_saved["model"] == "vgg"
+
+    model = registry.load("tiny", models_dir)
+    assert model.labels == datasets.FER2013_LABELS
+    probs = model.predict_faces([np.zeros((48, 48), np.uint8)])
+    assert probs.shape == (1, 7) and probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+    from training.evaluate import evaluate
+
+    report = evaluate("tiny", data=str(csv_path))
+    assert report["n"] == 70 and 0.0 <= report["accuracy"] <= 1.0
+    assert (out_dir / "metrics.json").is_file()
+
+    image_path = tmp_path / "face.png"
+    Image.fromarray(_synthetic_face(3, np.random.default_rng(5))).save(image_path)
+    from emotion.cli import main as cli
+
+    capsys.readouterr()  # drop Keras' progress output
+    assert cli(["predict", str(image_path), "--no-detect", "--model", "tiny"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result[0]["faces"][0]["label"] in datasets.FER2013_LABELS
