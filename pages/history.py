@@ -37,16 +37,18 @@ def _utc_time(iso: str) -> str:
 
 
 def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
-    """A PNG thumbnail (at most 240 px) of the saved annotated image, kept for the session."""
+    """A 320x240 PNG thumbnail (letterboxed) of the saved annotated image, kept for the session."""
     thumbs = st.session_state.setdefault(THUMBS_KEY, {})
     if analysis_id not in thumbs:
         png = the_store.read_image(user_id, analysis_id)
         thumb = None
         if png:
-            picture = Image.open(io.BytesIO(png))
-            picture.thumbnail((240, 240))
+            picture = Image.open(io.BytesIO(png)).convert("RGB")
+            picture.thumbnail((320, 240))
+            card = Image.new("RGB", (320, 240), (240, 242, 246))  # same 4:3 card for every shape
+            card.paste(picture, ((320 - picture.width) // 2, (240 - picture.height) // 2))
             buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
+            card.save(buffer, format="PNG")
             thumb = buffer.getvalue()
         thumbs[analysis_id] = thumb
     return thumbs[analysis_id]
@@ -62,17 +64,33 @@ def emotions_over_time(analyses: list) -> go.Figure:
     frame = pd.DataFrame(rows, columns=["day", "label"])
     counts = frame.groupby(["day", "label"]).size().unstack(fill_value=0) if len(frame) else pd.DataFrame()
     figure = go.Figure()
+    day_ms = 86_400_000
     for label in counts.columns:
         figure.add_trace(
-            go.Bar(x=list(counts.index), y=counts[label].tolist(), name=label, marker_color=_rgb_css(label))
+            go.Bar(
+                x=[d.isoformat() for d in counts.index],
+                y=counts[label].tolist(),
+                name=label,
+                marker_color=_rgb_css(label),
+                width=0.8 * day_ms,
+            )
         )
+    days = list(counts.index) or [dt.datetime.now(dt.UTC).date()]
+    span = [(min(days) - dt.timedelta(days=1)).isoformat(), (max(days) + dt.timedelta(days=1)).isoformat()]
     figure.update_layout(
         barmode="stack",
         height=320,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": "day", "type": "date"},
+        xaxis={
+            "title": "day (UTC)",
+            "type": "date",
+            "range": span,
+            "tickformat": "%b %d",
+            "dtick": day_ms if (max(days) - min(days)).days < 14 else None,
+        },
         yaxis={"title": "faces", "rangemode": "nonnegative"},
         legend={"title": "emotion"},
+        showlegend=True,
     )
     return figure
 
@@ -101,22 +119,17 @@ def _filters(labels: list[str], first_day: dt.date) -> dict:
     }
 
 
-def _delete_controls(the_store, user, analysis) -> None:
-    """A Delete button, then a confirmation that removes the row and its files."""
-    if st.session_state.get(CONFIRM_KEY) != analysis.id:
-        if st.button("Delete", key=f"history_delete_{analysis.id}"):
-            st.session_state[CONFIRM_KEY] = analysis.id
-            st.rerun()
-        return
+def _confirm_delete(the_store, user, analysis) -> None:
+    """The confirmation under an entry whose Delete was pressed: removes the row and its files."""
     st.warning("Delete this analysis and its saved image for good?")
-    yes, no = st.columns(2)
-    if yes.button("Yes, delete", type="primary", key=f"history_confirm_{analysis.id}"):
+    yes, no, _ = st.columns([1, 1, 3])
+    if yes.button("Delete", type="primary", key=f"history_confirm_{analysis.id}", width="stretch"):
         st.session_state.pop(CONFIRM_KEY, None)
         deleted = the_store.delete_analysis(user.id, analysis.id)
         st.session_state.get(THUMBS_KEY, {}).pop(analysis.id, None)
         st.session_state[FLASH_KEY] = f"Analysis #{analysis.id} " + ("deleted." if deleted else "was already gone.")
         st.rerun()
-    if no.button("Cancel", key=f"history_cancel_{analysis.id}"):
+    if no.button("Cancel", key=f"history_cancel_{analysis.id}", width="stretch"):
         st.session_state.pop(CONFIRM_KEY, None)
         st.rerun()
 
@@ -170,7 +183,11 @@ def _entry(the_store, user, analysis) -> None:
             st.text(f"{count} face{'s' if count != 1 else ''}: {_face_summary(analysis.faces)}")
         with actions:
             _downloads(the_store, user, analysis)
-            _delete_controls(the_store, user, analysis)
+            if st.button("Delete", key=f"history_delete_{analysis.id}", width="stretch"):
+                st.session_state[CONFIRM_KEY] = analysis.id
+                st.rerun()
+        if st.session_state.get(CONFIRM_KEY) == analysis.id:
+            _confirm_delete(the_store, user, analysis)
 
 
 def main() -> None:
