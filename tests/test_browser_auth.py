@@ -1,0 +1,165 @@
+"""The authentication gate in a real headless Chromium: register, log in, reload and stay logged in
+(the signed cookie), log out (the cookie goes). Set EMOTION_SCREENSHOT_DIR to keep screenshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COOKIE_NAME = "emotion_studio_session"  # app.COOKIE_NAME (app.py runs the app when imported)
+TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return CHROMIUM
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free localhost port over a fresh database; yields its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "EMOTION_DB_PATH": str(tmp_path / "data" / "studio.db"),
+        "EMOTION_MEDIA_DIR": str(tmp_path / "data" / "media"),
+        "EMOTION_LOG_DIR": str(tmp_path / "logs"),
+        "EMOTION_COOKIE_KEY": "browser-test-cookie-key-" + "x" * 32,
+    }
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        assert "Traceback" not in (tmp_path / "streamlit.log").read_text(), (tmp_path / "streamlit.log").read_text()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("EMOTION_SCREENSHOT_DIR"):
+        target = Path(os.environ["EMOTION_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+
+
+def session_cookie(context) -> str | None:
+    return next((c["value"] for c in context.cookies() if c["name"] == COOKIE_NAME), None)
+
+
+def wait_for_cookie(context, present: bool, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (session_cookie(context) is not None) != present:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cookie {COOKIE_NAME} {'never set' if present else 'still there'}")
+        time.sleep(0.2)
+
+
+def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        page.goto(app_url)
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible()
+        expect(page.get_by_role("heading", name="Emotion Studio")).to_be_visible()
+        login = page.get_by_role("tabpanel", name="Log in")
+        expect(login.get_by_label("Username", exact=True)).to_be_visible()
+        page.wait_for_timeout(1000)  # let the page settle before the screenshot
+        screenshot(page, tmp_path, "login_page")
+
+        page.get_by_role("tab", name="Create account").click()
+        register = page.get_by_role("tabpanel", name="Create account")
+        register.get_by_label("Name", exact=True).fill("Browser Tester")
+        register.get_by_label("Email").fill("tester@example.com")
+        register.get_by_label("Username", exact=True).fill("tester")
+        register.get_by_label("Password", exact=True).fill("browser-pass1")
+        register.get_by_label("Repeat password").fill("browser-pass1")
+        register.get_by_role("button", name="Create account").click()
+        expect(page.get_by_text("created. Log in with it")).to_be_visible()
+
+        page.get_by_role("tab", name="Log in").click()
+        login.get_by_label("Username", exact=True).fill("tester")
+        login.get_by_label("Password", exact=True).fill("wrong-pass1")
+        login.get_by_role("button", name="Log in").click()
+        expect(page.get_by_text("Incorrect username or password.")).to_be_visible()
+        login.get_by_label("Password", exact=True).fill("browser-pass1")
+        login.get_by_role("button", name="Log in").click()
+        expect(page.get_by_text("Welcome, Browser Tester")).to_be_visible()
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+        wait_for_cookie(context, present=True)
+        page.wait_for_timeout(1000)  # let the page settle before the screenshot
+        screenshot(page, tmp_path, "home_page")
+
+        page.reload()  # a new Streamlit session: logged in again from the signed cookie
+        expect(page.get_by_text("Welcome, Browser Tester")).to_be_visible()
+        expect(page.get_by_role("tab", name="Log in")).to_have_count(0)
+
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible()
+        wait_for_cookie(context, present=False)
+        page.reload()
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible()
+        expect(page.get_by_text("Welcome, Browser Tester")).to_have_count(0)
+        browser.close()
