@@ -140,18 +140,23 @@ def test_confident_mistakes():
     assert comparison.label_index_map(["happy"], ["angry", "happy"]) is None
 
 
-@pytest.mark.slow
-def test_predict_images_with_a_real_tflite_model(tmp_path):
+def write_tiny_tflite(folder: Path) -> Path:
+    """A real, tiny, untrained 7-class TFLite model (conv + dense) with its manifest in `folder`."""
     keras = pytest.importorskip("keras")
     from training.export import to_tflite
 
     inputs = keras.Input((48, 48, 1))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    folder = tmp_path / "tiny"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "model.tflite").write_bytes(to_tflite(keras.Model(inputs, outputs), quantize=False))
-    (folder / "manifest.json").write_text(json.dumps({"name": "tiny", "labels": LABELS}))
+    (folder / "manifest.json").write_text(json.dumps({"name": folder.name, "labels": LABELS}))
+    return folder
+
+
+@pytest.mark.slow
+def test_predict_images_with_a_real_tflite_model(tmp_path):
+    write_tiny_tflite(tmp_path / "tiny")
     model = load("tiny", models_dir=tmp_path)
     images = np.random.default_rng(0).integers(0, 256, (300, 48, 48), dtype=np.uint8)
     seen = []

@@ -1,0 +1,346 @@
+"""Dataset explorer: FER2013 or any folder-per-class dataset (UI only; statistics in emotion.eda)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from emotion import config, eda
+from emotion.imageio import ImageLoadError, load_image
+from emotion.labels import color_for
+
+SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
+
+
+def _colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
+    return {lab: "rgb({},{},{})".format(*color_for(lab)) for lab in labels}
+
+
+# ------------------------------------------------------------------------------ cached loading
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _fer_set(path: str, mtime_ns: int, size: int) -> eda.ImageSet:
+    """FER2013 arrays (read-only, shared between sessions); keyed by path, mtime and size."""
+    return eda.load_fer2013_arrays(Path(path))
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> dict[str, object]:
+    """Results computed with a progress bar, shared by all sessions, keyed by path + mtime/signature.
+
+    (st.cache_data cannot replay a progress bar created outside the cached function, so heavy
+    results live here instead; the newest MEMO_SIZE entries are kept.)"""
+    return {}
+
+
+MEMO_SIZE = 6
+
+
+def _cached(key: str, compute: Callable[[eda.Progress], object]) -> object:
+    memo = _memo()
+    if key not in memo:
+        report, slot = _progress_bar()
+        memo[key] = compute(report)
+        slot.empty()
+        for old in list(memo)[:-MEMO_SIZE]:
+            memo.pop(old, None)
+    return memo[key]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _near_pairs(key: str, threshold: int, _ds: eda.ImageSet, _stats: eda.Stats) -> np.ndarray:
+    later = np.zeros(len(_ds), bool)
+    for group in _stats.exact_groups:
+        later[group[1:]] = True
+    return eda.near_duplicate_pairs(_stats.dhash, threshold, skip=_stats.blank | later)
+
+
+def _stats(ds: eda.ImageSet, report: eda.Progress) -> tuple[eda.Stats, dict]:
+    stats = eda.compute_stats(ds, report)
+    return stats, eda.summary(ds, stats)
+
+
+def _progress_bar() -> tuple[eda.Progress, st.delta_generator.DeltaGenerator]:
+    slot = st.empty()
+    bar = slot.progress(0.0, text="Starting")
+    return (lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text)), slot
+
+
+def _open_dataset(source: str) -> tuple[eda.ImageSet | None, str]:
+    """The chosen dataset (None when absent or not chosen yet) and its cache key."""
+    if source == "FER2013":
+        csv = config.find_fer2013_csv()
+        if csv is None:
+            return None, ""
+        info = csv.stat()
+        with st.spinner("Reading FER2013 (about 10 s the very first time, then from data/cache/)"):
+            ds = _fer_set(str(csv), info.st_mtime_ns, info.st_size)
+        return ds, f"fer|{csv}|{info.st_mtime_ns}|{info.st_size}"
+    root = _folder_input() if source == "Folder on this machine" else _zip_input()
+    if root is None:
+        return None, ""
+    try:
+        signature = eda.folder_signature(root)
+        ds = _cached(f"folder|{root}|{signature}", lambda report: eda.scan_folder(root, report))
+    except (OSError, ValueError) as error:
+        st.error(f"Cannot read {root.name}: {error}")
+        return None, ""
+    if len(ds) == 0:
+        st.error(f"No readable image under {root}.")
+        return None, ""
+    return ds, f"folder|{root}|{signature}"
+
+
+def _folder_input() -> Path | None:
+    text = st.text_input(
+        "Dataset folder", placeholder="/path/to/dataset  (class folders, or train/ val/ test/ with class folders)"
+    )
+    if not text.strip():
+        st.info(
+            "Type the path of a folder-per-class dataset: `<folder>/<class>/<image>` "
+            "or `<folder>/<split>/<class>/<image>`."
+        )
+        return None
+    root = Path(text.strip()).expanduser()
+    if not root.is_dir():
+        st.error("That folder does not exist on this machine.")
+        return None
+    return eda.dataset_root(root)
+
+
+def _zip_input() -> Path | None:
+    upload = st.file_uploader("Zip of a folder-per-class dataset", type=["zip"])
+    if upload is None:
+        st.info(
+            "Upload a .zip whose folders are the classes (for example anger/, happy/, ...). "
+            "Only image files are extracted."
+        )
+        return None
+    data = upload.getvalue()
+    target = Path(tempfile.gettempdir()) / f"emotion-eda-{hashlib.sha256(data).hexdigest()[:16]}"
+    if not target.is_dir():
+        try:
+            count = eda.safe_extract_zip(data, target)
+        except eda.UnsafeArchiveError as error:
+            st.error(f"The archive was rejected: {error}")
+            return None
+        st.caption(f"Extracted {count:,} images to a temporary folder.")
+    return eda.dataset_root(target)
+
+
+# ------------------------------------------------------------------------------------ sections
+
+
+def _class_section(summary: dict) -> None:
+    labels = summary["labels"]
+    rows = [
+        (split, lab, n, 100.0 * n / max(sum(counts.values()), 1))
+        for split, counts in summary["class_counts"].items()
+        for lab, n in counts.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["split", "label", "count", "percent"])
+    as_percent = st.toggle("Show percentages of each split", value=False)
+    fig = px.bar(
+        frame, x="label", y="percent" if as_percent else "count", color="label", facet_col="split",
+        color_discrete_map=_colors(labels), category_orders={"label": labels}, text_auto=".1f" if as_percent else True,
+    )  # fmt: skip
+    fig.update_layout(showlegend=False, height=380, margin={"t": 40, "b": 10})
+    st.plotly_chart(fig)
+    ratios = summary["imbalance_ratio"]
+    cols = st.columns(len(ratios))
+    for col, (split, ratio) in zip(cols, ratios.items(), strict=True):
+        col.metric(f"Imbalance ratio ({split})", "∞" if ratio == float("inf") else f"{ratio:.1f} : 1")
+    st.caption("Imbalance ratio = largest class / smallest class.")
+    table = frame.pivot(index="label", columns="split", values="count").reindex(labels)
+    table = table[list(summary["class_counts"])]
+    table["total"] = table.sum(axis=1)
+    table["% of all"] = (100.0 * table["total"] / table["total"].sum()).round(1)
+    st.dataframe(table)
+
+
+def _samples_section(ds: eda.ImageSet) -> None:
+    left, right = st.columns([3, 1])
+    per_class = left.slider("Samples per class", 4, 16, 8)
+    if right.button("Reshuffle", icon=":material/shuffle:"):
+        st.session_state["eda_seed"] = st.session_state.get("eda_seed", 0) + 1
+    picks = eda.sample_indices(ds.y, len(ds.labels), per_class, st.session_state.get("eda_seed", 0))
+    for k, label in enumerate(ds.labels):
+        st.markdown(f"**{label}** ({int((ds.y == k).sum()):,} images)")
+        st.image([_display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
+
+
+def _display_image(ds: eda.ImageSet, index: int) -> np.ndarray:
+    """The image to show for one sample: FER's 48x48 face, or a folder image shrunk to 160 px high."""
+    if ds.root is None:
+        return ds.thumbs[index]
+    try:
+        image = load_image(ds.root / ds.sources[index])
+    except ImageLoadError:
+        return ds.thumbs[index]
+    scale = 160 / max(image.shape[:2])
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+
+
+def _faces_section(labels: list[str], mean: np.ndarray, std: np.ndarray) -> None:
+    st.caption("Pixel-wise mean and standard deviation of every 48x48 grey face of each class.")
+    top = float(std.max()) or 1.0
+    for title, faces, scale in (("Mean face", mean, 255.0), ("Std face (same scale for all classes)", std, top)):
+        st.markdown(f"**{title}**")
+        shown = [cv2.resize(np.clip(f * 255.0 / scale, 0, 255).astype(np.uint8), (96, 96)) for f in faces]
+        st.image(shown, caption=labels, width=96, output_format="PNG")
+
+
+def _light_section(summary: dict) -> None:
+    labels, bins = summary["labels"], np.asarray(summary["histogram_bins"])
+    centres = (bins[:-1] + bins[1:]) / 2
+    colors = _colors(labels)
+    cols = st.columns(2)
+    for col, key, title in (
+        (cols[0], "brightness", "Brightness (mean grey level)"),
+        (cols[1], "contrast", "Contrast (grey-level std)"),
+    ):
+        fig = go.Figure()
+        for lab in labels:
+            counts = np.asarray(summary[f"{key}_hist"][lab], float)
+            fig.add_scatter(x=centres, y=100 * counts / max(counts.sum(), 1), name=lab, line={"color": colors[lab]})
+        fig.update_layout(
+            title=title, xaxis_title="value (0-255)", yaxis_title="% of the class", height=360, margin={"t": 40}
+        )
+        col.plotly_chart(fig)
+    b, c = summary.get("brightness_percentiles", {}), summary.get("contrast_percentiles", {})
+    if b and c:
+        st.caption(
+            f"Median brightness {b['p50']:.0f} (10-90%: {b['p10']:.0f}-{b['p90']:.0f}); median contrast "
+            f"{c['p50']:.0f} (10-90%: {c['p10']:.0f}-{c['p90']:.0f})."
+        )
+        if c["p10"] > 70 and 120 < b["p50"] < 136:
+            st.info(
+                "Nearly every face has brightness ≈128 and contrast ≈74, the signature of a flat grey-level "
+                "histogram: this copy of the dataset looks histogram-equalised, unlike raw camera photos."
+            )
+
+
+def _sizes_section(ds: eda.ImageSet) -> None:
+    frame = pd.DataFrame({"width": ds.sizes[:, 0], "height": ds.sizes[:, 1], "mode": ds.modes,
+                          "label": [ds.labels[i] for i in ds.y]})  # fmt: skip
+    cols = st.columns(3)
+    cols[0].metric("Distinct sizes", f"{len(frame.groupby(['width', 'height'])):,}")
+    cols[1].metric("Median size", f"{int(frame.width.median())}x{int(frame.height.median())}")
+    cols[2].metric("Colour modes", ", ".join(sorted(set(ds.modes))))
+    fig = px.scatter(frame, x="width", y="height", color="label", color_discrete_map=_colors(ds.labels), opacity=0.6)
+    fig.update_layout(height=380, margin={"t": 20})
+    st.plotly_chart(fig)
+    st.dataframe(pd.crosstab(frame["label"], frame["mode"]))
+    st.caption('"RGB (grey)": stored in colour, but the three channels are equal.')
+
+
+def _dirty_section(summary: dict, ds: eda.ImageSet | None, stats: eda.Stats | None, key: str) -> None:
+    exact, near, blank = summary["exact_duplicates"], summary["near_duplicates"], summary["blank"]
+    cols = st.columns(4)
+    cols[0].metric(
+        "Exact duplicate groups", f"{exact['groups']:,}", help=f"{exact['redundant_images']:,} redundant copies"
+    )
+    cols[1].metric(
+        "Groups across splits", f"{exact['cross_split_groups']:,}", help="the same image in two splits (leakage)"
+    )
+    cols[2].metric("Same image, two labels", f"{exact['label_conflict_groups']:,}")
+    cols[3].metric("Blank images", f"{blank['count']:,}", help=f"grey-level std under {blank['threshold_std']}")
+    threshold = near["threshold_bits"]
+    if ds is not None and stats is not None:
+        threshold = st.slider("Near-duplicate threshold (dHash bits that may differ)", 0, 8, eda.NEAR_THRESHOLD)
+        pairs = _near_pairs(key, threshold, ds, stats)
+        n_pairs, n_conflicts = len(pairs), len(eda.pair_conflicts(pairs, ds.y))
+    else:
+        n_pairs, n_conflicts = near["pairs"], near["label_conflict_pairs"]
+    cols = st.columns(2)
+    cols[0].metric(f"Near-duplicate pairs (≤{threshold} bits)", f"{n_pairs:,}")
+    cols[1].metric("Near-duplicate pairs with different labels", f"{n_conflicts:,}")
+    st.caption(f"Near duplicates: {near['hash']}, exact copies and blank images left out.")
+    if ds is None or stats is None:
+        return
+    _examples("Blank images", [[int(i)] for i in np.flatnonzero(stats.blank)[:12]], ds)
+    conflicts = eda.label_conflicts(stats.exact_groups, ds.y)
+    _examples("The same image under two labels", [g.tolist() for g in conflicts[:6]], ds)
+    _examples(
+        "Exact duplicates across splits", [g.tolist() for g in eda.cross_split(stats.exact_groups, ds.split)[:6]], ds
+    )
+    _examples(
+        "Near duplicates with different labels", [p[:2].tolist() for p in eda.pair_conflicts(pairs, ds.y)[:6]], ds
+    )
+    _examples("Near duplicates", [p[:2].tolist() for p in pairs[:6]], ds)
+
+
+def _examples(title: str, groups: list[list[int]], ds: eda.ImageSet) -> None:
+    with st.expander(f"{title} ({len(groups)} shown)"):
+        if not groups:
+            st.write("None found.")
+        for group in groups:
+            captions = [f"{ds.labels[ds.y[i]]} · {ds.splits[ds.split[i]]} · {ds.sources[i]}" for i in group]
+            st.image([_display_image(ds, i) for i in group], caption=captions, width=96, output_format="PNG")
+
+
+# ----------------------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    st.title("Dataset explorer")
+    source = st.radio("Dataset", SOURCES, horizontal=True)
+    started = time.perf_counter()
+    ds, key = _open_dataset(source)
+    stats = None
+    if ds is not None:
+        stats, summary = _cached(f"stats|{key}", lambda report: _stats(ds, report))
+        mean, std = stats.mean_faces, stats.std_faces
+        st.caption(
+            f"{summary['dataset']}: {summary['images']:,} images, {len(summary['labels'])} classes, splits "
+            f"{', '.join(summary['splits'])}; ready in {time.perf_counter() - started:.1f} s."
+        )
+        if ds.problems:
+            with st.expander(f"{len(ds.problems):,} files or rows could not be read"):
+                st.text("\n".join(ds.problems[:200]))
+    elif source == "FER2013" and config.find_fer2013_csv() is None:
+        st.warning(config.FER2013_MISSING_HELP)
+        derived = eda.read_derived()
+        if derived is None:
+            st.info("No derived statistics shipped either (data/derived/); run `python -m emotion.eda --derive`.")
+            return
+        summary, mean, std = derived
+        st.subheader("FER2013 statistics computed by the project")
+        st.caption(
+            "Derived data shipped in data/derived/ (numbers and per-class mean faces only, no image of the dataset), "
+            f"made by `{summary.get('generated_by', 'python -m emotion.eda --derive')}`. "
+            "Sample images and duplicate examples need the dataset itself."
+        )
+    else:
+        return
+    tabs = ["Classes", "Samples", "Mean faces", "Brightness & contrast", "Duplicates & blanks"]
+    if ds is not None and ds.root is not None:
+        tabs.append("Sizes & colour modes")
+    shown = st.tabs(tabs)
+    with shown[0]:
+        _class_section(summary)
+    with shown[1]:
+        _samples_section(ds) if ds is not None else st.info("Samples are shown when the dataset is on this machine.")
+    with shown[2]:
+        _faces_section(summary["labels"], mean, std)
+    with shown[3]:
+        _light_section(summary)
+    with shown[4]:
+        _dirty_section(summary, ds, stats, key)
+    if len(shown) > 5:
+        with shown[5]:
+            _sizes_section(ds)
+
+
+main()
