@@ -75,7 +75,7 @@ def _options() -> dict:
         strength = st.slider(
             "Smoothing strength", 0.0, 0.95, 0.6, 0.05, disabled=not smoothing,
             help="Weight of the past per frame: after n frames a change has reached 1 - strength^n of its "
-            "new value (0.6: 94% after 3 frames; 0.9: 65% after 10).",
+            "new value (0.6: 78% after 3 frames; 0.9: 65% after 10).",
         )  # fmt: skip
         adaptive = st.toggle(
             "Frame budget", value=True, help="When frames take longer than the budget, detect less often and on "
