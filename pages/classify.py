@@ -19,7 +19,7 @@ import emotion
 from emotion import config, explain, reports
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.labels import VALENCE_AROUSAL
-from pages.common import require_user, show_error, store
+from pages.common import md_escape, require_user, show_error, store
 
 log = logging.getLogger(__name__)
 RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns
@@ -239,14 +239,18 @@ def show_result(result: dict) -> None:
     elif "save_error" in result:
         show_error(f"The result could not be saved: {result['save_error']}")
     picture, plane = st.columns([3, 2])
-    picture.image(result["annotated_png"], caption=report["title"] or report["image"]["original_name"], width="stretch")
+    picture.image(
+        result["annotated_png"],
+        caption=md_escape(report["title"] or report["image"]["original_name"] or ""),
+        width="stretch",
+    )
     with plane:
         st.markdown("**Valence and arousal** (circumplex plane; probability-weighted)")
         st.plotly_chart(circumplex_chart(faces), key=f"circumplex_{result['key']}")
     columns = st.columns(min(2, len(faces)))
     for i, face in enumerate(faces):
         with columns[i % len(columns)].container(border=True):
-            st.markdown(f"**Face {face['index']}**: {face['label']} ({face['confidence']:.1%})")
+            st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
             st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
             if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
                 _explanation(result, face, report["model"])

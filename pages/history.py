@@ -16,7 +16,7 @@ from PIL import Image
 import emotion
 from emotion import reports
 from emotion.labels import DEFAULT_LABELS
-from pages.common import require_user, store
+from pages.common import md_escape, require_user, store
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -174,7 +174,8 @@ def _entry(the_store, user, analysis) -> None:
         else:
             picture.caption("no image saved")
         with text:
-            st.markdown(f"**{analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, '')}**")
+            heading = analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, "")
+            st.markdown(f"**{md_escape(heading)}**")
             st.caption(
                 f"#{analysis.id} · {_utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
                 f" · model {analysis.model} · detector {analysis.detector}"
@@ -213,7 +214,7 @@ def main() -> None:
     st.markdown("**Your emotions over time** (faces per day, by top emotion)")
     st.plotly_chart(emotions_over_time(analyses), key="history_chart")
     shown = st.session_state.setdefault("history_shown", PAGE_SIZE)
-    st.caption(f"{len(analyses)} analyses match; newest first.")
+    st.caption(f"{len(analyses)} {'analysis matches' if len(analyses) == 1 else 'analyses match'}; newest first.")
     for analysis in analyses[:shown]:
         _entry(the_store, user, analysis)
     if len(analyses) > shown and st.button("Show more", key="history_more"):

@@ -1,5 +1,6 @@
-"""The classify page in a real headless Chromium: log in, upload two_people.jpg with the real file
-widget, see two faces, download the PDF. Set EMOTION_SCREENSHOT_DIR to keep a screenshot."""
+"""The classify page in a real headless Chromium through the app shell: log in, open the Photo page,
+upload two_people.jpg with the real file widget, see two faces, download the PDF, then find the
+analysis in History. Set EMOTION_SCREENSHOT_DIR to keep screenshots."""
 
 from __future__ import annotations
 
@@ -33,14 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 USERNAME, PASSWORD = "browseruser", "correct-horse-battery"
-# Until the app shell exists, a launcher puts the pre-created user in the session and runs the page.
-LAUNCHER = """
-import runpy
-import streamlit as st
-from emotion.store import get_store
-st.session_state["user"] = get_store().get_user_by_username({username!r})
-runpy.run_path({page!r}, run_name="__main__")
-"""
 
 
 def _free_port() -> int:
@@ -53,7 +46,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stdout.read()}")
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
                 if response.status == 200:
@@ -74,21 +67,21 @@ def chromium_path() -> str:
 
 @pytest.fixture
 def app_url(isolated_store, tmp_path):
-    """A streamlit server on a free port over the isolated store, with one user; yields its URL."""
+    """`streamlit run app.py` on a free port over the isolated store, with one user; yields its URL."""
     password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     get_store().create_user(USERNAME, "Browser User", "browser@example.com", password_hash)
-    app = ROOT / "app.py"
-    if not app.is_file():
-        app = tmp_path / "launcher.py"
-        app.write_text(LAUNCHER.format(username=USERNAME, page=str(ROOT / "pages" / "classify.py")))
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "EMOTION_LOG_DIR": str(tmp_path / "logs"),
+        "EMOTION_COOKIE_KEY": "classify-browser-test-cookie-key-" + "x" * 32,
+    }
     command = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(app),
+        str(ROOT / "app.py"),
         "--server.port",
         str(port),
         "--server.address",
@@ -98,39 +91,42 @@ def app_url(isolated_store, tmp_path):
         "--browser.gatherUsageStats",
         "false",
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
-        yield url, app.name == "app.py"
-    finally:
-        server.terminate()
+    log_path = tmp_path / "streamlit.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            _wait_healthy(url, server)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
 def _log_in(page) -> None:
     """Through the app shell's login form."""
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
+    login = page.get_by_role("tabpanel", name="Log in")
+    login.get_by_label("Username", exact=True).fill(USERNAME)
+    login.get_by_label("Password", exact=True).fill(PASSWORD)
+    login.get_by_role("button", name="Log in").click()
 
 
 def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    url, through_app = app_url
+    url = app_url
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1800})
             page.set_default_timeout(120_000)
             page.goto(url)
-            if through_app:
-                _log_in(page)
-                page.get_by_role("link", name="Classify").first.click()
+            _log_in(page)
+            page.get_by_role("link", name="Photo").first.click()
             page.get_by_role("heading", name="Classify a photo").wait_for()
             page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
             page.get_by_text("two_people.jpg").first.wait_for()
@@ -145,6 +141,14 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
             shots.mkdir(parents=True, exist_ok=True)
             page.get_by_text("2 faces found").scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "classify_two_people.png"))
+            # The analysis is in History, and its PDF is built again on demand (a deferred download).
+            page.get_by_role("link", name="History").first.click()
+            page.get_by_role("heading", name="History").wait_for()
+            page.get_by_text("2 faces:").wait_for()
+            with page.expect_download() as history_info:
+                page.get_by_role("button", name="PDF", exact=True).first.click()
+            history_pdf = Path(history_info.value.path()).read_bytes()
+            page.screenshot(path=str(shots / "history.png"))
         finally:
             browser.close()
     assert download.suggested_filename.startswith("emotion-photo-") and download.suggested_filename.endswith(".pdf")
@@ -155,6 +159,9 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
     assert "two_people.jpg" in text and USERNAME in text
     for face in saved[0].faces:
         assert face["label"] in text and f"{face['confidence']:.1%}" in text
+    assert history_pdf.startswith(b"%PDF-")
+    history_text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(history_pdf)).pages)
+    assert all(face["label"] in history_text for face in saved[0].faces) and "two_people.jpg" in history_text
     if shutil.which("pdftoppm"):
         subprocess.run(
             ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-", str(tmp_path / "pdf")], input=pdf, check=True

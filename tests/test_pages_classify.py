@@ -119,8 +119,9 @@ def test_bad_file_gives_a_message_not_a_traceback(photos_dir, user, name, data):
     at.button(key="classify_analyze").click()
     at.run()
     assert not at.exception
-    assert len(at.error) == 1 and "cannot be analysed" in at.error[0].value and name in at.error[0].value
-    assert "Traceback" not in at.error[0].value
+    message = at.error[0].value.replace("\\", "")  # show_error escapes Markdown
+    assert len(at.error) == 1 and "cannot be analysed" in message and name in message
+    assert "Traceback" not in message
     assert not at.get("download_button") and _counter(at) == 0
 
 
