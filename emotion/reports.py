@@ -11,7 +11,7 @@ JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_
     model, model_info {kind, labels, description, metrics: {split, n, accuracy, macro_f1, ...} | null},
     detector, face_count, faces [{index, box [x, y, w, h] (pixels of the image), label, confidence,
     scores {label: probability}, valence, arousal (circumplex, -1..1, see emotion.labels)}],
-    summary {label_counts, mean_valence, mean_arousal}, timings {name_ms: milliseconds}.
+    summary {label_counts, mean_valence, mean_arousal}, timings {name_ms: milliseconds, name_s: seconds}.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from emotion.registry import list_models
 
 REPORT_SCHEMA_VERSION = "1.0"
-SOURCES = ("photo", "snapshot", "video")
+SOURCES = ("photo", "snapshot", "video", "cli")  # the store's sources, and the command line
 _METRIC_KEYS = ("split", "dataset", "n", "accuracy", "macro_f1", "accuracy_tta", "macro_f1_tta", "evaluated_at")
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -138,7 +138,7 @@ REPORT_JSON_SCHEMA: dict = {
         },
         "timings": {
             "type": "object",
-            "description": "processing times in milliseconds",
+            "description": "processing times; the key's suffix is the unit: _ms milliseconds, _s seconds",
             "additionalProperties": {"type": "number", "minimum": 0},
         },
     },
@@ -367,6 +367,15 @@ def _bar_chart(face: dict, font: str):
     return drawing
 
 
+def _format_timing(key: str, value: float) -> str:
+    """ "detect_ms", 70.1 -> "detect 70 ms"; "total_s", 3.25 -> "total 3.2 s"."""
+    if key.endswith("_ms"):
+        return f"{key.removesuffix('_ms')} {value:.0f} ms"
+    if key.endswith("_s"):
+        return f"{key.removesuffix('_s')} {value:.1f} s"
+    return f"{key} {value:g}"
+
+
 def _faces_table(report: dict, font: str, bold: str):
     from reportlab.lib import colors
     from reportlab.platypus import Table, TableStyle
@@ -430,7 +439,7 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
     ]
     timings = report.get("timings") or {}
     if timings:
-        meta.append(("Processing", ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items())))
+        meta.append(("Processing", ", ".join(_format_timing(k, v) for k, v in timings.items())))
     story = [Paragraph(escape(report.get("title") or "Facial emotion analysis"), title_style)]
     story += [Paragraph(f"<b>{name}:</b> {escape(str(value))}", body) for name, value in meta]
     story += [Spacer(1, 0.3 * cm), _image_flowable(annotated_image), Spacer(1, 0.3 * cm)]

@@ -11,9 +11,11 @@ import jsonschema
 import numpy as np
 import pypdf
 import pytest
+from PIL import Image
 
 import emotion
 from emotion import config, reports
+from emotion.store import get_store
 
 pytestmark = pytest.mark.shared
 
@@ -163,3 +165,35 @@ def test_report_filename_is_safe():
     report = {"source": "photo", "created_at": "2026-11-21T06:00:00+00:00"}
     assert reports.report_filename(report, "pdf") == "emotion-photo-20261121060000.pdf"
     assert reports.report_filename({**report, "analysis_id": 7}, "json") == "emotion-photo-7.json"
+
+
+def test_stored_analysis_report_and_pdf(photos_dir, isolated_store):
+    """A video-like stored analysis (seconds timings) and a photo one; another user gets nothing."""
+    store = get_store()
+    alice = store.create_user("alice", "Alice", "alice@example.com", "x")
+    bob = store.create_user("bob", "Bob", "bob@example.com", "y")
+    report, annotated = _report_of(photos_dir, "two_people.jpg")
+    buffer = io.BytesIO()
+    Image.fromarray(annotated).save(buffer, format="PNG")
+    saved = store.add_analysis(
+        alice.id, source="video", model=report["model"], detector="haar",
+        faces=[{k: v for k, v in f.items() if k != "index"} for f in report["faces"]], image_png=buffer.getvalue(),
+        original_name="clip.mp4", title="Clip", extra={"image_size": [1126, 661], "timings": {"total_s": 3.25}},
+    )  # fmt: skip
+    rebuilt = reports.report_for_analysis(saved, "alice")
+    assert reports.schema_errors(rebuilt) == []
+    assert rebuilt["analysis_id"] == saved.id and rebuilt["source"] == "video" and rebuilt["face_count"] == 2
+    assert [f["label"] for f in rebuilt["faces"]] == [f["label"] for f in report["faces"]]
+    made = reports.stored_reports(store, alice.id, saved.id, "alice")
+    assert made is not None and made[0]["faces"] == rebuilt["faces"]
+    text = _pdf_text(made[1])
+    assert "total 3.2 s" in text and "clip.mp4" in text and "Clip" in text
+    assert reports.stored_reports(store, bob.id, saved.id, "bob") is None
+
+
+def test_cli_source_is_valid():
+    report = reports.json_report(
+        faces=[], image_size=(10, 10), model=emotion.default_model_name(), detector="none", source="cli",
+        created_at=reports.utc_now(),
+    )  # fmt: skip
+    assert reports.schema_errors(report) == []
