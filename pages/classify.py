@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns
 GRADCAM_KEY = "classify_gradcam"  # session_state: {(result key, face index): RGB overlay}
 WHOLE_IMAGE_DETECTOR = "none"
+_LABEL_POSITIONS = {"fear": "middle left", "angry": "top right", "disgust": "bottom center"}  # neighbours apart
 
 
 def _rgb_css(label: str) -> str:
@@ -163,7 +164,7 @@ def circumplex_chart(faces: list[dict]) -> go.Figure:
             y=[VALENCE_AROUSAL[k][1] for k in labels],
             mode="markers+text",
             text=labels,
-            textposition="top center",
+            textposition=[_LABEL_POSITIONS.get(k, "top center") for k in labels],
             marker={"color": [_rgb_css(k) for k in labels], "size": 9, "opacity": 0.5},
             name="emotions",
             hoverinfo="text",

@@ -141,6 +141,10 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
             shots.mkdir(parents=True, exist_ok=True)
             page.get_by_text("2 faces found").scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "classify_two_people.png"))
+            page.get_by_text("Explain (Grad-CAM)").first.click()
+            page.get_by_text("Grad-CAM for").first.wait_for()
+            page.get_by_text("Grad-CAM for").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "classify_gradcam.png"))
             # The analysis is in History, and its PDF is built again on demand (a deferred download).
             page.get_by_role("link", name="History").first.click()
             page.get_by_role("heading", name="History").wait_for()
