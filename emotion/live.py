@@ -13,8 +13,9 @@ webcam page and of video files (emotion.video). It is UI-free and thread-safe to
   per-frame output.
 - Frame budget: a full-frame detection costs several times the rest of the pipeline, so it runs every
   `detect_every` frames on a copy scaled to `detect_side` pixels; frames in between detect only inside
-  a small region around each tracked box (ROI detection, rescaled so the face is ~64 px). `FrameBudget`
-  raises or lowers that level from the measured frame time. Frames that arrive while one is being
+  a small region around each tracked box (ROI detection, rescaled so the face is ~64 px) every
+  `roi_every` frames, and follow each face by template matching on the others. `FrameBudget` raises or
+  lowers that level from the measured frame time. Frames that arrive while one is being
   processed are dropped, never queued (see `recv_queued`), so latency cannot pile up.
 
 Thread model: `process` runs in streamlit-webrtc's media worker thread; the Streamlit page reads
@@ -46,8 +47,13 @@ from emotion.registry import EmotionModel, load
 ROI_FACE_PX = {"haar": 64, "hog": 96}
 ROI_MARGIN = 0.45  # region = previous box grown by this fraction of its size on every side
 ROI_MIN_FRACTION = 0.62
-# Budget levels, cheapest last: (full detection every n frames, longer side of the detection copy).
-BUDGET_LEVELS: tuple[tuple[int, int], ...] = ((1, 400), (2, 400), (3, 320), (5, 320), (8, 320), (12, 320))
+# Budget levels, cheapest last: (full detection every n frames, longer side of the detection copy,
+# ROI detection every m frames). Frames with neither follow each face by template matching.
+BUDGET_LEVELS: tuple[tuple[int, int, int], ...] = (
+    (1, 400, 1), (2, 400, 1), (3, 320, 1), (5, 320, 2), (8, 320, 3), (12, 320, 3), (20, 320, 3),
+)  # fmt: skip
+TEMPLATE_PX = 32  # face templates are matched at this width
+TEMPLATE_MIN_SCORE = 0.5  # normalised cross-correlation below this: the face is lost (until detected again)
 
 
 def rtc_configuration(env_value: str | None = None, secret_value: object = None) -> dict:
@@ -97,6 +103,7 @@ class Track:
     hits: int = 1
     probs: np.ndarray | None = None  # smoothed (K,) probabilities, None until first classified
     box_state: np.ndarray | None = None  # smoothed (x, y, w, h) float64
+    template: np.ndarray | None = None  # grey (TEMPLATE_PX, TEMPLATE_PX) uint8 of the last detected face
 
     @property
     def center(self) -> tuple[float, float]:
@@ -186,6 +193,10 @@ class FrameBudget:
     def detect_side(self) -> int:
         return BUDGET_LEVELS[self.level][1]
 
+    @property
+    def roi_every(self) -> int:
+        return BUDGET_LEVELS[self.level][2]
+
     def record(self, elapsed_ms: float) -> None:
         self.mean_ms = elapsed_ms if self.mean_ms is None else 0.8 * self.mean_ms + 0.2 * elapsed_ms
         self._count += 1
@@ -206,7 +217,7 @@ class LiveSettings:
     smoothing: bool = True
     strength: float = 0.6  # EMA weight of the past, in [0, 0.95]
     budget_ms: float | None = 16.0  # per-frame target; None = full detection every frame
-    min_face: int = 40  # pixels, in the frame
+    min_face: int = 48  # pixels, in the frame (a face about 2 m from a 640x480 webcam)
     margin: float = 0.1  # crop margin around a box before classification
     draw_stats: bool = True  # FPS / latency banner on the frame
     hold: int = 3  # frames a face stays drawn after its detector stops finding it
@@ -227,7 +238,8 @@ class TrackedFace:
 
 @dataclass
 class FrameResult:
-    """The outcome of one processed frame; `timings` in ms, `mode` "full" | "roi"."""
+    """The outcome of one processed frame; `timings` in ms; `mode` "full" (detection on the whole frame),
+    "roi" (detection around each tracked face) or "track" (template matching only)."""
 
     index: int
     size: tuple[int, int]  # (width, height)
@@ -282,6 +294,8 @@ class FrameProcessor:
         self._processed = 0
         self._dropped = 0
         self._reset_requested = False
+        self._model: EmotionModel | None = None
+        self._model_key: str | None = None
         self._init_stream_state()
 
     # --- called from any thread -------------------------------------------------------------
@@ -376,14 +390,19 @@ class FrameProcessor:
     def _detect(self, rgb: np.ndarray, settings: LiveSettings) -> tuple[list[Track], str, float]:
         started = time.perf_counter()
         height, width = rgb.shape[:2]
-        full = self._index - self._last_full >= self.budget.detect_every or not self.tracker.tracks
-        if full:
+        since_full = self._index - self._last_full
+        if since_full >= self.budget.detect_every or not self.tracker.tracks:
+            mode = "full"
             detector = get_detector(settings.detector, min_face=settings.min_face, max_side=self.budget.detect_side)
             self.tracker.update(detector.detect(rgb), self._index)
             self._last_full = self._index
         else:
+            mode = "roi" if since_full % self.budget.roi_every == 0 else "track"
             for track in list(self.tracker.tracks):
-                box = roi_detect(rgb, track.box, settings.detector)
+                if mode == "roi":
+                    box = roi_detect(rgb, track.box, settings.detector)
+                else:
+                    box = template_track(rgb, track.box, track.template) if track.template is not None else None
                 if box is not None:
                     self.tracker.observe(track, box, self._index)
             self._merge_duplicates()
@@ -391,14 +410,12 @@ class FrameProcessor:
         strength = min(settings.strength, 0.5) if settings.smoothing else 0.0
         for track in self.tracker.tracks:
             if track.last_seen == self._index:
+                if mode != "track":  # a fresh detection: the template follows the face's current look
+                    track.template = face_template(rgb, track.box)
                 state = ema(track.box_state, np.array(track.box.as_list(), float), strength)
                 track.box_state = state
                 track.box = clip_box(*state, width, height) or track.box
-        return (
-            self.tracker.visible(self._index, settings.hold),
-            "full" if full else "roi",
-            (time.perf_counter() - started) * 1000,
-        )
+        return self.tracker.visible(self._index, settings.hold), mode, (time.perf_counter() - started) * 1000
 
     def _merge_duplicates(self) -> None:
         """Two tracks whose ROI searches found the same face: keep the older one."""
@@ -412,7 +429,9 @@ class FrameProcessor:
         if not tracks:
             return []
         height, width = rgb.shape[:2]
-        model: EmotionModel = load(settings.model)
+        if self._model is None or self._model_key != settings.model:  # resolve once, not per frame
+            self._model, self._model_key = load(settings.model), settings.model
+        model: EmotionModel = self._model
         boxes = [t.box for t in tracks]
         crops = [crop(rgb, expand_box(b, settings.margin, width, height)) for b in boxes]
         raw = classify_crops(crops, boxes, model)
@@ -490,6 +509,32 @@ def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR)
         return None
     b = found[0]
     return clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
+
+
+def face_template(rgb: np.ndarray, box: Box) -> np.ndarray:
+    """Grey (TEMPLATE_PX, TEMPLATE_PX) uint8 picture of the box's face, for `template_track`."""
+    patch = cv2.cvtColor(np.ascontiguousarray(crop(rgb, box)), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(patch, (TEMPLATE_PX, TEMPLATE_PX), interpolation=cv2.INTER_AREA)
+
+
+def template_track(rgb: np.ndarray, previous: Box, template: np.ndarray) -> Box | None:
+    """Where the face of `template` moved near `previous` in an RGB (H, W, 3) frame (same size), or None.
+
+    Normalised cross-correlation over the region around the box, both scaled so the face is TEMPLATE_PX
+    wide (about 0.1 ms); only translation is followed, detection frames correct the size.
+    """
+    height, width = rgb.shape[:2]
+    region = expand_box(previous, ROI_MARGIN, width, height)
+    sx, sy = TEMPLATE_PX / max(1, previous.w), TEMPLATE_PX / max(1, previous.h)
+    size = (round(region.w * sx), round(region.h * sy))
+    if size[0] <= TEMPLATE_PX or size[1] <= TEMPLATE_PX:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(crop(rgb, region)), cv2.COLOR_RGB2GRAY)
+    scores = cv2.matchTemplate(cv2.resize(grey, size, interpolation=cv2.INTER_AREA), template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (x, y) = cv2.minMaxLoc(scores)
+    if best < TEMPLATE_MIN_SCORE:
+        return None
+    return clip_box(region.x + x / sx, region.y + y / sy, previous.w, previous.h, width, height)
 
 
 def draw_stats(image: np.ndarray, result: FrameResult) -> None:

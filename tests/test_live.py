@@ -22,9 +22,11 @@ from emotion.live import (
     LiveSettings,
     Tracker,
     ema,
+    face_template,
     iou,
     roi_detect,
     rtc_configuration,
+    template_track,
 )
 
 
@@ -155,6 +157,16 @@ def test_roi_detection_follows_the_face(obama):
     assert roi_detect(np.full_like(moved, 90), start) is None
 
 
+def test_template_tracking_follows_translation(obama):
+    frame = webcam_frame(obama)
+    start = get_detector("haar", min_face=40, max_side=400).detect(frame)[0]
+    template = face_template(frame, start)
+    assert template.shape == (32, 32)
+    moved = template_track(webcam_frame(obama, dx=14, dy=-5), start, template)
+    assert moved is not None and abs(moved.x - (start.x + 14)) <= 3 and abs(moved.y - (start.y - 5)) <= 3
+    assert template_track(np.full_like(frame, 90), start, template) is None  # nothing to match: lost
+
+
 def test_frame_budget_adapts_both_ways():
     budget = FrameBudget(target_ms=16, period=5)
     for _ in range(40):
@@ -172,12 +184,12 @@ def test_frame_budget_adapts_both_ways():
 def test_processor_under_a_tight_budget_detects_less_often_and_keeps_the_face(obama):
     processor = FrameProcessor(LiveSettings(budget_ms=0.01))  # impossible target: cheapest level
     modes = []
-    for i in range(60):
+    for i in range(90):
         _, result = processor.process(webcam_frame(obama, dx=i % 7))
         modes.append(result.mode)
         assert len(result.faces) == 1 and result.faces[0].track_id == 1
     assert result.detect_every == BUDGET_LEVELS[-1][0]
-    assert modes[-24:].count("full") <= 3 and "roi" in modes
+    assert modes[-24:].count("full") <= 3 and "roi" in modes and "track" in modes
 
 
 def test_snapshot_and_configure_from_another_thread(obama):
