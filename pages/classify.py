@@ -112,12 +112,14 @@ def run_analysis(data: bytes, name: str | None, source: str, options: dict, user
         except (OSError, ValueError, sqlite3.Error) as error:  # results are still shown and downloadable
             log.exception("saving an analysis failed")
             result["save_error"] = str(error)
-    result.update(report=report, annotated_png=annotated_png, pdf=reports.pdf_report(report, annotated))
+    pdf = reports.pdf_report(report, annotated) if faces else b""
+    result.update(report=report, annotated_png=annotated_png, pdf=pdf)
     return result
 
 
 def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> None:
     """run_analysis with a spinner; every failure becomes a message, never a traceback."""
+    st.session_state[GRADCAM_KEY] = {}  # explanations of an earlier result are not needed any more
     with st.spinner("Analyzing the photo…"):
         try:
             st.session_state[RESULT_KEY] = run_analysis(data, name, source, options, user, detect=detect)
