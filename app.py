@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -22,7 +23,10 @@ from pages.common import APP_ROOT, PAGES, md_escape, show_error
 
 COOKIE_NAME = "emotion_studio_session"
 COOKIE_EXPIRY_DAYS = 7.0
-SET_COOKIE_FLAG = "_auth_set_cookie"  # session_state: set the cookie on the first run after logging in
+# session_state flags: the cookie still has to be set (after logging in) or deleted (after logging out).
+# extra_streamlit_components renders the cookie components under the keys "init", "set" and "delete".
+SET_COOKIE_FLAG = "_auth_set_cookie"
+DELETE_COOKIE_FLAG = "_auth_delete_cookie"
 
 log = logging.getLogger("app")
 
@@ -58,6 +62,7 @@ def login_form(authenticator: stauth.Authenticate, store: Store) -> None:
         return
     log.info("user %s logged in", user.username)
     st.session_state["logout"] = None  # re-enable cookie sessions after an earlier logout
+    st.session_state.pop(DELETE_COOKIE_FLAG, None)
     st.session_state[SET_COOKIE_FLAG] = True
     st.rerun()
 
@@ -113,6 +118,18 @@ def current_user(authenticator: stauth.Authenticate, store: Store) -> User | Non
     return user
 
 
+def keep_rendering(flag: str, component_key: str, render: Callable[[], None]) -> None:
+    """Render a cookie component (set or delete) on every run while ``flag`` is set, until the browser
+    has run it (the component's value, under its key, turns True): a component rendered only once can
+    be unmounted by a quick rerun before its iframe runs."""
+    if not st.session_state.get(flag):
+        return
+    if st.session_state.get(component_key) is True:
+        del st.session_state[flag]
+    else:
+        render()
+
+
 def run_studio(user: User) -> None:
     """Navigation over the pages that exist; a failing page shows a message, never a traceback."""
     sections: dict[str, list[st.Page]] = {}
@@ -143,15 +160,17 @@ def main() -> None:
         return
     if user is not None:
         st.session_state["user"] = user
-        if st.session_state.pop(SET_COOKIE_FLAG, False):
-            authenticator.cookie_controller.set_cookie()
+        keep_rendering(SET_COOKIE_FLAG, "set", authenticator.cookie_controller.set_cookie)
         with st.sidebar:
             st.caption(f"Signed in as **{md_escape(user.name)}** ({md_escape(user.username)})")
-            authenticator.logout("Log out", location="sidebar", key="logout_button")
-        if st.session_state.get("authentication_status"):
+            logging_out = st.button("Log out", key="logout_button")
+        if not logging_out:
             run_studio(user)
             return
         log.info("user %s logged out", user.username)
+        st.session_state[DELETE_COOKIE_FLAG] = True
+        authenticator.authentication_controller.logout()  # the library clears its session keys
+    keep_rendering(DELETE_COOKIE_FLAG, "delete", authenticator.cookie_controller.delete_cookie)
     st.session_state.pop("user", None)
     st.navigation(
         [st.Page(lambda: login_page(authenticator, store), title="Log in", default=True)], position="hidden"

@@ -4,10 +4,12 @@ that app.py navigates and the home page links to."""
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from emotion.store import Store, User, get_store
 
@@ -51,6 +53,10 @@ def require_user() -> User:
     """The logged-in user (set by app.py); otherwise a message and st.stop()."""
     user = st.session_state.get("user")
     if user is None or not hasattr(user, "username"):  # duck-typed: survives a module reload
+        # A page URL opened as the server's very first request runs without app.py (Streamlit's legacy
+        # pages/ mode, left as soon as app.py calls st.navigation): send the visitor through the gate.
+        with suppress(StreamlitAPIException):
+            st.switch_page(APP_ROOT / "app.py")
         st.warning("Please log in first: open the studio's start page.")
         st.stop()
     return user

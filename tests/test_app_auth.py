@@ -188,3 +188,20 @@ def test_a_failing_page_shows_a_friendly_error(app: AppTest, tmp_path: Path, mon
     assert not app.exception
     assert any("something went wrong" in e for e in errors(app))
     assert not any("secret internals" in e for e in errors(app))
+
+
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/account.py"])
+def test_pages_alone_need_a_user(isolated_store: Path, repo_root: Path, page: str) -> None:
+    at = AppTest.from_file(str(repo_root / page), default_timeout=60).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Please log in first: open the studio's start page."]
+    assert not at.title
+
+
+@pytest.mark.parametrize(("page", "title"), [("pages/home.py", "Emotion Studio"), ("pages/account.py", "Account")])
+def test_pages_alone_with_a_user(isolated_store: Path, repo_root: Path, page: str, title: str) -> None:
+    user = get_store().create_user("solo", "Solo", "solo@example.com", auth.hash_password("solo-pass1"))
+    at = AppTest.from_file(str(repo_root / page), default_timeout=60)
+    at.session_state["user"] = user
+    at.run()
+    assert not at.exception and at.title[0].value == title

@@ -163,3 +163,17 @@ def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path
         expect(page.get_by_role("tab", name="Log in")).to_be_visible()
         expect(page.get_by_text("Welcome, Browser Tester")).to_have_count(0)
         browser.close()
+
+
+def test_deep_link_as_first_request_goes_through_the_gate(chromium_path: str, app_url: str) -> None:
+    """The server's first request for a page URL (Streamlit's legacy pages/ mode) still meets the login."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url + "/account")
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_role("heading", name="Account")).to_have_count(0)
+        browser.close()
