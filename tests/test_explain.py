@@ -33,8 +33,8 @@ def test_keras_and_serving_see_the_same_input(photo_faces, model_name):
         crop = explain.face_crop(image, face.box)
         keras_probs = explain.keras_probabilities(crop, model_name)
         served = np.array([face.scores[label] for label in emotion.load(model_name).labels])
-        # The served LiteRT file has int8 (dynamic-range) weights, so the float Keras model differs a
-        # little; a preprocessing mismatch (scale, channels, size) moves probabilities far more.
+        # The served LiteRT file may have int8 (dynamic-range) weights, so the float Keras model can differ
+        # a little: allow for that, and require the same class whenever one class clearly wins.
         np.testing.assert_allclose(keras_probs, served, atol=0.05)
         top_two = np.sort(served)[-2:]
         if top_two[1] - top_two[0] > 0.05:  # a clear winner must be the same class in both
