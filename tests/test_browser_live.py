@@ -71,3 +71,37 @@ def test_webcam_frames_come_back_annotated(bench, photos_dir, isolated_store, tm
     saved = store.list_analyses(user.id, source="snapshot")
     assert len(saved) == 1 and len(saved[0].faces) == 1 and saved[0].has_image
     assert saved[0].extra["image_size"] == [640, 480]
+
+
+def test_video_upload_is_annotated_and_saved(bench, photos_dir, isolated_store, tmp_path):
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    from emotion.video import write_video
+
+    photo = load_image(photos_dir / "obama.jpg")
+    frames = [bench.camera_frame(photo, dx=2 * i, size=(320, 240)) for i in range(15)]
+    clip = write_video(frames, tmp_path / "clip.webm", fps=10)
+    with bench.serve_live_page(tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(bench.CHROMIUM), args=bench.CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url)
+            page.get_by_role("tab", name="Video file").click()
+            page.locator('input[type="file"]').set_input_files(str(clip))
+            page.get_by_role("button", name="Analyse video").click()
+            page.get_by_text(re.compile(r"clip\.webm: saved to your history")).wait_for(timeout=120_000)
+            page.locator("video").first.wait_for(timeout=30_000)  # the annotated mp4, in st.video
+            page.get_by_role("button", name="JSON report").wait_for(timeout=30_000)
+            for label in ("Annotated video", "Per-frame CSV", "Per-frame JSON", "PDF report", "JSON report"):
+                assert page.get_by_role("button", name=label).count() == 1
+            page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+        finally:
+            browser.close()
+    store = Store(isolated_store)
+    saved = store.list_analyses(store.get_user_by_username("livebench").id, source="video")
+    assert len(saved) == 1 and saved[0].has_media and saved[0].original_name == "clip.webm"
+    assert len(saved[0].extra["frames"]) == 15 and saved[0].faces
+    media = store.read_media(saved[0].user_id, saved[0].id)
+    assert media[4:8] == b"ftyp"
