@@ -391,7 +391,8 @@ class FrameProcessor:
         started = time.perf_counter()
         height, width = rgb.shape[:2]
         since_full = self._index - self._last_full
-        if since_full >= self.budget.detect_every or not self.tracker.tracks:
+        # Without tracks too, the budget's interval holds: an empty scene must not cost a detection a frame.
+        if since_full >= self.budget.detect_every:
             mode = "full"
             detector = get_detector(settings.detector, min_face=settings.min_face, max_side=self.budget.detect_side)
             self.tracker.update(detector.detect(rgb), self._index)

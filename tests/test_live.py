@@ -192,6 +192,12 @@ def test_processor_under_a_tight_budget_detects_less_often_and_keeps_the_face(ob
     assert modes[-24:].count("full") <= 3 and "roi" in modes and "track" in modes
 
 
+def test_empty_scene_under_a_tight_budget_is_not_searched_every_frame():
+    processor = FrameProcessor(LiveSettings(budget_ms=0.01))
+    modes = [processor.process(np.full((480, 640, 3), 90, np.uint8))[1].mode for _ in range(90)]
+    assert modes[0] == "full" and modes[-40:].count("full") <= 2
+
+
 def test_snapshot_and_configure_from_another_thread(obama):
     """The page thread reads snapshots while the media thread processes: always a consistent pair."""
     frames = [webcam_frame(obama, dx=d) for d in (0, 4, 8)]
