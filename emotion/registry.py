@@ -137,20 +137,29 @@ class EmotionModel:
 
     def _committee_predict(self, inputs: np.ndarray, tta: bool) -> np.ndarray:
         stacked = np.stack([m.predict_inputs(inputs, tta) for m in self._members])  # (M, N, K)
-        if self.info.vote == "soft":
-            return stacked.mean(axis=0)
-        # Majority vote; ties go to the strongest member (members are listed strongest first).
-        # Probabilities returned are the mean over the members who voted for the winner.
-        votes = stacked.argmax(axis=2)  # (M, N)
-        num_classes = stacked.shape[2]
-        out = np.zeros(stacked.shape[1:], np.float32)
-        for i in range(votes.shape[1]):
-            counts = np.bincount(votes[:, i], minlength=num_classes)
-            tied = np.flatnonzero(counts == counts.max())
-            winner = next(v for v in votes[:, i] if v in tied)
-            voters = votes[:, i] == winner
-            out[i] = stacked[voters, i].mean(axis=0)
-        return out
+        return committee_vote(stacked, self.info.vote)
+
+
+def committee_vote(stacked: np.ndarray, vote: str) -> np.ndarray:
+    """Combine members' probabilities (M, N, K), members strongest first, into (N, K).
+
+    soft: the mean probability. majority: each member votes its top class; the class with most
+    votes wins, ties going to the strongest member's choice among the tied classes; the returned
+    probabilities are the mean over the members that voted for the winner (so argmax is the winner).
+    """
+    if vote == "soft":
+        return stacked.mean(axis=0)
+    if vote != "majority":
+        raise ValueError(f"unknown vote {vote!r}")
+    votes = stacked.argmax(axis=2)  # (M, N)
+    num_classes = stacked.shape[2]
+    out = np.zeros(stacked.shape[1:], np.float32)
+    for i in range(votes.shape[1]):
+        counts = np.bincount(votes[:, i], minlength=num_classes)
+        tied = np.flatnonzero(counts == counts.max())
+        winner = next(v for v in votes[:, i] if v in tied)  # members are strongest first
+        out[i] = stacked[votes[:, i] == winner, i].mean(axis=0)
+    return out
 
 
 _loaded: dict[tuple[str, str], EmotionModel] = {}

@@ -1,0 +1,53 @@
+"""Committee voting and registration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion.registry import committee_vote
+
+
+def _probs(*tops: int, k: int = 3) -> np.ndarray:
+    """(M, 1, K): member m puts 0.8 on class tops[m]."""
+    out = np.full((len(tops), 1, k), 0.1, np.float32)
+    for m, top in enumerate(tops):
+        out[m, 0, top] = 0.8
+    return out
+
+
+def test_soft_vote_is_the_mean():
+    stacked = _probs(0, 1, 1)
+    np.testing.assert_allclose(committee_vote(stacked, "soft"), stacked.mean(axis=0))
+
+
+def test_majority_wins():
+    assert committee_vote(_probs(0, 1, 1), "majority").argmax() == 1
+
+
+def test_tie_goes_to_the_strongest_member():
+    assert committee_vote(_probs(2, 1), "majority").argmax() == 2
+    assert committee_vote(_probs(1, 2, 2, 1), "majority").argmax() == 1
+
+
+def test_unknown_vote():
+    with pytest.raises(ValueError):
+        committee_vote(_probs(0, 1), "median")
+
+
+def test_register_orders_members_by_publictest(tmp_path):
+    from training.committee import register_committee
+
+    for name, public in (("weak", 0.50), ("strong", 0.60)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"], "parameters": 10}))
+        (folder / "metrics.json").write_text(json.dumps({"public_test": {"accuracy": public}, "accuracy": 0.99}))
+    folder = register_committee("team", ["weak", "strong"], "majority", models_dir=tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["members"] == ["strong", "weak"] and manifest["kind"] == "committee"
+    assert manifest["parameters"] == 20
+    with pytest.raises(ValueError, match="two"):
+        register_committee("solo", ["strong"], models_dir=tmp_path)
