@@ -123,17 +123,28 @@ def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def styled_table(table: pd.DataFrame) -> Styler:
-    """The model table with the best value of each column highlighted and gaps shown as NOT_EVALUATED."""
+    """The model table for st.dataframe: the best value of each column highlighted, gaps shown as
+    NOT_EVALUATED. Gaps hold -inf (higher is better) or +inf (lower is better) under that text, so
+    a click on a header sorts numerically with unevaluated models last in the best-first order
+    (Streamlit renders a null cell as "None" whatever the Styler says)."""
     best = best_rows(table)
+    shown = table.copy()
+    for column, higher in SCORE_COLUMNS.items():
+        shown[column] = shown[column].astype(float).fillna(-np.inf if higher else np.inf)
+    shown["Test images"] = shown["Test images"].astype(float).fillna(-np.inf)
 
     def highlight(column: pd.Series) -> list[str]:
         winners = best.get(column.name, [])
         return [HIGHLIGHT if name in winners else "" for name in column.index]
 
-    formats = {c: "{:.1f}" for c in SCORE_COLUMNS if c.endswith("%")}
-    formats |= {"Parameters": "{:,.0f}", "Size MB": "{:.2f}", "Latency ms/face": "{:.2f}",
-                "Latency TTA ms/face": "{:.2f}", "Test images": "{:,.0f}"}  # fmt: skip
-    return table.style.apply(highlight, subset=list(SCORE_COLUMNS)).format(formats, na_rep=NOT_EVALUATED)
+    def formatter(pattern: str) -> Callable[[float], str]:
+        return lambda v: pattern.format(v) if np.isfinite(v) else NOT_EVALUATED
+
+    patterns = {c: "{:.1f}" for c in SCORE_COLUMNS if c.endswith("%")}
+    patterns |= {"Parameters": "{:,.0f}", "Size MB": "{:.2f}", "Latency ms/face": "{:.2f}",
+                 "Latency TTA ms/face": "{:.2f}", "Test images": "{:,.0f}"}  # fmt: skip
+    formats = {column: formatter(pattern) for column, pattern in patterns.items()}
+    return shown.style.apply(highlight, subset=list(SCORE_COLUMNS)).format(formats)
 
 
 def per_class_f1(models: Sequence[ModelInfo], tta: bool = False) -> pd.DataFrame:

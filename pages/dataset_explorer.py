@@ -155,13 +155,16 @@ def _class_section(summary: dict) -> None:
         frame, x="label", y="percent" if as_percent else "count", color="label", facet_col="split",
         color_discrete_map=_colors(labels), category_orders={"label": labels}, text_auto=".1f" if as_percent else True,
     )  # fmt: skip
-    fig.update_layout(showlegend=False, height=380, margin={"t": 40, "b": 10})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    if not as_percent:
+        fig.update_yaxes(matches=None, showticklabels=True)  # each split on its own scale
+    fig.update_layout(showlegend=False, height=400, margin={"t": 40, "b": 10})
     st.plotly_chart(fig)
     ratios = summary["imbalance_ratio"]
     cols = st.columns(len(ratios))
     for col, (split, ratio) in zip(cols, ratios.items(), strict=True):
-        col.metric(f"Imbalance ratio ({split})", "∞" if ratio == float("inf") else f"{ratio:.1f} : 1")
-    st.caption("Imbalance ratio = largest class / smallest class.")
+        col.metric(f"Imbalance, {split}", "∞" if ratio == float("inf") else f"{ratio:.1f} : 1")
+    st.caption("Imbalance = largest class / smallest class.")
     table = frame.pivot(index="label", columns="split", values="count").reindex(labels)
     table = table[list(summary["class_counts"])]
     table["total"] = table.sum(axis=1)
@@ -193,12 +196,18 @@ def _display_image(ds: eda.ImageSet, index: int) -> np.ndarray:
 
 
 def _faces_section(labels: list[str], mean: np.ndarray, std: np.ndarray) -> None:
-    st.caption("Pixel-wise mean and standard deviation of every 48x48 grey face of each class.")
-    top = float(std.max()) or 1.0
-    for title, faces, scale in (("Mean face", mean, 255.0), ("Std face (same scale for all classes)", std, top)):
-        st.markdown(f"**{title}**")
-        shown = [cv2.resize(np.clip(f * 255.0 / scale, 0, 255).astype(np.uint8), (96, 96)) for f in faces]
-        st.image(shown, caption=labels, width=96, output_format="PNG")
+    st.caption(
+        "Pixel-wise mean and standard deviation of every 48x48 grey face of each class, each row stretched "
+        "between its darkest and brightest value over all classes (so classes compare on one scale)."
+    )
+    for title, faces in (("Mean face", mean), ("Std face", std)):
+        low, high = float(faces.min()), float(faces.max())
+        scaled = (faces - low) * (255.0 / max(high - low, 1e-6))
+        shown = [
+            cv2.resize(np.clip(f, 0, 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_CUBIC) for f in scaled
+        ]
+        st.markdown(f"**{title}** (grey levels {low:.0f} to {high:.0f})")
+        st.image(shown, caption=list(labels), width=96, output_format="PNG")
 
 
 def _light_section(summary: dict) -> None:
@@ -269,25 +278,27 @@ def _dirty_section(summary: dict, ds: eda.ImageSet | None, stats: eda.Stats | No
     st.caption(f"Near duplicates: {near['hash']}, exact copies and blank images left out.")
     if ds is None or stats is None:
         return
-    _examples("Blank images", [[int(i)] for i in np.flatnonzero(stats.blank)[:12]], ds)
-    conflicts = eda.label_conflicts(stats.exact_groups, ds.y)
-    _examples("The same image under two labels", [g.tolist() for g in conflicts[:6]], ds)
-    _examples(
-        "Exact duplicates across splits", [g.tolist() for g in eda.cross_split(stats.exact_groups, ds.split)[:6]], ds
-    )
-    _examples(
-        "Near duplicates with different labels", [p[:2].tolist() for p in eda.pair_conflicts(pairs, ds.y)[:6]], ds
-    )
-    _examples("Near duplicates", [p[:2].tolist() for p in pairs[:6]], ds)
+    blanks = np.flatnonzero(stats.blank).tolist()
+    _examples("Blank images", [blanks[:12]] if blanks else [], len(blanks), ds, singles=True)
+    conflicts = [g.tolist() for g in eda.label_conflicts(stats.exact_groups, ds.y)]
+    _examples("The same image under two labels", conflicts[:6], len(conflicts), ds)
+    leaks = [g.tolist() for g in eda.cross_split(stats.exact_groups, ds.split)]
+    _examples("Exact duplicates across splits", leaks[:6], len(leaks), ds)
+    near_conflicts = eda.pair_conflicts(pairs, ds.y)
+    _examples("Near duplicates with different labels", near_conflicts[:6, :2].tolist(), len(near_conflicts), ds)
+    _examples("Near duplicates", pairs[:6, :2].tolist(), len(pairs), ds)
 
 
-def _examples(title: str, groups: list[list[int]], ds: eda.ImageSet) -> None:
-    with st.expander(f"{title} ({len(groups)} shown)"):
+def _examples(title: str, groups: list[list[int]], total: int, ds: eda.ImageSet, singles: bool = False) -> None:
+    """An expander with rows of images captioned label · split · source: one row per group of `total`,
+    or (singles=True) `total` counts images and they come in one row."""
+    shown = sum(len(g) for g in groups) if singles else len(groups)
+    with st.expander(f"{title}: {total:,}" + (f" (first {shown} shown)" if total > shown else "")):
         if not groups:
             st.write("None found.")
         for group in groups:
             captions = [f"{ds.labels[ds.y[i]]} · {ds.splits[ds.split[i]]} · {ds.sources[i]}" for i in group]
-            st.image([_display_image(ds, i) for i in group], caption=captions, width=96, output_format="PNG")
+            st.image([_display_image(ds, i) for i in group], caption=captions, width=120, output_format="PNG")
 
 
 # ----------------------------------------------------------------------------------------- page

@@ -74,7 +74,7 @@ def _confusion_section(evaluated: list[ModelInfo]) -> None:
             matrix, x=labels, y=labels, color_continuous_scale="Blues", text_auto=".0f" if mode == "Counts" else ".1f",
             labels={"x": "predicted", "y": "true", "color": "count" if mode == "Counts" else "% of row"},
         )  # fmt: skip
-        fig.update_layout(title=name, height=460, margin={"t": 50})
+        fig.update_layout(title=name, height=460, margin={"t": 50, "l": 10, "r": 10}, coloraxis_showscale=False)
         column.plotly_chart(fig, key=f"confusion_{side}")
 
 
@@ -98,7 +98,7 @@ def _pareto_section(table: pd.DataFrame) -> None:
     line = {"color": palette["Pareto front"], "dash": "dot"}
     fig.add_trace(go.Scatter(x=front["latency"], y=front["accuracy"], mode="lines", line=line, showlegend=False))
     fig.update_traces(textposition="top center", selector={"mode": "markers+text"})
-    fig.update_layout(height=420, margin={"t": 20})
+    fig.update_layout(height=420, margin={"t": 20}, xaxis_range=[0, 1.25 * float(frame["latency"].max())])
     st.plotly_chart(fig)
     st.caption("On the front: no other model is both at least as fast and at least as accurate.")
 
@@ -124,9 +124,9 @@ def _published_section(models: list[ModelInfo]) -> None:
         frame, x="Accuracy %", y="Result", color="Source", orientation="h", text="Range",
         color_discrete_map={"quoted": "#9aa5b1", "measured here": "#1f77b4"},
     )  # fmt: skip
-    fig.update_layout(
-        height=120 + 34 * len(frame), margin={"t": 20}, yaxis={"autorange": "reversed"}, xaxis_range=[0, 100]
-    )
+    order = frame["Result"].tolist()[::-1]  # highest at the top, quoted and measured interleaved
+    fig.update_layout(height=120 + 34 * len(frame), margin={"t": 20}, xaxis_range=[0, 100])
+    fig.update_yaxes(categoryorder="array", categoryarray=order)
     st.plotly_chart(fig)
     st.dataframe(frame, hide_index=True)
     st.caption(
