@@ -178,3 +178,45 @@ def test_model_comparison_in_browser(browser, shots, tmp_path):
             page.wait_for_timeout(800)
             page.screenshot(path=str(shots / f"comparison_{name}.png"), full_page=True)
         assert "Traceback" not in page.content()
+
+
+def _nine_class_zip(path: Path) -> Path:
+    """A zip of dataset/<class>/*.jpg|png in the 9-class layout: synthetic colour and grey images of mixed sizes."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    classes = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise", "uncertain")
+    with zipfile.ZipFile(path, "w") as archive:
+        for k, label in enumerate(classes):
+            for i in range(3 + k % 3):
+                shape = (80 + 40 * i, 100 + 30 * k, 3) if i % 2 == 0 else (96, 96)
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
+                    buffer, format="JPEG" if i % 2 == 0 else "PNG"
+                )
+                archive.writestr(f"dataset/{label}/{i}.{'jpg' if i % 2 == 0 else 'png'}", buffer.getvalue())
+    return path
+
+
+def test_explorer_zip_upload_in_browser(browser, shots, tmp_path):
+    env = {"EMOTION_DATA_DIR": str(tmp_path / "none"), "EMOTION_SHARED_DIR": str(tmp_path / "none"),
+           "EMOTION_LOG_DIR": str(tmp_path / "logs"), "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
+    (tmp_path / "tmp").mkdir()
+    archive = _nine_class_zip(tmp_path / "nine.zip")
+    for url in _serve("dataset_explorer.py", env, tmp_path / "server.log"):
+        page = _new_page(browser)
+        page.goto(url)
+        _ready(page, "FER2013 was not found")
+        page.get_by_text("Upload a zip").click()
+        page.locator("input[type=file]").set_input_files(str(archive))
+        _ready(page, "dataset: 36 images, 9 classes")
+        page.get_by_role("tab", name="Sizes & colour modes").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(shots / "explorer_zip_sizes.png"), full_page=True)
+        page.get_by_text("Distinct sizes").wait_for()
+        assert "Traceback" not in page.content()
+        assert len(list((tmp_path / "tmp").glob("emotion-eda-*/dataset/*/*"))) == 36
