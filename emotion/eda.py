@@ -105,7 +105,7 @@ def parse_fer2013_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     tokens = np.array([p.count(" ") + 1 if p else 0 for p in pixels], np.int64)
     usable_text = tokens == 48 * 48
     split = np.array([FER_SPLITS.index(u) if u in FER_SPLITS else -1 for u in usage], np.int8)
-    ok_label = ~np.isnan(labels) & (labels >= 0) & (labels < len(FER2013_LABELS))
+    ok_label = ~np.isnan(labels) & (labels >= 0) & (labels < len(FER2013_LABELS)) & (labels == np.round(labels))
     values = np.fromstring(text, dtype=np.int16, sep=" ") if usable_text.all() else None
     if values is None or values.size != len(pixels) * 48 * 48:
         rows = [np.fromstring(p, dtype=np.int16, sep=" ") for p in pixels]

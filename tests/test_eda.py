@@ -55,10 +55,11 @@ def test_fast_reader_skips_malformed_rows(tmp_path):
         [(1, good, "Training"), (9, good, "Training"), (2, good, "Nope"), (3, good, "PrivateTest")]
     )
     text += b"4,1 2 3,Training\n5," + b" ".join([b"300"] * 2304) + b",Training\n"
+    text += b"1.5," + b" ".join([b"7"] * 2304) + b",Training\n"
     csv = tmp_path / "bad.csv"
     csv.write_bytes(text)
     images, labels, _split, rows, problems = eda.parse_fer2013_csv(csv)
-    assert labels.tolist() == [1, 3] and rows.tolist() == [0, 3] and len(problems) == 4
+    assert labels.tolist() == [1, 3] and rows.tolist() == [0, 3] and len(problems) == 5
     assert images.dtype == np.uint8 and images.shape == (2, 48, 48) and (images == 7).all()
 
 
