@@ -57,7 +57,7 @@ def export_model(
         "labels": list(labels),
         "input_size": [config["input_size"], config["input_size"]],
         "channels": config["channels"],
-        "preprocessing": "emotion.preprocess.preprocess_face: grey (or RGB), area/bilinear resize, /255 to [0,1]",
+        "preprocessing": "emotion.preprocess.preprocess_face: grey, resize, histogram equalisation, /255",
         "serving_file": "model.tflite",
         "serving_runtime": "LiteRT/TFLite, dynamic-range int8 weights",
         "keras_file": "model.keras",
