@@ -62,3 +62,19 @@ def db_path() -> Path:
 def media_dir() -> Path:
     """Where annotated images and videos of saved analyses are kept, one folder per user."""
     return _path_setting("EMOTION_MEDIA_DIR", db_path().parent / "media")
+
+
+def dataset_roots() -> list[Path]:
+    """Folders under which the app may read a user-named dataset: data/, ../shared/datasets, and
+    any extra ones listed in EMOTION_DATASET_ROOTS (separated by os.pathsep). A logged-in user
+    must not be able to make the server read arbitrary folders."""
+    extra = [Path(p).expanduser().resolve() for p in os.environ.get("EMOTION_DATASET_ROOTS", "").split(os.pathsep) if p]
+    return [DATA_DIR.resolve(), (SHARED_DIR / "datasets").resolve(), *extra]
+
+
+def resolve_dataset_path(text: str) -> Path | None:
+    """A typed dataset path (relative ones are taken under DATA_DIR) if it lies inside one of
+    dataset_roots(), else None."""
+    raw = Path(text.strip()).expanduser()
+    path = (raw if raw.is_absolute() else DATA_DIR / raw).resolve()
+    return path if any(path == root or root in path.parents for root in dataset_roots()) else None

@@ -104,15 +104,20 @@ def _open_dataset(source: str) -> tuple[eda.ImageSet | None, str]:
 
 def _folder_input() -> Path | None:
     text = st.text_input(
-        "Dataset folder", placeholder="/path/to/dataset  (class folders, or train/ val/ test/ with class folders)"
+        "Dataset folder", placeholder="my_dataset  (a folder under data/: class folders, or train/ val/ test/)"
     )
+    roots = ", ".join(f"`{r}`" for r in config.dataset_roots())
     if not text.strip():
         st.info(
-            "Type the path of a folder-per-class dataset: `<folder>/<class>/<image>` "
-            "or `<folder>/<split>/<class>/<image>`."
+            "Type the path of a folder-per-class dataset, `<folder>/<class>/<image>` or "
+            f"`<folder>/<split>/<class>/<image>`, inside one of: {roots} (relative paths are taken under "
+            "data/; EMOTION_DATASET_ROOTS adds more places)."
         )
         return None
-    root = Path(text.strip()).expanduser()
+    root = config.resolve_dataset_path(text)
+    if root is None:
+        st.error(f"For safety the app only reads datasets inside: {roots}.")
+        return None
     if not root.is_dir():
         st.error("That folder does not exist on this machine.")
         return None

@@ -64,7 +64,8 @@ def test_explorer_without_dataset_shows_help_and_derived_stats(no_dataset):
     assert len(at.get("plotly_chart")) >= 3 and len(at.get("image")) >= 2  # class bars, histograms; mean/std faces
 
 
-def test_explorer_folder_dataset(no_dataset, tmp_path):
+def test_explorer_folder_dataset(no_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_DATASET_ROOTS", str(tmp_path))
     rng = np.random.default_rng(0)
     for label in ("anger", "contempt", "happy"):
         (tmp_path / "photos" / label).mkdir(parents=True)
@@ -75,6 +76,8 @@ def test_explorer_folder_dataset(no_dataset, tmp_path):
     at = AppTest.from_file(EXPLORER, default_timeout=60).run()
     at.radio[0].set_value("Folder on this machine").run()
     assert not at.exception and "Type the path" in _texts(at)
+    at.text_input[0].input("/etc").run()
+    assert "only reads datasets inside" in _texts(at)
     at.text_input[0].input(str(tmp_path / "nowhere")).run()
     assert "does not exist" in _texts(at)
     at.text_input[0].input(str(tmp_path / "photos")).run()
