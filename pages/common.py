@@ -14,7 +14,7 @@ from streamlit.errors import StreamlitAPIException
 from emotion.store import Store, User, get_store
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%@/])")
 _CODE_SPAN = re.compile(r"(`[^`\n]+`)")
 
 
@@ -46,7 +46,14 @@ PAGES = (
 
 def md_escape(text: object) -> str:
     """Text shown literally by Markdown elements (no links, images, HTML, directives or maths)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+    return _MARKDOWN_SPECIAL.sub(_reference, str(text)).replace("\n", "  \n")
+
+
+def _reference(match: re.Match[str]) -> str:
+    """A character reference; '.', '@' and ':' also get an invisible word joiner (U+2060) before them,
+    because the frontend turns www.x, http://x and a@b.c into links even when they are escaped."""
+    char = match.group()
+    return ("&#8288;" if char in ".@:" else "") + f"&#{ord(char)};"
 
 
 def require_user() -> User:

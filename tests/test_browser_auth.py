@@ -75,6 +75,7 @@ def app_url(tmp_path: Path) -> Iterator[str]:
     }
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    command += ["--server.fileWatcherType", "none"]  # no watching of the checkout (and its .venv) in a test
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -152,9 +153,18 @@ def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path
         page.wait_for_timeout(1000)  # let the page settle before the screenshot
         screenshot(page, tmp_path, "home_page")
 
-        page.reload()  # a new Streamlit session: logged in again from the signed cookie
-        expect(page.get_by_text("Welcome, Browser Tester")).to_be_visible()
+        page.get_by_role("link", name="Account").first.click()
+        expect(page.get_by_role("heading", name="Account")).to_be_visible()
+        expect(page.get_by_text("tester@example.com")).to_be_visible()
+        page.wait_for_timeout(1000)
+        screenshot(page, tmp_path, "account_page")
+
+        page.reload()  # a new Streamlit session: logged in again from the signed cookie, same page
+        expect(page.get_by_role("heading", name="Account")).to_be_visible()
+        expect(page.get_by_text("Browser Tester").first).to_be_visible()
         expect(page.get_by_role("tab", name="Log in")).to_have_count(0)
+        page.goto(app_url)
+        expect(page.get_by_text("Welcome, Browser Tester")).to_be_visible()
 
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_role("tab", name="Log in")).to_be_visible()
