@@ -8,6 +8,7 @@ own so that login backoff applies to every typed username, known or not.
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 from collections.abc import Callable
@@ -31,10 +32,10 @@ DELETE_COOKIE_FLAG = "_auth_delete_cookie"
 log = logging.getLogger("app")
 
 
-def build_authenticator(store: Store) -> stauth.Authenticate:
+def build_authenticator(credentials: dict) -> stauth.Authenticate:
     """The one Authenticate object of this run, on a credentials dict fresh from SQLite."""
     return stauth.Authenticate(
-        auth.load_credentials(store),
+        credentials,
         COOKIE_NAME,
         auth.cookie_key(),
         COOKIE_EXPIRY_DAYS,
@@ -152,8 +153,11 @@ def main() -> None:
     setup_logging("app")
     try:
         store = get_store()
-        authenticator = build_authenticator(store)
+        credentials = auth.load_credentials(store)
+        loaded = copy.deepcopy(credentials)
+        authenticator = build_authenticator(credentials)
         user = current_user(authenticator, store)
+        auth.save_credentials(store, credentials, loaded)  # whatever the library changed, back to SQLite
     except Exception:
         log.exception("authentication set-up failed")
         show_error("The studio cannot open its account database right now. The error has been logged.")

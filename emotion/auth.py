@@ -232,24 +232,35 @@ def load_credentials(store: Store) -> dict[str, Any]:
     }
 
 
-def save_credentials(store: Store, credentials: dict[str, Any]) -> int:
-    """Write users added or changed in the dict back to SQLite (bcrypt hashes only); returns how many."""
-    current = load_credentials(store)["usernames"]
+def _persisted(entry: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    """The fields of a credentials entry that the users table keeps: (name, email, password hash)."""
+    if entry is None:
+        return None
+    name = entry.get("name") or f"{entry.get('first_name', '')} {entry.get('last_name', '')}".strip()
+    return name, entry.get("email", ""), entry.get("password", "")
+
+
+def save_credentials(store: Store, credentials: dict[str, Any], loaded: dict[str, Any] | None = None) -> int:
+    """Write users added or changed in the dict back to SQLite (bcrypt hashes only); returns how many.
+
+    With ``loaded`` (a deep copy taken when the dict was loaded) only entries changed since then are
+    written, so a dict loaded before another session changed an account cannot undo that change.
+    """
+    reference = (loaded if loaded is not None else load_credentials(store))["usernames"]
     changed = 0
     for username, entry in credentials.get("usernames", {}).items():
-        password = entry.get("password", "")
+        fields = _persisted(entry)
+        if fields == _persisted(reference.get(username)):
+            continue
+        name, email, password = fields
         if not is_bcrypt_hash(password):
             raise ValueError(f"refusing to store a non-bcrypt password for {username!r}")
-        name = entry.get("name") or f"{entry.get('first_name', '')} {entry.get('last_name', '')}".strip()
-        before = current.get(username)
-        if before is None:
-            store.create_user(username, name, entry.get("email", ""), password)
-        elif (before["name"], before["email"], before["password"]) != (name, entry.get("email"), password):
-            user = store.get_user_by_username(username)
-            store.update_user(user.id, name=name, email=entry.get("email", ""))
-            store.set_password_hash(user.id, password)
+        user = store.get_user_by_username(username)
+        if user is None:
+            store.create_user(username, name, email, password)
         else:
-            continue
+            store.update_user(user.id, name=name, email=email)
+            store.set_password_hash(user.id, password)
         changed += 1
     return changed
 

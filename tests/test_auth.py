@@ -3,6 +3,7 @@ the credentials dict and the cookie key."""
 
 from __future__ import annotations
 
+import copy
 import stat
 import tomllib
 from pathlib import Path
@@ -187,6 +188,18 @@ def test_credentials_round_trip(db: Store, alice) -> None:
     with pytest.raises(ValueError, match="non-bcrypt"):
         auth.save_credentials(db, credentials)
     assert db.get_user_by_username("dan") is None
+
+
+def test_save_only_what_changed_since_loading(db: Store, alice) -> None:
+    loaded = auth.load_credentials(db)
+    snapshot = copy.deepcopy(loaded)
+    auth.update_profile(db, alice, name="Changed elsewhere", email="elsewhere@example.com")  # another session
+    loaded["usernames"]["alice"]["logged_in"] = True  # what the library changes is not persisted
+    assert auth.save_credentials(db, loaded, snapshot) == 0
+    assert db.get_user_by_username("alice").name == "Changed elsewhere"
+    loaded["usernames"]["alice"]["password"] = auth.hash_password("other-pass1")
+    assert auth.save_credentials(db, loaded, snapshot) == 1
+    assert auth.attempt_login(db, "alice", "other-pass1").id == alice.id
 
 
 def test_cookie_key_from_env_then_file_then_generated(tmp_path: Path, monkeypatch) -> None:
