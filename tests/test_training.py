@@ -150,6 +150,11 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
     for name in ("model.tflite", "model.keras", "manifest.json", "config.json", "history.json"):
         assert (out_dir / name).is_file()
+        (out_dir / name).unlink()
+    out_dir = train.main(["--name", "tiny", "--export-only"])  # re-export the best checkpoint, no training
+    assert json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())["epoch"] == 2
+    for name in ("model.tflite", "model.keras", "manifest.json", "config.json", "history.json"):
+        assert (out_dir / name).is_file()
     config_saved = json.loads((out_dir / "config.json").read_text())
     assert config_saved["epochs"] == 2 and config_saved["model"] == "vgg"
 

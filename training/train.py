@@ -48,11 +48,14 @@ class TrainConfig:
     max_train_samples: int = 0  # >0: a quick run on a subset (tests, smoke runs)
 
 
-def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    """Defaults < --config file < flags. Returns the config and whether to resume."""
+def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
+    """Defaults < --config file < flags. Returns the config, whether to resume, whether to only export."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="JSON file with any TrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.keras")
+    parser.add_argument(
+        "--export-only", action="store_true", help="skip training: export runs/<name>/best.keras to models/<name>/"
+    )
     for f in fields(TrainConfig):
         kind = type(f.default)
         if kind is bool:
@@ -73,7 +76,12 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         if found is None:
             parser.error("no dataset: pass --data PATH (FER2013 CSV or a folder-per-class dataset)")
         config.data = str(found)
-    return config, args.resume
+    if args.export_only:  # the run's own resolved config, not today's defaults
+        saved = REPO_ROOT / "runs" / config.name / "config.json"
+        if not saved.is_file():
+            parser.error(f"--export-only: no run to export at {saved.parent}")
+        config = TrainConfig(**json.loads(saved.read_text()))
+    return config, args.resume, args.export_only
 
 
 def lr_at(epoch: int, config: TrainConfig) -> float:
@@ -86,7 +94,8 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    config, resume = resolve_config(argv)
+    config, resume, export_only = resolve_config(argv)
+    resume = resume or export_only
     run_dir = REPO_ROOT / "runs" / config.name
     out_dir = MODELS_DIR / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +175,8 @@ def main(argv: list[str] | None = None) -> Path:
             metrics=["accuracy"],
         )
     log.info("%s: %d parameters", config.model, model.count_params())
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if not export_only:
+        (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     # ---- train ----
     class Checkpoint(keras.callbacks.Callback):
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> Path:
                 self.model.stop_training = True
 
     started = time.time()
-    if state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
+    if not export_only and state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
         model.fit(
             train_ds,
             validation_data=val_ds,
