@@ -50,10 +50,11 @@ def md_escape(text: object) -> str:
 
 
 def _reference(match: re.Match[str]) -> str:
-    """A character reference; '.', '@' and ':' also get an invisible word joiner (U+2060) before them,
-    because the frontend turns www.x, http://x and a@b.c into links even when they are escaped."""
-    char = match.group()
-    return ("&#8288;" if char in ".@:" else "") + f"&#{ord(char)};"
+    """A character reference, with an invisible word joiner (U+2060) before '@', ':' and the dot of
+    'www.', because the frontend turns a@b.c, http://x and www.x into links even when escaped."""
+    char, before = match.group(), match.string[max(0, match.start() - 3) : match.start()]
+    joiner = char in "@:" or (char == "." and before.lower() == "www")
+    return ("&#8288;" if joiner else "") + f"&#{ord(char)};"
 
 
 def require_user() -> User:

@@ -155,7 +155,7 @@ def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path
 
         page.get_by_role("link", name="Account").first.click()
         expect(page.get_by_role("heading", name="Account")).to_be_visible()
-        expect(page.get_by_text("tester@example.com")).to_be_visible()
+        expect(page.get_by_label("Email", exact=True)).to_have_value("tester@example.com")
         page.wait_for_timeout(1000)
         screenshot(page, tmp_path, "account_page")
 
