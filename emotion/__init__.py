@@ -8,6 +8,14 @@ The façade every page, the CLI and the training code use:
     picture = annotate(image, faces)             # boxes and labels drawn, one colour per emotion
 """
 
+import contextlib
+
+# Import order matters: TensorFlow bundles crypto symbols that clash with pylibsrtp (aiortc's SRTP,
+# behind the live page), and importing pylibsrtp after TensorFlow segfaults the process. Every entry
+# point (app, CLI, training, tests) imports this package before TensorFlow, so load pylibsrtp here.
+with contextlib.suppress(ImportError):  # the live page's dependencies are optional elsewhere
+    import pylibsrtp  # noqa: F401
+
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS, Box, get_detector
 from emotion.imageio import ImageLoadError, load_image
 from emotion.labels import DEFAULT_LABELS, FER2013_LABELS, color_for, valence_arousal

@@ -75,7 +75,7 @@ def test_model_is_safe_to_share_between_threads():
             for _ in range(50):
                 i = seed % 4
                 np.testing.assert_allclose(model.predict_faces([faces[i]]), expected[i : i + 1], atol=1e-5)
-        except BaseException as error:  # noqa: BLE001 - collected and re-raised in the main thread
+        except BaseException as error:  # collected and re-raised in the main thread
             errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
@@ -84,3 +84,13 @@ def test_model_is_safe_to_share_between_threads():
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+def test_tensorflow_and_the_webrtc_stack_share_a_process():
+    """Importing TensorFlow before pylibsrtp (aiortc) segfaults unless emotion loads it first."""
+    import subprocess
+    import sys
+
+    code = "import emotion, tensorflow, aiortc, streamlit_webrtc; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
