@@ -45,7 +45,10 @@ def export_model(
     """Write model.keras, model.tflite, manifest.json, config.json, history.json to out_dir,
     and check that the TFLite model agrees with Keras on random inputs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / "model.keras")
+    # Rebuilt from its config, uncompiled: no optimizer state (clone_model keeps it; 3x the size).
+    weights_only = keras.Model.from_config(model.get_config())
+    weights_only.set_weights(model.get_weights())
+    weights_only.save(out_dir / "model.keras")
     flatbuffer = to_tflite(model)
     (out_dir / "model.tflite").write_bytes(flatbuffer)
     _check_agreement(model, out_dir / "model.tflite")
