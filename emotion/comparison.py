@@ -14,7 +14,6 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from emotion.labels import canonical_label
-from emotion.preprocess import preprocess_batch
 from emotion.registry import EmotionModel, ModelInfo
 
 NOT_EVALUATED = "not evaluated"
@@ -254,11 +253,10 @@ def predict_images(
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Images (N, H, W) uint8 grey (or any crops) -> (N, K) probabilities, through the shared
-    preprocessing (emotion.preprocess.preprocess_batch) and model.predict_inputs, in batches."""
-    size, channels = model.info.input_size, model.info.channels
+    preprocessing as the model declares it (EmotionModel.preprocess) and model.predict_inputs."""
     out = []
     for start in range(0, len(images), batch_size):
-        inputs = preprocess_batch(images[start : start + batch_size], size, channels)
+        inputs = model.preprocess(images[start : start + batch_size])
         out.append(model.predict_inputs(inputs))
         if progress:
             progress(min(1.0, (start + batch_size) / len(images)))

@@ -38,12 +38,15 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def preprocess_face(crop: np.ndarray, input_size: tuple[int, int] = (48, 48), channels: int = 1) -> np.ndarray:
+def preprocess_face(
+    crop: np.ndarray, input_size: tuple[int, int] = (48, 48), channels: int = 1, equalize: bool = True
+) -> np.ndarray:
     """A face crop of any size -> model input (input_size[0], input_size[1], channels) float32 in [0, 1].
 
     crop: uint8, grey (H, W) / (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4). channels=1 converts
     to grey (FER2013 models); channels=3 keeps (or makes) RGB. Shrinking uses area interpolation,
-    enlarging bilinear. Then the histogram is equalised (the luma only, for RGB): the FER2013 copy
+    enlarging bilinear. With equalize (the default; each model's manifest records whether it was
+    trained with it) the histogram is then equalised (the luma only, for RGB): the FER2013 copy
     we train on is histogram-equalised already (its faces have mean ~128 and std ~74, and
     equalising them again moves a pixel by ~2.6 grey levels on average), while face crops from
     photos and webcams have std ~40; without this step the model would meet flat, low-contrast
@@ -69,12 +72,13 @@ def preprocess_face(crop: np.ndarray, input_size: tuple[int, int] = (48, 48), ch
         shrinking = image.shape[0] > height or image.shape[1] > width
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         image = cv2.resize(image, (width, height), interpolation=interpolation)
-    image = equalize(image)
+    if equalize:
+        image = equalize_histogram(image)
     out = image.astype(np.float32) * (1.0 / 255.0)
     return out.reshape(height, width, channels)
 
 
-def equalize(image: np.ndarray) -> np.ndarray:
+def equalize_histogram(image: np.ndarray) -> np.ndarray:
     """Histogram equalisation of a grey (H, W) image, or of the luma of an RGB (H, W, 3) one."""
     if image.ndim == 2:
         return cv2.equalizeHist(image)
@@ -84,10 +88,10 @@ def equalize(image: np.ndarray) -> np.ndarray:
 
 
 def preprocess_batch(
-    crops: Iterable[np.ndarray], input_size: tuple[int, int] = (48, 48), channels: int = 1
+    crops: Iterable[np.ndarray], input_size: tuple[int, int] = (48, 48), channels: int = 1, equalize: bool = True
 ) -> np.ndarray:
     """Many crops -> (N, H, W, C) float32, each through `preprocess_face`."""
-    arrays = [preprocess_face(c, input_size, channels) for c in crops]
+    arrays = [preprocess_face(c, input_size, channels, equalize) for c in crops]
     if not arrays:
         return np.zeros((0, input_size[0], input_size[1], channels), np.float32)
     return np.stack(arrays)

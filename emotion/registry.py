@@ -35,6 +35,7 @@ class ModelInfo:
     labels: tuple[str, ...]
     input_size: tuple[int, int] = (48, 48)
     channels: int = 1
+    equalize: bool = True  # preprocess_face's histogram equalisation, as the model was trained
     kind: str = "single"  # "single" or "committee"
     description: str = ""
     serving_file: str = "model.tflite"
@@ -69,6 +70,7 @@ def _read_manifest(folder: Path) -> ModelInfo:
         labels=tuple(data["labels"]),
         input_size=tuple(data.get("input_size", (48, 48))),
         channels=int(data.get("channels", 1)),
+        equalize=bool(data.get("equalize", True)),
         kind=data.get("kind", "single"),
         description=data.get("description", ""),
         serving_file=data.get("serving_file", "model.tflite"),
@@ -94,8 +96,8 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
 
 
 def default_model_name(models_dir: Path | None = None) -> str:
-    """The registered model with the best PublicTest-selected headline (PrivateTest accuracy as
-    recorded in its metrics file); models/DEFAULT names one explicitly when present."""
+    """The registered model with the best PublicTest accuracy (the selection split: PrivateTest is
+    only reported, never used to choose); models/DEFAULT names one explicitly when present."""
     root = models_dir or config.MODELS_DIR
     models = list_models(root)
     if not models:
@@ -103,7 +105,7 @@ def default_model_name(models_dir: Path | None = None) -> str:
     pinned = root / "DEFAULT"
     if pinned.is_file() and pinned.read_text().strip() in {m.name for m in models}:
         return pinned.read_text().strip()
-    return max(models, key=lambda m: m.metrics.get("accuracy", 0.0)).name
+    return max(models, key=lambda m: m.metrics.get("public_test", {}).get("accuracy", 0.0)).name
 
 
 class EmotionModel:
@@ -121,7 +123,7 @@ class EmotionModel:
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, H, W, C) float32 through the shared preprocessing."""
-        return preprocess_batch(crops, self.info.input_size, self.info.channels)
+        return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)
 
     def predict_inputs(self, inputs: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, H, W, C) float32 -> (N, K) probabilities; tta averages with the horizontal flip."""

@@ -83,3 +83,18 @@ def test_training_and_inference_call_the_same_function():
     images = [np.random.default_rng(2).integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3)]
     split = data.Split(images, np.zeros(3, np.int64), ["a", "b", "c"])
     np.testing.assert_array_equal(data.to_inputs(split, (48, 48), 1), np.stack([preprocess_face(i) for i in images]))
+
+
+def test_equalisation_follows_the_model_manifest():
+    """A model trained without equalisation is served without it (preprocessing travels with the model)."""
+    from emotion.registry import list_models, load
+
+    low_contrast = np.random.default_rng(3).integers(100, 140, (48, 48), dtype=np.uint8)
+    for info in list_models():
+        if info.kind != "single":
+            continue
+        served = load(info.name).preprocess([low_contrast])[0]
+        np.testing.assert_array_equal(
+            served, preprocess_face(low_contrast, info.input_size, info.channels, info.equalize)
+        )
+    assert not np.array_equal(preprocess_face(low_contrast, equalize=False), preprocess_face(low_contrast))

@@ -213,9 +213,9 @@ def find_dirty(split: Split, blank_std: float = 3.0) -> tuple[np.ndarray, np.nda
     return duplicate, blank
 
 
-def to_inputs(split: Split, input_size: tuple[int, int], channels: int) -> np.ndarray:
+def to_inputs(split: Split, input_size: tuple[int, int], channels: int, equalize: bool = True) -> np.ndarray:
     """The split's images -> (N, H, W, C) float32 model inputs via the shared preprocessing."""
-    return preprocess_batch(split.images, input_size, channels)
+    return preprocess_batch(split.images, input_size, channels, equalize)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:

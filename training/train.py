@@ -33,6 +33,7 @@ class TrainConfig:
     data: str = ""  # FER2013 CSV or a folder-per-class dataset; default: FER2013 found by emotion.config
     input_size: int = 48
     channels: int = 1
+    equalize: bool = True  # histogram equalisation in preprocess_face (recorded in the manifest)
     epochs: int = 60
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> Path:
     if config.max_train_samples:
         train = train.subset(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_samples])
     size = (config.input_size, config.input_size)
-    x_train = datasets.to_inputs(train, size, config.channels)
-    x_val = datasets.to_inputs(val, size, config.channels)
+    x_train = datasets.to_inputs(train, size, config.channels, config.equalize)
+    x_val = datasets.to_inputs(val, size, config.channels, config.equalize)
     num_classes = len(dataset.labels)
     weights = datasets.class_weights(train.labels, num_classes, config.class_weight_power)
     log.info(
