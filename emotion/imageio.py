@@ -95,3 +95,10 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     """OpenCV/PyAV BGR (H, W, 3) -> RGB (H, W, 3), a view-free copy."""
     return np.ascontiguousarray(frame[:, :, ::-1])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """RGB uint8 (H, W, 3) -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -3,41 +3,27 @@ probabilities, valence-arousal plane, Grad-CAM, saved to the user's history, PDF
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sqlite3
 import time
 import uuid
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
 import emotion
 from emotion import config, explain, reports
 from emotion.detectors import DETECTOR_DESCRIPTIONS
+from emotion.imageio import encode_png
 from emotion.labels import VALENCE_AROUSAL
-from pages.common import md_escape, require_user, show_error, store
+from pages.common import installed_models, md_escape, report_downloads, require_user, rgb_css, show_error, store
 
 log = logging.getLogger(__name__)
 RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns
 GRADCAM_KEY = "classify_gradcam"  # session_state: {(result key, face index): RGB overlay}
 WHOLE_IMAGE_DETECTOR = "none"
 _LABEL_POSITIONS = {"fear": "middle left", "angry": "top right", "disgust": "bottom center"}  # neighbours apart
-
-
-def _rgb_css(label: str) -> str:
-    r, g, b = emotion.color_for(label)
-    return f"rgb({r},{g},{b})"
-
-
-def _png(image: np.ndarray) -> bytes:
-    """RGB uint8 (H, W, 3) -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _model_label(info: emotion.ModelInfo) -> str:
@@ -88,7 +74,7 @@ def run_analysis(data: bytes, name: str | None, source: str, options: dict, user
         original_name=name,
         timings=timings,
     )
-    annotated_png = _png(annotated)
+    annotated_png = encode_png(annotated)
     if faces:  # an image with no face is not kept: the user is offered a whole-image analysis instead
         try:
             analysis = store().add_analysis(
@@ -141,7 +127,7 @@ def probability_chart(face: dict) -> go.Figure:
             x=values,
             y=labels,
             orientation="h",
-            marker_color=[_rgb_css(k) for k in labels],
+            marker_color=[rgb_css(k) for k in labels],
             text=[f"{v:.1f}%" for v in values],
             textposition="outside",
             hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
@@ -167,7 +153,7 @@ def circumplex_chart(faces: list[dict]) -> go.Figure:
             mode="markers+text",
             text=labels,
             textposition=[_LABEL_POSITIONS.get(k, "top center") for k in labels],
-            marker={"color": [_rgb_css(k) for k in labels], "size": 9, "opacity": 0.5},
+            marker={"color": [rgb_css(k) for k in labels], "size": 9, "opacity": 0.5},
             name="emotions",
             hoverinfo="text",
         )
@@ -181,7 +167,7 @@ def circumplex_chart(faces: list[dict]) -> go.Figure:
             textposition="bottom center",
             name="faces",
             marker={
-                "color": [_rgb_css(f["label"]) for f in faces],
+                "color": [rgb_css(f["label"]) for f in faces],
                 "size": 16,
                 "symbol": "x",
                 "line": {"width": 1, "color": "black"},
@@ -257,22 +243,12 @@ def show_result(result: dict) -> None:
             st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
             if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
                 _explanation(result, face, report["model"])
-    left, right = st.columns(2)
-    left.download_button(
-        "Download PDF report",
+    report_downloads(
+        report,
         result["pdf"],
-        file_name=reports.report_filename(report, "pdf"),
-        mime="application/pdf",
-        key=f"pdf_{result['key']}",
-        on_click="ignore",
-    )
-    right.download_button(
-        "Download JSON",
         json.dumps(report, indent=2, ensure_ascii=False).encode(),
-        file_name=reports.report_filename(report, "json"),
-        mime="application/json",
-        key=f"json_{result['key']}",
-        on_click="ignore",
+        labels=("Download PDF report", "Download JSON"),
+        keys=(f"pdf_{result['key']}", f"json_{result['key']}"),
     )
 
 
@@ -280,10 +256,7 @@ def main() -> None:
     user = require_user()
     st.title("Classify a photo")
     counter = st.empty()
-    models = emotion.list_models()
-    if not models:
-        show_error("No model is installed yet: train one with `python -m training.train --model vgg`.")
-        st.stop()
+    models = installed_models()
     names = [m.name for m in models]
     default = emotion.default_model_name()
     with st.expander("Options", expanded=False):

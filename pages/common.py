@@ -1,17 +1,25 @@
 """Helpers every page uses: the logged-in user, the store, plain-text messages, and the page list
-that app.py navigates and the home page links to."""
+that app.py navigates and the home page links to; and what several pages share: emotion colours,
+the installed models, the PDF/JSON download pair and the cached FER2013 arrays."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+import emotion
+from emotion import reports
 from emotion.store import Store, User, get_store
+
+if TYPE_CHECKING:
+    from emotion.eda import ImageSet
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%@/])")
@@ -79,3 +87,49 @@ def show_error(message: str) -> None:
     """st.error with the message as plain text; `code spans` are kept, nothing else is interpreted."""
     parts = _CODE_SPAN.split(str(message))
     st.error("".join(part if i % 2 else md_escape(part) for i, part in enumerate(parts)))
+
+
+def rgb_css(label: str) -> str:
+    """An emotion's colour as CSS, 'rgb(r,g,b)'."""
+    r, g, b = emotion.color_for(label)
+    return f"rgb({r},{g},{b})"
+
+
+def label_colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{label: CSS colour}, for plotly's color_discrete_map."""
+    return {label: rgb_css(label) for label in labels}
+
+
+def installed_models() -> list[emotion.ModelInfo]:
+    """The registered models; when there is none, a message on how to train one and st.stop()."""
+    models = emotion.list_models()
+    if not models:
+        show_error("No model is installed yet: train one with `python -m training.train --model vgg`.")
+        st.stop()
+    return models
+
+
+def report_downloads(
+    report: Mapping,
+    pdf: bytes | Callable[[], bytes],
+    document: bytes | str | Callable[[], bytes],
+    *,
+    labels: tuple[str, str],
+    keys: tuple[str, str],
+    on_click: str = "ignore",
+) -> None:
+    """PDF and JSON download buttons side by side, named after the report (reports.report_filename).
+
+    pdf and document are the files' contents, or functions that make them when clicked (deferred)."""
+    files = (("pdf", "application/pdf", pdf), ("json", "application/json", document))
+    for column, label, key, (extension, mime, data) in zip(st.columns(2), labels, keys, files, strict=True):
+        file_name = reports.report_filename(report, extension)
+        column.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=on_click)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def fer2013_arrays(path: str, mtime_ns: int, size: int) -> ImageSet:
+    """FER2013 arrays (read-only, shared between sessions and pages); keyed by path, mtime and size."""
+    from emotion import eda  # pandas and friends only for the pages that show the dataset
+
+    return eda.load_fer2013_arrays(Path(path))

@@ -17,22 +17,12 @@ import streamlit as st
 
 from emotion import config, eda
 from emotion.imageio import ImageLoadError, load_image
-from emotion.labels import color_for
+from pages.common import fer2013_arrays, label_colors
 
 SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
 
 
-def _colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
-    return {lab: "rgb({},{},{})".format(*color_for(lab)) for lab in labels}
-
-
 # ------------------------------------------------------------------------------ cached loading
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _fer_set(path: str, mtime_ns: int, size: int) -> eda.ImageSet:
-    """FER2013 arrays (read-only, shared between sessions); keyed by path, mtime and size."""
-    return eda.load_fer2013_arrays(Path(path))
 
 
 @st.cache_resource(show_spinner=False)
@@ -85,7 +75,7 @@ def _open_dataset(source: str) -> tuple[eda.ImageSet | None, str]:
             return None, ""
         info = csv.stat()
         with st.spinner("Reading FER2013 (about 10 s the very first time, then from data/cache/)"):
-            ds = _fer_set(str(csv), info.st_mtime_ns, info.st_size)
+            ds = fer2013_arrays(str(csv), info.st_mtime_ns, info.st_size)
         return ds, f"fer|{csv}|{info.st_mtime_ns}|{info.st_size}"
     root = _folder_input() if source == "Folder on this machine" else _zip_input()
     if root is None:
@@ -158,7 +148,8 @@ def _class_section(summary: dict) -> None:
     as_percent = st.toggle("Show percentages of each split", value=False)
     fig = px.bar(
         frame, x="label", y="percent" if as_percent else "count", color="label", facet_col="split",
-        color_discrete_map=_colors(labels), category_orders={"label": labels}, text_auto=".1f" if as_percent else True,
+        color_discrete_map=label_colors(labels), category_orders={"label": labels},
+        text_auto=".1f" if as_percent else True,
     )  # fmt: skip
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     if not as_percent:
@@ -218,7 +209,7 @@ def _faces_section(labels: list[str], mean: np.ndarray, std: np.ndarray) -> None
 def _light_section(summary: dict) -> None:
     labels, bins = summary["labels"], np.asarray(summary["histogram_bins"])
     centres = (bins[:-1] + bins[1:]) / 2
-    colors = _colors(labels)
+    colors = label_colors(labels)
     cols = st.columns(2)
     for col, key, title in (
         (cols[0], "brightness", "Brightness (mean grey level)"),
@@ -252,7 +243,9 @@ def _sizes_section(ds: eda.ImageSet) -> None:
     cols[0].metric("Distinct sizes", f"{len(frame.groupby(['width', 'height'])):,}")
     cols[1].metric("Median size", f"{int(frame.width.median())}x{int(frame.height.median())}")
     cols[2].metric("Colour modes", ", ".join(sorted(set(ds.modes))))
-    fig = px.scatter(frame, x="width", y="height", color="label", color_discrete_map=_colors(ds.labels), opacity=0.6)
+    fig = px.scatter(
+        frame, x="width", y="height", color="label", color_discrete_map=label_colors(ds.labels), opacity=0.6
+    )
     fig.update_layout(height=380, margin={"t": 20})
     st.plotly_chart(fig)
     st.dataframe(pd.crosstab(frame["label"], frame["mode"]))

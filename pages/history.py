@@ -8,6 +8,7 @@ import io
 import json
 import logging
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,8 +16,9 @@ from PIL import Image
 
 import emotion
 from emotion import reports
+from emotion.imageio import encode_png
 from emotion.labels import DEFAULT_LABELS
-from pages.common import md_escape, require_user, store
+from pages.common import md_escape, report_downloads, require_user, rgb_css, store
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -24,11 +26,6 @@ CONFIRM_KEY = "history_confirm_delete"  # session_state: id of the analysis awai
 THUMBS_KEY = "history_thumbnails"  # session_state: {analysis id: thumbnail PNG}
 FLASH_KEY = "history_flash"  # session_state: a message for the next run (after a delete)
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
-
-
-def _rgb_css(label: str) -> str:
-    r, g, b = emotion.color_for(label)
-    return f"rgb({r},{g},{b})"
 
 
 def _utc_time(iso: str) -> str:
@@ -47,9 +44,7 @@ def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
             picture.thumbnail((320, 240))
             card = Image.new("RGB", (320, 240), (240, 242, 246))  # same 4:3 card for every shape
             card.paste(picture, ((320 - picture.width) // 2, (240 - picture.height) // 2))
-            buffer = io.BytesIO()
-            card.save(buffer, format="PNG")
-            thumb = buffer.getvalue()
+            thumb = encode_png(np.asarray(card))
         thumbs[analysis_id] = thumb
     return thumbs[analysis_id]
 
@@ -71,7 +66,7 @@ def emotions_over_time(analyses: list) -> go.Figure:
                 x=[d.isoformat() for d in counts.index],
                 y=counts[label].tolist(),
                 name=label,
-                marker_color=_rgb_css(label),
+                marker_color=rgb_css(label),
                 width=0.8 * day_ms,
             )
         )
@@ -146,23 +141,8 @@ def _downloads(the_store, user, analysis) -> None:
         return json.dumps(report, indent=2, ensure_ascii=False).encode()
 
     named = {"source": analysis.source, "analysis_id": analysis.id, "created_at": analysis.created_at}
-    left, right = st.columns(2)
-    left.download_button(
-        "PDF",
-        pdf,
-        file_name=reports.report_filename(named, "pdf"),
-        mime="application/pdf",
-        key=f"history_pdf_{analysis.id}",
-        on_click="ignore",
-    )
-    right.download_button(
-        "JSON",
-        document,
-        file_name=reports.report_filename(named, "json"),
-        mime="application/json",
-        key=f"history_json_{analysis.id}",
-        on_click="ignore",
-    )
+    keys = (f"history_pdf_{analysis.id}", f"history_json_{analysis.id}")
+    report_downloads(named, pdf, document, labels=("PDF", "JSON"), keys=keys)
 
 
 def _entry(the_store, user, analysis) -> None:

@@ -3,21 +3,19 @@ frame pipeline is emotion.live.FrameProcessor, files go through emotion.video.pr
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import time
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
 from emotion import reports
 from emotion.detectors import DETECTOR_DESCRIPTIONS
+from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
 from emotion.video import (
     MAX_VIDEO_BYTES,
@@ -28,20 +26,13 @@ from emotion.video import (
     process_video,
     timeline_rows,
 )
-from pages.common import require_user, show_error, store
+from pages.common import installed_models, report_downloads, require_user, show_error, store
 
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
 FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
-
-
-def _png(image: np.ndarray) -> bytes:
-    """RGB uint8 (H, W, 3) -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _ice_configuration() -> dict:
@@ -59,10 +50,7 @@ def _ice_configuration() -> dict:
 
 def _options() -> dict:
     """Model, detector and smoothing widgets (sidebar)."""
-    models = emotion.list_models()
-    if not models:
-        show_error("No model is installed yet: train one with `python -m training.train --model vgg`.")
-        st.stop()
+    models = installed_models()
     names = [m.name for m in models]
     default = emotion.default_model_name()
     with st.sidebar:
@@ -145,7 +133,7 @@ def _save_snapshot(processor: FrameProcessor, user) -> None:
     model = emotion.load(snap.settings.model).name
     analysis = store().add_analysis(
         user.id, source="snapshot", model=model, detector=snap.settings.detector, faces=faces,
-        image_png=_png(frame), title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        image_png=encode_png(frame), title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}",
         extra={"image_size": list(result.size), "timings": result.timings,
                "track_ids": [f.track_id for f in result.faces],
                "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0},
@@ -163,13 +151,9 @@ def _snapshot_result() -> None:
     st.success(f"Snapshot saved to your history (analysis #{saved['id']}).")
     st.image(saved["frame"], caption="Saved snapshot", width=320)
     report = saved["report"]
-    left, right = st.columns(2)
-    left.download_button(
-        "PDF report", saved["pdf"], reports.report_filename(report, "pdf"), "application/pdf", key="snap_pdf"
-    )
-    right.download_button(
-        "JSON report", json.dumps(report, indent=2), reports.report_filename(report, "json"), "application/json",
-        key="snap_json",
+    report_downloads(
+        report, saved["pdf"], json.dumps(report, indent=2), labels=("PDF report", "JSON report"),
+        keys=("snap_pdf", "snap_json"), on_click="rerun",
     )  # fmt: skip
 
 
@@ -237,7 +221,7 @@ def _analyze_video(upload, options: dict, user) -> None:
     faces = [{k: f[k] for k in FACE_KEYS} for f in analysis.representative_faces]
     saved = store().add_analysis(
         user.id, source="video", model=analysis.model, detector=analysis.detector, faces=faces,
-        image_png=_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
+        image_png=encode_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
         media_bytes=analysis.mp4, media_ext="mp4",
         extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames,
                "representative_frame": analysis.representative_index, "timings": analysis.timings},

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from emotion import comparison, config, eda, list_models
-from emotion.labels import FER2013_LABELS, color_for
+from emotion import comparison, config, list_models
+from emotion.labels import FER2013_LABELS
 from emotion.registry import ModelInfo, ModelNotFoundError, load
-
-
-def _colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
-    return {lab: "rgb({},{},{})".format(*color_for(lab)) for lab in labels}
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _fer_set(path: str, mtime_ns: int, size: int) -> eda.ImageSet:
-    """FER2013 arrays (read-only, shared); keyed by path, mtime and size."""
-    return eda.load_fer2013_arrays(Path(path))
+from pages.common import fer2013_arrays
 
 
 @st.cache_resource(show_spinner=False)
@@ -152,7 +141,7 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
         return
     st.session_state["mistakes_shown"] = True
     info = csv.stat()
-    ds = _fer_set(str(csv), info.st_mtime_ns, info.st_size)
+    ds = fer2013_arrays(str(csv), info.st_mtime_ns, info.st_size)
     test = np.flatnonzero(ds.split == ds.splits.index("PrivateTest"))
     model_info = next(m for m in usable if m.name == name)
     key = (name, comparison.models_signature([model_info]), str(csv), info.st_mtime_ns)

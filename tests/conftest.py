@@ -4,6 +4,7 @@ elsewhere with the reason, so a green CI run always means they ran."""
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,17 @@ def isolated_store(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    """Debian's Chromium for the browser tests: skips without it, fails in CI (tests/browser_support.py)."""
+    from tests.browser_support import require_chromium
+
+    return require_chromium()
+
+
+# aiortc's SRTP binding (pylibsrtp) crashes the process (SIGSEGV) when it is loaded after TensorFlow, which
+# the Grad-CAM tests import; loaded first, test files run together in one process in any order.
+with suppress(ImportError):
+    import pylibsrtp  # noqa: F401

@@ -3,102 +3,33 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.browser_support import launch_chromium, screenshot_dir, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 COOKIE_NAME = "emotion_studio_session"  # app.COOKIE_NAME (app.py runs the app when imported)
 TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return CHROMIUM
 
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
     """`streamlit run app.py` on a free localhost port over a fresh database; yields its URL."""
-    port = free_port()
     env = {
-        **os.environ,
         "EMOTION_DB_PATH": str(tmp_path / "data" / "studio.db"),
         "EMOTION_MEDIA_DIR": str(tmp_path / "data" / "media"),
-        "EMOTION_LOG_DIR": str(tmp_path / "logs"),
         "EMOTION_COOKIE_KEY": "browser-test-cookie-key-" + "x" * 32,
     }
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    command += ["--server.fileWatcherType", "none"]  # no watching of the checkout (and its .venv) in a test
-    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with serve_app(tmp_path, env) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        assert "Traceback" not in (tmp_path / "streamlit.log").read_text(), (tmp_path / "streamlit.log").read_text()
 
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("EMOTION_SCREENSHOT_DIR"):
-        target = Path(os.environ["EMOTION_SCREENSHOT_DIR"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, target / path.name)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / f"{name}.png"), full_page=True)
 
 
 def session_cookie(context) -> str | None:
@@ -114,10 +45,9 @@ def wait_for_cookie(context, present: bool, timeout: float = 30) -> None:
 
 
 def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    with launch_chromium(chromium_path) as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -172,18 +102,15 @@ def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path
         page.reload()
         expect(page.get_by_role("tab", name="Log in")).to_be_visible()
         expect(page.get_by_text("Welcome, Browser Tester")).to_have_count(0)
-        browser.close()
 
 
 def test_deep_link_as_first_request_goes_through_the_gate(chromium_path: str, app_url: str) -> None:
     """The server's first request for a page URL (Streamlit's legacy pages/ mode) still meets the login."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    with launch_chromium(chromium_path) as browser:
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app_url + "/account")
         expect(page.get_by_role("tab", name="Log in")).to_be_visible(timeout=TIMEOUT_MS)
         expect(page.get_by_role("heading", name="Account")).to_have_count(0)
-        browser.close()

@@ -5,13 +5,8 @@ analysis in History. Set EMOTION_SCREENSHOT_DIR to keep screenshots."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import bcrypt
@@ -19,50 +14,10 @@ import pypdf
 import pytest
 
 from emotion.store import get_store
-from tests.conftest import IN_CI
+from tests.browser_support import launch_chromium, screenshot_dir, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.shared, pytest.mark.slow]
-ROOT = Path(__file__).parent.parent  # the checkout these tests belong to
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USERNAME, PASSWORD = "browseruser", "correct-horse-battery"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return CHROMIUM
 
 
 @pytest.fixture
@@ -70,41 +25,8 @@ def app_url(isolated_store, tmp_path):
     """`streamlit run app.py` on a free port over the isolated store, with one user; yields its URL."""
     password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     get_store().create_user(USERNAME, "Browser User", "browser@example.com", password_hash)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "EMOTION_LOG_DIR": str(tmp_path / "logs"),
-        "EMOTION_COOKIE_KEY": "classify-browser-test-cookie-key-" + "x" * 32,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "app.py"),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, server)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    with serve_app(tmp_path, {"EMOTION_COOKIE_KEY": "classify-browser-test-cookie-key-" + "x" * 32}) as url:
+        yield url
 
 
 def _log_in(page) -> None:
@@ -116,45 +38,38 @@ def _log_in(page) -> None:
 
 
 def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     url = app_url
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1800})
-            page.set_default_timeout(120_000)
-            page.goto(url)
-            _log_in(page)
-            page.get_by_role("link", name="Photo").first.click()
-            page.get_by_role("heading", name="Classify a photo").wait_for()
-            page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
-            page.get_by_text("two_people.jpg").first.wait_for()
-            page.get_by_role("button", name="Analyze").click()
-            page.get_by_text("2 faces found").wait_for()
-            page.get_by_text("Face 2:").wait_for()
-            with page.expect_download() as download_info:
-                page.get_by_role("button", name="Download PDF report").click()
-            download = download_info.value
-            pdf = Path(download.path()).read_bytes()
-            shots = Path(os.environ.get("EMOTION_SCREENSHOT_DIR") or tmp_path)
-            shots.mkdir(parents=True, exist_ok=True)
-            page.get_by_text("2 faces found").scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "classify_two_people.png"))
-            page.get_by_text("Explain (Grad-CAM)").first.click()
-            page.get_by_text("Grad-CAM for").first.wait_for()
-            page.get_by_text("Grad-CAM for").first.scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "classify_gradcam.png"))
-            # The analysis is in History, and its PDF is built again on demand (a deferred download).
-            page.get_by_role("link", name="History").first.click()
-            page.get_by_role("heading", name="History").wait_for()
-            page.get_by_text("2 faces:").wait_for()
-            with page.expect_download() as history_info:
-                page.get_by_role("button", name="PDF", exact=True).first.click()
-            history_pdf = Path(history_info.value.path()).read_bytes()
-            page.screenshot(path=str(shots / "history.png"))
-        finally:
-            browser.close()
+    with launch_chromium(chromium_path) as browser:
+        page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1800})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        _log_in(page)
+        page.get_by_role("link", name="Photo").first.click()
+        page.get_by_role("heading", name="Classify a photo").wait_for()
+        page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
+        page.get_by_text("two_people.jpg").first.wait_for()
+        page.get_by_role("button", name="Analyze").click()
+        page.get_by_text("2 faces found").wait_for()
+        page.get_by_text("Face 2:").wait_for()
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download PDF report").click()
+        download = download_info.value
+        pdf = Path(download.path()).read_bytes()
+        shots = screenshot_dir(tmp_path)
+        page.get_by_text("2 faces found").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "classify_two_people.png"))
+        page.get_by_text("Explain (Grad-CAM)").first.click()
+        page.get_by_text("Grad-CAM for").first.wait_for()
+        page.get_by_text("Grad-CAM for").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "classify_gradcam.png"))
+        # The analysis is in History, and its PDF is built again on demand (a deferred download).
+        page.get_by_role("link", name="History").first.click()
+        page.get_by_role("heading", name="History").wait_for()
+        page.get_by_text("2 faces:").wait_for()
+        with page.expect_download() as history_info:
+            page.get_by_role("button", name="PDF", exact=True).first.click()
+        history_pdf = Path(history_info.value.path()).read_bytes()
+        page.screenshot(path=str(shots / "history.png"))
     assert download.suggested_filename.startswith("emotion-photo-") and download.suggested_filename.endswith(".pdf")
     assert pdf.startswith(b"%PDF-")
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)

@@ -6,89 +6,33 @@ EMOTION_SCREENSHOT_DIR to keep them."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.browser_support import ROOT, launch_chromium, screenshot_dir, serve_streamlit
 from tests.test_comparison import write_models
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ROOT = Path(__file__).parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
-
-
-def _serve(page: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "pages" / page), "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return CHROMIUM
+def _serve(page: str, env: dict[str, str], log: Path) -> AbstractContextManager[str]:
+    """`streamlit run pages/<page>` on its own (no login shell); yields its URL."""
+    return serve_streamlit(ROOT / "pages" / page, log, {"PYTHONPATH": str(ROOT), **env})
 
 
 @pytest.fixture
 def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("EMOTION_SCREENSHOT_DIR", tmp_path / "shots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_dir(tmp_path / "shots")
 
 
 @pytest.fixture
 def browser(chromium_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    pytest.importorskip("playwright.sync_api")
+    with launch_chromium(chromium_path) as chromium:
         yield chromium
-        chromium.close()
 
 
 def _overloaded() -> bool:
@@ -117,7 +61,7 @@ def test_explorer_on_fer2013_in_browser(browser, fer2013_csv, shots, tmp_path, c
     # A fresh server and an empty data/cache: the first visit parses the CSV (the coldest case).
     env = {"EMOTION_DATA_DIR": str(fer2013_csv.parent), "EMOTION_LOG_DIR": str(tmp_path / "logs"),
            "EMOTION_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
-    for url in _serve("dataset_explorer.py", env, tmp_path / "server.log"):
+    with _serve("dataset_explorer.py", env, tmp_path / "server.log") as url:
         page = _new_page(browser)
         started = time.perf_counter()
         page.goto(url)
@@ -153,7 +97,7 @@ def test_explorer_on_fer2013_in_browser(browser, fer2013_csv, shots, tmp_path, c
 def test_explorer_without_dataset_in_browser(browser, shots, tmp_path):
     env = {"EMOTION_DATA_DIR": str(tmp_path / "none"), "EMOTION_SHARED_DIR": str(tmp_path / "none"),
            "EMOTION_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
-    for url in _serve("dataset_explorer.py", env, tmp_path / "server.log"):
+    with _serve("dataset_explorer.py", env, tmp_path / "server.log") as url:
         page = _new_page(browser)
         page.goto(url)
         _ready(page, "FER2013 was not found")
@@ -166,7 +110,7 @@ def test_explorer_without_dataset_in_browser(browser, shots, tmp_path):
 def test_model_comparison_in_browser(browser, shots, tmp_path):
     env = {"EMOTION_MODELS_DIR": str(write_models(tmp_path / "models")), "EMOTION_DATA_DIR": str(tmp_path / "none"),
            "EMOTION_SHARED_DIR": str(tmp_path / "none"), "EMOTION_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
-    for url in _serve("model_comparison.py", env, tmp_path / "server.log"):
+    with _serve("model_comparison.py", env, tmp_path / "server.log") as url:
         page = _new_page(browser)
         page.goto(url)
         _ready(page, "Not evaluated yet")
@@ -207,7 +151,7 @@ def test_explorer_zip_upload_in_browser(browser, shots, tmp_path):
            "EMOTION_LOG_DIR": str(tmp_path / "logs"), "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
     (tmp_path / "tmp").mkdir()
     archive = _nine_class_zip(tmp_path / "nine.zip")
-    for url in _serve("dataset_explorer.py", env, tmp_path / "server.log"):
+    with _serve("dataset_explorer.py", env, tmp_path / "server.log") as url:
         page = _new_page(browser)
         page.goto(url)
         _ready(page, "FER2013 was not found")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 from emotion import get_detector, load_image
 from emotion.labels import EMOTION_COLORS_RGB
 from emotion.store import Store
+from tests.browser_support import FAKE_CAMERA_ARGS, launch_chromium, require_chromium
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -29,12 +28,8 @@ def _bench():
 
 @pytest.fixture(scope="module")
 def bench():
-    module = _bench()
-    if not module.CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"{module.CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{module.CHROMIUM} is missing")
-    return module
+    require_chromium()
+    return _bench()
 
 
 def _has_box_edge(image: np.ndarray, x: int, y0: int, y1: int, search: int = 10) -> bool:
@@ -76,29 +71,23 @@ def test_webcam_frames_come_back_annotated(bench, photos_dir, isolated_store, tm
 def test_video_upload_is_annotated_and_saved(bench, photos_dir, isolated_store, tmp_path):
     import re
 
-    from playwright.sync_api import sync_playwright
-
     from emotion.video import write_video
 
     photo = load_image(photos_dir / "obama.jpg")
     frames = [bench.camera_frame(photo, dx=2 * i, size=(320, 240)) for i in range(15)]
     clip = write_video(frames, tmp_path / "clip.webm", fps=10)
-    with bench.serve_live_page(tmp_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(bench.CHROMIUM), args=bench.CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(url)
-            page.get_by_role("tab", name="Video file").click()
-            page.locator('input[type="file"]').set_input_files(str(clip))
-            page.get_by_role("button", name="Analyse video").click()
-            page.get_by_text(re.compile(r"clip\.webm: saved to your history")).wait_for(timeout=120_000)
-            page.locator("video").first.wait_for(timeout=30_000)  # the annotated mp4, in st.video
-            page.get_by_role("button", name="JSON report").wait_for(timeout=30_000)
-            for label in ("Annotated video", "Per-frame CSV", "Per-frame JSON", "PDF report", "JSON report"):
-                assert page.get_by_role("button", name=label).count() == 1
-            page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
-        finally:
-            browser.close()
+    with bench.serve_live_page(tmp_path) as url, launch_chromium(extra_args=FAKE_CAMERA_ARGS) as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url)
+        page.get_by_role("tab", name="Video file").click()
+        page.locator('input[type="file"]').set_input_files(str(clip))
+        page.get_by_role("button", name="Analyse video").click()
+        page.get_by_text(re.compile(r"clip\.webm: saved to your history")).wait_for(timeout=120_000)
+        page.locator("video").first.wait_for(timeout=30_000)  # the annotated mp4, in st.video
+        page.get_by_role("button", name="JSON report").wait_for(timeout=30_000)
+        for label in ("Annotated video", "Per-frame CSV", "Per-frame JSON", "PDF report", "JSON report"):
+            assert page.get_by_role("button", name=label).count() == 1
+        page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
     store = Store(isolated_store)
     saved = store.list_analyses(store.get_user_by_username("livebench").id, source="video")
     assert len(saved) == 1 and saved[0].has_media and saved[0].original_name == "clip.webm"
