@@ -4,7 +4,6 @@ elsewhere with the reason, so a green CI run always means they ran."""
 from __future__ import annotations
 
 import os
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -57,8 +56,3 @@ def chromium_path() -> str:
 
     return require_chromium()
 
-
-# aiortc's SRTP binding (pylibsrtp) crashes the process (SIGSEGV) when it is loaded after TensorFlow, which
-# the Grad-CAM tests import; loaded first, test files run together in one process in any order.
-with suppress(ImportError):
-    import pylibsrtp  # noqa: F401
