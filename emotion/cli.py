@@ -37,7 +37,9 @@ def predict_file(path: Path, args: argparse.Namespace) -> dict:
         image = load_image(path)
     except ImageLoadError as error:
         return {"path": str(path), "faces": [], "error": str(error)}
-    faces = analyze(image, model=args.model, detector=args.detector, tta=args.tta, detect=not args.no_detect)
+    faces = analyze(
+        image, model=args.model, detector=args.detector, tta=args.tta, detect=not args.no_detect, min_face=args.min_face
+    )
     return {
         "path": str(path),
         "faces": [
@@ -175,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="a registered model (default: the best one)")
     predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR)
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    predict.add_argument(
+        "--min-face", type=int, metavar="PX", help="smallest face in pixels (default: a tenth of the shorter side)"
+    )
     predict.add_argument("--output", "-o", help="write to this file instead of stdout")
     predict.add_argument("--pdf", metavar="OUT.pdf", help="also write a PDF report per image")
     predict.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -69,6 +69,10 @@ class _PaddedDetector:
     """Shared frame: scale to max_side, pad the border, detect in grey, map boxes back, clip, sort."""
 
     name: ClassVar[str]
+    # The detector's own window in pixels: scaling the image so that min_face maps onto it loses
+    # no face we would keep, and makes detection several times faster (Haar at 640x480 with a
+    # 48 px minimum: ~20 ms at full size, ~5 ms scaled by 0.5; scripts/benchmark.py).
+    native_window: ClassVar[int]
 
     def __init__(self, min_face: int = 24, max_side: int = 640, pad: float = 0.15):
         self.min_face = min_face  # pixels, in the input image
@@ -78,7 +82,7 @@ class _PaddedDetector:
     def detect(self, image: np.ndarray) -> list[Box]:
         gray = to_gray(image)
         height, width = gray.shape
-        scale = min(1.0, self.max_side / max(height, width))
+        scale = min(1.0, self.max_side / max(height, width), self.native_window / max(1, self.min_face))
         small = (
             cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
             if scale < 1
@@ -105,6 +109,7 @@ class _PaddedDetector:
 
 class HaarDetector(_PaddedDetector):
     name = "haar"
+    native_window = 24
 
     def __init__(
         self,
@@ -133,6 +138,7 @@ class HaarDetector(_PaddedDetector):
 
 class HogDetector(_PaddedDetector):
     name = "hog"
+    native_window = 80
 
     def __init__(self, min_face: int = 24, max_side: int = 800, pad: float = 0.15, upsample: int = 0):
         super().__init__(min_face, max_side, pad)

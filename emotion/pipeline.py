@@ -72,12 +72,15 @@ def analyze(
     detector: str = DEFAULT_DETECTOR,
     tta: bool = False,
     *,
-    min_face: int = 24,
+    min_face: int | None = None,
     margin: float = 0.1,
     detect: bool = True,
 ) -> list[FaceResult]:
     """Find and classify every face of an RGB (H, W, 3) or grey (H, W) uint8 image.
 
+    min_face: smallest face kept, in pixels; None means a tenth of the image's shorter side (at
+    least 24 px): the speed of detection is set by it (about 5 ms for a 640x480 frame at 48 px,
+    about 30 ms at 24 px), so pass a smaller value for group photos with small faces.
     detect=False treats the whole image as one aligned face crop (FER2013-style). Each face is
     cropped with `margin` of its size added on every side (FER2013 crops show the whole head).
     Results are sorted largest face first; timings hold detect_ms (shared) and classify_ms.
@@ -85,6 +88,8 @@ def analyze(
     height, width = image.shape[:2]
     started = time.perf_counter()
     if detect:
+        if min_face is None:
+            min_face = max(24, min(height, width) // 10)
         boxes = get_detector(detector, min_face=min_face).detect(image)
     else:
         boxes = [Box(0, 0, width, height)]
