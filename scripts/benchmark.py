@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from emotion import analyze, get_detector, load, load_image  # noqa: E402
-from emotion.config import SHARED_DIR  # noqa: E402
-from emotion.detectors import DETECTORS, crop  # noqa: E402
+from emotion import analyze, get_detector, load, load_image
+from emotion.config import SHARED_DIR
+from emotion.detectors import DETECTORS, crop
 
 
 def median_ms(fn, runs: int, warmup: int = 10) -> float:
@@ -78,14 +78,21 @@ def main() -> None:
         import keras
 
         net = keras.models.load_model(model.info.keras_path)
-        rows.append(("classify 1 face, Keras model(x)", median_ms(lambda: net(inputs, training=False), min(args.runs, 100))))
+        rows.append(
+            ("classify 1 face, Keras model(x)", median_ms(lambda: net(inputs, training=False), min(args.runs, 100)))
+        )
     for name in sorted(DETECTORS):
         detector = get_detector(name)
         faces = len(detector.detect(frame))
-        rows.append((f"detect, {name} ({faces} face), 640x480", median_ms(lambda d=detector: d.detect(frame), args.runs // 3)))
+        rows.append(
+            (f"detect, {name} ({faces} face), 640x480", median_ms(lambda d=detector: d.detect(frame), args.runs // 3))
+        )
     for name in sorted(DETECTORS):
         rows.append(
-            (f"analyze() 640x480, {name} detector", median_ms(lambda n=name: analyze(frame, model, detector=n), args.runs // 3))
+            (
+                f"analyze() 640x480, {name} detector",
+                median_ms(lambda n=name: analyze(frame, model, detector=n), args.runs // 3),
+            )
         )
     width = max(len(r[0]) for r in rows)
     for label, ms in rows:

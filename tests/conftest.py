@@ -55,4 +55,3 @@ def chromium_path() -> str:
     from tests.browser_support import require_chromium
 
     return require_chromium()
-

@@ -32,5 +32,7 @@ def test_accuracy_matches_metrics_file(private_test, name):
     model = load(name)
     recorded = model.info.metrics
     for tta, key in ((False, "accuracy"), (True, "accuracy_tta")):
-        measured = classification_metrics(private_test.labels, predict_split(model, private_test.images, tta), model.labels)
+        measured = classification_metrics(
+            private_test.labels, predict_split(model, private_test.images, tta), model.labels
+        )
         assert measured["accuracy"] == pytest.approx(recorded[key], abs=0.002), f"{name} {key}"
