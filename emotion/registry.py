@@ -121,6 +121,11 @@ class EmotionModel:
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def members(self) -> list[EmotionModel]:
+        """A committee's member models, strongest first; [] for a single model."""
+        return list(self._members)
+
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, H, W, C) float32 through the shared preprocessing."""
         return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)

@@ -121,10 +121,10 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     files = (
         [info.folder / info.serving_file]
         if info.kind == "single"
-        else [m.info.folder / m.info.serving_file for m in model._members]
+        else [m.info.folder / m.info.serving_file for m in model.members]
     )
     report["parameters"] = int(
-        info.manifest.get("parameters") or sum(m.info.manifest.get("parameters", 0) for m in model._members)
+        info.manifest.get("parameters") or sum(m.info.manifest.get("parameters", 0) for m in model.members)
     )
     report["file_size_bytes"] = int(sum(f.stat().st_size for f in files))
     report["latency_ms_per_face"] = latency_ms(model, sample, tta=False)
