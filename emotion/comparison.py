@@ -253,11 +253,10 @@ def predict_images(
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Images (N, H, W) uint8 grey (or any crops) -> (N, K) probabilities, through the shared
-    preprocessing as the model declares it (EmotionModel.preprocess) and model.predict_inputs."""
+    preprocessing as the model declares it (EmotionModel.predict_faces)."""
     out = []
     for start in range(0, len(images), batch_size):
-        inputs = model.preprocess(images[start : start + batch_size])
-        out.append(model.predict_inputs(inputs))
+        out.append(model.predict_faces(list(images[start : start + batch_size])))
         if progress:
             progress(min(1.0, (start + batch_size) / len(images)))
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)

@@ -127,24 +127,27 @@ class EmotionModel:
         return list(self._members)
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Face crops (any size, uint8) -> (N, H, W, C) float32 through the shared preprocessing."""
+        """Face crops (any size, uint8) -> (N, H, W, C) float32 through the shared preprocessing,
+        with this model's settings. A committee has no inputs of its own: use predict_faces."""
+        if self._members:
+            raise TypeError(f"{self.name} is a committee: each member preprocesses its own way (use predict_faces)")
         return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)
 
     def predict_inputs(self, inputs: np.ndarray, tta: bool = False) -> np.ndarray:
-        """(N, H, W, C) float32 -> (N, K) probabilities; tta averages with the horizontal flip."""
-        if self._members:
-            return self._committee_predict(inputs, tta)
+        """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities; tta averages with the
+        horizontal flip."""
         probs = self._runner.predict(inputs)
         if tta:
             probs = 0.5 * (probs + self._runner.predict(inputs[:, :, ::-1, :]))
         return probs
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool = False) -> np.ndarray:
+        """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
+        members, each preprocessing the crops as it was trained."""
+        if self._members:
+            stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
+            return committee_vote(stacked, self.info.vote)
         return self.predict_inputs(self.preprocess(crops), tta)
-
-    def _committee_predict(self, inputs: np.ndarray, tta: bool) -> np.ndarray:
-        stacked = np.stack([m.predict_inputs(inputs, tta) for m in self._members])  # (M, N, K)
-        return committee_vote(stacked, self.info.vote)
 
 
 def committee_vote(stacked: np.ndarray, vote: str) -> np.ndarray:

@@ -53,8 +53,7 @@ def predict_split(model: EmotionModel, images: list[np.ndarray], tta: bool, batc
     """(N,) predicted class ids through the shared preprocessing and the serving runtime."""
     out = []
     for start in range(0, len(images), batch):
-        inputs = model.preprocess(images[start : start + batch])
-        out.append(model.predict_inputs(inputs, tta=tta).argmax(axis=1))
+        out.append(model.predict_faces(images[start : start + batch], tta=tta).argmax(axis=1))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
