@@ -11,11 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from emotion.config import IMAGE_SUFFIXES
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.imageio import ImageLoadError, load_image
 
 log = logging.getLogger("emotion.cli")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 PROGRESS_THRESHOLD = 10  # show a progress bar on stderr from this many files
 
 

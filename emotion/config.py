@@ -32,6 +32,8 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # about 7700x5200; above this a file is treated as a decompression bomb
 ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
+# Files taken as images when a folder is read (datasets, the CLI).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
 def fer2013_csv_candidates() -> list[Path]:

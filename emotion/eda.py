@@ -28,8 +28,9 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from emotion import config
+from emotion.config import IMAGE_SUFFIXES
 from emotion.labels import FER2013_LABELS, canonical_label
-from training.data import FER_SPLITS, IMAGE_SUFFIXES, SPLIT_ALIASES
+from training.data import FER_SPLITS, SPLIT_ALIASES
 
 THUMB = 48
 BLANK_STD = 3.0  # the same threshold as training.data.find_dirty

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.config import IMAGE_SUFFIXES
 from emotion.imageio import ImageLoadError, load_image
 from emotion.labels import FER2013_LABELS, canonical_label
 from emotion.preprocess import preprocess_batch
@@ -24,7 +25,6 @@ from emotion.preprocess import preprocess_batch
 log = logging.getLogger(__name__)
 
 FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # FER2013 split names, and the usual folder names that mean the same thing.
 SPLIT_ALIASES = {
     "train": "Training",
