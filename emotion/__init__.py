@@ -4,7 +4,7 @@ The façade every page, the CLI and the training code use:
 
     from emotion import load_image, analyze, annotate, list_models
     image = load_image("photo.jpg")              # RGB uint8 (H, W, 3), EXIF-upright
-    faces = analyze(image, model=None, detector="haar", tta=False)
+    faces = analyze(image, model=None, detector="blazeface", tta=False)
     picture = annotate(image, faces)             # boxes and labels drawn, one colour per emotion
 """
 

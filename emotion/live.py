@@ -44,7 +44,7 @@ from emotion.registry import EmotionModel, load
 
 # ROI detection: the region around a tracked box is rescaled so the previous face is this many pixels
 # wide (HOG's window is 80 px, so it needs more), and a face must be at least `ROI_MIN_FRACTION` of it.
-ROI_FACE_PX = {"haar": 64, "hog": 96}
+ROI_FACE_PX = {"blazeface": 64, "haar": 64, "hog": 96}
 ROI_MARGIN = 0.45  # region = previous box grown by this fraction of its size on every side
 ROI_MIN_FRACTION = 0.62
 # Budget levels, cheapest last: (full detection every n frames, longer side of the detection copy,

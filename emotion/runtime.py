@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _interpreter_class():
+def interpreter_class():
+    """LiteRT's Interpreter class (the model runtime and the BlazeFace detector both use it)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's bundled copy works too
@@ -27,7 +28,7 @@ class TFLiteRunner:
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
-        self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=num_threads)
+        self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

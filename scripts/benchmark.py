@@ -67,7 +67,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model {model.name}")
     print(f"frame: 640x480 from {args.photo.name}; medians over {args.runs} runs\n")
 
-    face = crop(frame, get_detector("haar").detect(frame)[0])
+    face = crop(frame, get_detector().detect(frame)[0])
     inputs = model.preprocess([face])
     rows = [
         ("classify 1 face, LiteRT (preprocess + infer)", median_ms(lambda: model.predict_faces([face]), args.runs)),

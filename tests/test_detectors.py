@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion.detectors import DETECTORS, Box, clip_box, expand_box, get_detector
+from emotion.detectors import DETECTORS, Box, _blazeface_anchors, _weighted_nms, clip_box, expand_box, get_detector
 from emotion.imageio import load_image
 
 SINGLE_FACE = [
@@ -93,3 +93,49 @@ def test_exif_rotated_jpeg_box_lands_on_the_face(photos_dir, tmp_path):
     assert loaded.shape == upright.shape
     face = get_detector("hog").detect(loaded)[0]
     assert _center_inside(face, reference) and _center_inside(reference, face)
+
+
+def test_blazeface_anchor_layout():
+    """MediaPipe's SSD layout: 896 anchors for the 128 px short-range model, 2304 for the 192 px full-range one."""
+    short = _blazeface_anchors(128, (8, 16), (2, 6))
+    full = _blazeface_anchors(192, (4,), (1,))
+    assert short.shape == (896, 2) and full.shape == (2304, 2)
+    assert np.allclose(short[0], [0.5 / 16, 0.5 / 16]) and np.allclose(full[-1], [47.5 / 48, 47.5 / 48])
+    assert short.min() > 0 and short.max() < 1
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_separate_boxes():
+    corners = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.6, 0.8], np.float32)
+    merged = _weighted_nms(corners, scores, 0.3)
+    assert len(merged) == 2
+    assert np.allclose(merged[0], [0.4, 0.4, 10.4, 10.4])  # score-weighted mean of the first two
+    assert np.allclose(merged[1], [50, 50, 60, 60])
+
+
+def test_blazeface_finds_both_small_faces(photos_dir):
+    """obama_and_biden.jpg: two faces about a tenth of the 2000 px width; Haar and BlazeFace find both."""
+    image = load_image(photos_dir / "obama_and_biden.jpg")
+    for name in ("blazeface", "haar"):
+        boxes = get_detector(name).detect(image)
+        assert len(boxes) == 2, (name, boxes)
+
+
+def test_detectors_frame_the_same_part_of_the_face(photos_dir):
+    """Every detector's box frames the face alike (the crop margin was tuned on one convention)."""
+    image = load_image(photos_dir / "obama.jpg")
+    reference = get_detector("haar").detect(image)[0]
+    for name in DETECTORS:
+        box = get_detector(name).detect(image)[0]
+        assert 0.8 < box.w / reference.w < 1.25, (name, box, reference)
+        assert abs((box.y + box.h / 2) - (reference.y + reference.h / 2)) < 0.15 * reference.h, (name, box)
+
+
+def test_blazeface_min_face_and_pad(photos_dir):
+    image = load_image(photos_dir / "two_people.jpg")
+    assert get_detector("blazeface", min_face=400).detect(image) == []
+    plain = get_detector("blazeface").detect(image)
+    padded = get_detector("blazeface", pad=0.1).detect(image)
+    assert len(plain) == len(padded) == 2
+    for a, b in zip(plain, padded, strict=True):
+        assert abs(a.x - b.x) < 0.1 * a.w and abs(a.y - b.y) < 0.1 * a.h

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from emotion import color_for, get_detector, load_image
-from emotion.detectors import Box
+from emotion.detectors import DETECTORS, Box
 from emotion.live import (
     BUDGET_LEVELS,
     FrameBudget,
@@ -62,7 +62,7 @@ def test_annotated_frame_has_the_input_size_rgb_and_bgr(obama):
 
 def test_box_drawn_where_the_face_is(obama):
     frame = webcam_frame(obama)
-    expected = get_detector("haar", min_face=40, max_side=400).detect(frame)[0]
+    expected = get_detector(LiveSettings().detector, min_face=40, max_side=400).detect(frame)[0]
     out, result = FrameProcessor(LiveSettings(draw_stats=False)).process(frame)
     face = result.faces[0]
     assert iou(face.result.box, expected) > 0.9
@@ -148,13 +148,14 @@ def test_processor_track_id_stable_while_the_face_moves(obama):
     assert ids == {1}
 
 
-def test_roi_detection_follows_the_face(obama):
-    start = get_detector("haar", min_face=40, max_side=400).detect(webcam_frame(obama))[0]
+@pytest.mark.parametrize("detector", sorted(DETECTORS))
+def test_roi_detection_follows_the_face(obama, detector):
+    start = get_detector(detector, min_face=40, max_side=400).detect(webcam_frame(obama))[0]
     moved = webcam_frame(obama, dx=18, dy=-6)
-    found = roi_detect(moved, start)
-    truth = get_detector("haar", min_face=40, max_side=400).detect(moved)[0]
+    found = roi_detect(moved, start, detector)
+    truth = get_detector(detector, min_face=40, max_side=400).detect(moved)[0]
     assert found is not None and iou(found, truth) > 0.7
-    assert roi_detect(np.full_like(moved, 90), start) is None
+    assert roi_detect(np.full_like(moved, 90), start, detector) is None
 
 
 def test_template_tracking_follows_translation(obama):
