@@ -101,6 +101,16 @@ def test_find_dirty_marks_later_duplicates_and_blanks():
     assert blank.tolist() == [False, False, True, False]
 
 
+def test_copies_in_finds_test_images_seen_in_training():
+    rng = np.random.default_rng(3)
+    train_images = [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(5)]
+    fresh = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    train = datasets.Split(train_images, np.arange(5))
+    test = datasets.Split([train_images[2].copy(), fresh, train_images[4].copy()], np.array([2, 0, 4]))
+    assert datasets.copies_in(test, train).tolist() == [True, False, True]
+    assert not datasets.copies_in(datasets.Split([fresh[:, :40].copy()], np.array([0])), train).any()
+
+
 def test_class_weights_favour_rare_classes():
     weights = datasets.class_weights(np.array([0] * 90 + [1] * 10), 2, power=1.0)
     assert weights[1] == pytest.approx(9 * weights[0])

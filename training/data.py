@@ -206,11 +206,22 @@ def find_dirty(split: Split, blank_std: float = 3.0) -> tuple[np.ndarray, np.nda
     duplicate = np.zeros(len(split), dtype=bool)
     blank = np.zeros(len(split), dtype=bool)
     for i, image in enumerate(split.images):
-        digest = hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).digest()
+        digest = _digest(image)
         duplicate[i] = digest in seen
         seen.add(digest)
         blank[i] = float(image.std()) < blank_std
     return duplicate, blank
+
+
+def copies_in(split: Split, reference: Split) -> np.ndarray:
+    """(N,) bool: which images of `split` have an exact pixel copy in `reference` (for FER2013,
+    288 PrivateTest images are also in Training: figures on them measure memory, not skill)."""
+    known = {_digest(image) for image in reference.images}
+    return np.array([_digest(image) in known for image in split.images], dtype=bool)
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).digest()
 
 
 def to_inputs(split: Split, input_size: tuple[int, int], channels: int, equalize: bool = True) -> np.ndarray:

@@ -87,7 +87,7 @@ def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int =
 
 def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, write: bool = True) -> dict:
     """Compute (and by default write) the metrics file of model `name` on `split`."""
-    from training.data import load_dataset
+    from training.data import copies_in, load_dataset
 
     model = load(name)
     info = model.info
@@ -116,6 +116,13 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report["n"] = len(part)
         report.update(plain)
         report.update({f"{k}_tta": v for k, v in flipped.items()})
+        if "Training" in dataset.splits:  # the same figure without images the model saw in training
+            seen = copies_in(part, dataset.splits["Training"])
+            fresh = part.subset(~seen)
+            unseen = classification_metrics(fresh.labels, predict_split(model, fresh.images, tta=False), labels)
+            report["copies_in_training"] = int(seen.sum())
+            report["accuracy_unseen"] = unseen["accuracy"]
+            report["macro_f1_unseen"] = unseen["macro_f1"]
     sample = dataset.splits[split].images[0]
     files = (
         [info.folder / info.serving_file]
