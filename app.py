@@ -9,12 +9,17 @@ own so that login backoff applies to every typed username, known or not.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import secrets
-from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from types import SimpleNamespace
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit_authenticator.models import cookie_model
 from streamlit_authenticator.utilities import LoginError
 
 from emotion import auth
@@ -24,12 +29,53 @@ from pages.common import APP_ROOT, PAGES, md_escape, show_error
 
 COOKIE_NAME = "emotion_studio_session"
 COOKIE_EXPIRY_DAYS = 7.0
-# session_state flags: the cookie still has to be set (after logging in) or deleted (after logging out).
-# extra_streamlit_components renders the cookie components under the keys "init", "set" and "delete".
-SET_COOKIE_FLAG = "_auth_set_cookie"
-DELETE_COOKIE_FLAG = "_auth_delete_cookie"
+# session_state: the script that writes the latest change to the session cookie (set at login, deleted
+# at logout); rendered on every run until the next change.
+COOKIE_SCRIPT_KEY = "_auth_cookie_script"
 
 log = logging.getLogger("app")
+
+
+class BrowserCookies:
+    """Stands in for extra_streamlit_components.CookieManager inside streamlit-authenticator 0.4.2.
+
+    That CookieManager renders a bidirectional component ("init") on every run, and "set"/"delete" ones
+    on login and logout; each iframe reports its value back when it mounts and whenever the browser's
+    cookies change, and every report is a full rerun. Such a rerun preempts the run that a click has
+    just started (Streamlit drops its trigger: the click is lost) or, sent with the page the browser
+    still shows, overrides a navigation. The library reads the cookie from st.context.cookies, so only
+    writing is needed here, and that goes through a plain script (write_session_cookie) that never
+    reports back."""
+
+    def __init__(self, key: str = "init") -> None:  # renders nothing, unlike the original
+        self.cookies: dict[str, str] = {}
+
+    def set(self, cookie: str, val: str, key: str = "set", expires_at: datetime | None = None, **_: object) -> None:
+        expires = (expires_at or datetime.now() + timedelta(days=1)).astimezone(UTC)
+        st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{cookie}={val}; expires={format_datetime(expires, True)}")
+
+    def delete(self, cookie: str, key: str = "delete") -> None:
+        st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{cookie}=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+
+
+if not hasattr(cookie_model, "stx"):  # the pinned version's internals; fail loudly if they move
+    raise RuntimeError("streamlit-authenticator no longer builds its CookieManager through cookie_model.stx")
+cookie_model.stx = SimpleNamespace(CookieManager=BrowserCookies)
+
+
+def cookie_script(assignment: str) -> str:
+    """A <script> that assigns document.cookie (site-wide, SameSite=Strict, as the library did)."""
+    literal = json.dumps(f"{assignment}; path=/; SameSite=Strict").replace("<", "\\u003c")
+    return f"<script>document.cookie = {literal};</script>"
+
+
+def write_session_cookie(in_sidebar: bool) -> None:
+    """The latest cookie change, run by the browser; it sends nothing back, so it never causes a rerun.
+    Rendered on every run until the next change, since a run cut short may not have delivered it (running
+    it again is harmless)."""
+    script = st.session_state.get(COOKIE_SCRIPT_KEY)
+    if script:
+        (st.sidebar.html if in_sidebar else st.html)(script, unsafe_allow_javascript=True)
 
 
 def build_authenticator(credentials: dict) -> stauth.Authenticate:
@@ -63,8 +109,7 @@ def login_form(authenticator: stauth.Authenticate, store: Store) -> None:
         return
     log.info("user %s logged in", user.username)
     st.session_state["logout"] = None  # re-enable cookie sessions after an earlier logout
-    st.session_state.pop(DELETE_COOKIE_FLAG, None)
-    st.session_state[SET_COOKIE_FLAG] = True
+    authenticator.cookie_controller.set_cookie()  # via BrowserCookies: written by the next runs
     st.rerun()
 
 
@@ -119,26 +164,33 @@ def current_user(authenticator: stauth.Authenticate, store: Store) -> User | Non
     return user
 
 
-def keep_rendering(flag: str, component_key: str, render: Callable[[], None]) -> None:
-    """Render a cookie component (set or delete) on every run while ``flag`` is set, until the browser
-    has run it (the component's value, under its key, turns True): a component rendered only once can
-    be unmounted by a quick rerun before its iframe runs."""
-    if not st.session_state.get(flag):
-        return
-    if st.session_state.get(component_key) is True:
-        del st.session_state[flag]
-    else:
-        render()
+def log_out(authenticator: stauth.Authenticate, user: User) -> None:
+    """The Log out button's callback: it runs before the next run's script, which then shows the login."""
+    log.info("user %s logged out", user.username)
+    authenticator.authentication_controller.logout()  # the library clears its session keys
+    authenticator.cookie_controller.delete_cookie()
 
 
-def run_studio(user: User) -> None:
-    """Navigation over the pages that exist; a failing page shows a message, never a traceback."""
+def run_studio(authenticator: stauth.Authenticate, user: User) -> None:
+    """Navigation over the pages that exist, the user's sidebar, and the page; a failing page shows a
+    message, never a traceback."""
     sections: dict[str, list[st.Page]] = {}
     for spec in PAGES:
         if spec.exists():
             page = st.Page(APP_ROOT / spec.path, title=spec.title, icon=spec.icon, default=spec.title == "Home")
             sections.setdefault(spec.section, []).append(page)
+    # The server process's first run (there is a pages/ folder beside app.py) executes this script as a
+    # page of Streamlit's legacy pages/ mode until st.navigation is called, so widgets made outside
+    # page.run() get IDs under that page's hash instead of the one every later run uses: a click on the
+    # Log out button would then match no widget and be lost. Rerun once, server-side, before showing any.
+    legacy_first_run = bool(PagesManager.uses_pages_directory)
     page = st.navigation(sections)
+    if legacy_first_run:
+        st.rerun()
+    with st.sidebar:
+        st.caption(f"Signed in as **{md_escape(user.name)}** ({md_escape(user.username)})")
+        st.button("Log out", key="logout_button", on_click=log_out, args=(authenticator, user))
+        write_session_cookie(in_sidebar=True)  # last in the sidebar: it shifts nothing the user sees
     try:
         page.run()
     except Exception:
@@ -164,21 +216,13 @@ def main() -> None:
         return
     if user is not None:
         st.session_state["user"] = user
-        keep_rendering(SET_COOKIE_FLAG, "set", authenticator.cookie_controller.set_cookie)
-        with st.sidebar:
-            st.caption(f"Signed in as **{md_escape(user.name)}** ({md_escape(user.username)})")
-            logging_out = st.button("Log out", key="logout_button")
-        if not logging_out:
-            run_studio(user)
-            return
-        log.info("user %s logged out", user.username)
-        st.session_state[DELETE_COOKIE_FLAG] = True
-        authenticator.authentication_controller.logout()  # the library clears its session keys
-    keep_rendering(DELETE_COOKIE_FLAG, "delete", authenticator.cookie_controller.delete_cookie)
+        run_studio(authenticator, user)
+        return
     st.session_state.pop("user", None)
     st.navigation(
         [st.Page(lambda: login_page(authenticator, store), title="Log in", default=True)], position="hidden"
     ).run()
+    write_session_cookie(in_sidebar=False)  # after the login page, so that nothing on it moves
 
 
 main()
