@@ -1,5 +1,6 @@
-"""What the browser tests share: `streamlit run` on a free localhost port, and Debian's Chromium
-(/usr/bin/chromium) driven by playwright. Missing Chromium skips a test, or fails it under CI=true."""
+"""What the browser tests share: `streamlit run` on a free localhost port, Debian's Chromium
+(/usr/bin/chromium) driven by playwright, and the session cookie. Missing Chromium skips a test, or
+fails it under CI=true."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout these tests belong to
 CHROMIUM = "/usr/bin/chromium"
+COOKIE_NAME = "emotion_studio_session"  # app.COOKIE_NAME (app.py runs the app when imported)
 CHROMIUM_ARGS = (
     "--headless",
     "--no-sandbox",
@@ -114,3 +116,17 @@ def screenshot_dir(default: Path) -> Path:
     folder = Path(os.environ.get("EMOTION_SCREENSHOT_DIR") or default)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def session_cookie(context) -> str | None:
+    """The studio's session cookie in a playwright BrowserContext, if any."""
+    return next((c["value"] for c in context.cookies() if c["name"] == COOKIE_NAME), None)
+
+
+def wait_for_cookie(context, present: bool, timeout: float = 30) -> None:
+    """Until the session cookie is there (or gone); the browser writes it a moment after the page shows."""
+    deadline = time.monotonic() + timeout
+    while (session_cookie(context) is not None) != present:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cookie {COOKIE_NAME} {'never set' if present else 'still there'}")
+        time.sleep(0.2)

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser_support import launch_chromium, screenshot_dir, serve_app
+from tests.browser_support import launch_chromium, screenshot_dir, serve_app, wait_for_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-COOKIE_NAME = "emotion_studio_session"  # app.COOKIE_NAME (app.py runs the app when imported)
 TIMEOUT_MS = 60_000
 
 
@@ -30,18 +28,6 @@ def app_url(tmp_path: Path) -> Iterator[str]:
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
     page.screenshot(path=str(screenshot_dir(tmp_path) / f"{name}.png"), full_page=True)
-
-
-def session_cookie(context) -> str | None:
-    return next((c["value"] for c in context.cookies() if c["name"] == COOKIE_NAME), None)
-
-
-def wait_for_cookie(context, present: bool, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while (session_cookie(context) is not None) != present:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"cookie {COOKIE_NAME} {'never set' if present else 'still there'}")
-        time.sleep(0.2)
 
 
 def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path: Path) -> None:
