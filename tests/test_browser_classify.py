@@ -43,13 +43,8 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
         page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1800})
         page.set_default_timeout(120_000)
         page.goto(url)
-        # Known race (see the closing note of the accounts work): input in the first seconds after the
-        # page loads, or right after logging in while the cookie component reports back, can be lost
-        # to a rerun. Let the app settle as a person's pace would.
-        page.wait_for_timeout(3000)
-        _log_in(page)
+        _log_in(page)  # at once: nothing reruns the app behind the user's back (test_browser_first_click)
         page.get_by_text("Signed in as").wait_for()
-        page.wait_for_timeout(3000)
         page.get_by_role("link", name="Photo").first.click()
         page.get_by_role("heading", name="Classify a photo").wait_for()
         page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
