@@ -24,6 +24,8 @@ SCORE_COLUMNS: dict[str, bool] = {
     "Accuracy TTA %": True,
     "Macro-F1 TTA %": True,
     "PublicTest acc. %": True,
+    # Accuracy on the test images with no exact copy in Training (FER2013 PrivateTest: 3,301 of 3,589).
+    "Unseen acc. %": True,
     "Parameters": False,
     "Size MB": False,
     "Latency ms/face": False,
@@ -98,6 +100,7 @@ def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
                 "Accuracy TTA %": _pct(metrics.get("accuracy_tta")),
                 "Macro-F1 TTA %": _pct(metrics.get("macro_f1_tta")),
                 "PublicTest acc. %": _pct(metrics.get("public_test", {}).get("accuracy")),
+                "Unseen acc. %": _pct(metrics.get("accuracy_unseen")),
                 "Parameters": _parameters(info, by_name),
                 "Size MB": _size_mb(info, by_name),
                 "Latency ms/face": _num(metrics.get("latency_ms_per_face")),

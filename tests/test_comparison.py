@@ -80,6 +80,17 @@ def test_table_lists_every_model_and_marks_unevaluated(models):
     assert np.isnan(table.loc["gamma", "Accuracy %"]) and table.loc["gamma", "Evaluated"] == comparison.NOT_EVALUATED
     assert table.loc["gamma", "Parameters"] == 1234  # from the manifest
     assert table.loc["beta", "Size MB"] == pytest.approx(1.0)
+    assert np.isnan(table.loc["alpha", "Unseen acc. %"])  # metrics written before that figure existed
+
+
+def test_unseen_accuracy_column_reads_the_metrics_file(tmp_path):
+    root = write_models(tmp_path / "models")
+    metrics_path = root / "alpha" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["accuracy_unseen"] = 0.643
+    metrics_path.write_text(json.dumps(metrics))
+    table = comparison.model_table(list_models(root))
+    assert table.loc["alpha", "Unseen acc. %"] == pytest.approx(64.3)
 
 
 def test_best_values_highlighted(models):
