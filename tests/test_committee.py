@@ -51,3 +51,20 @@ def test_register_orders_members_by_publictest(tmp_path):
     assert manifest["parameters"] == 20
     with pytest.raises(ValueError, match="two"):
         register_committee("solo", ["strong"], models_dir=tmp_path)
+
+
+def test_default_model_is_the_best_single_model_on_publictest(tmp_path):
+    """A committee better on PublicTest is not the default: the default serves every webcam frame."""
+    from emotion.registry import default_model_name
+    from training.committee import register_committee
+
+    for name, public in (("weak", 0.50), ("strong", 0.60)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"]}))
+        (folder / "metrics.json").write_text(json.dumps({"public_test": {"accuracy": public}}))
+    team = register_committee("team", ["weak", "strong"], models_dir=tmp_path)
+    (team / "metrics.json").write_text(json.dumps({"public_test": {"accuracy": 0.65}}))
+    assert default_model_name(tmp_path) == "strong"
+    (tmp_path / "DEFAULT").write_text("team\n")  # an explicit choice still wins
+    assert default_model_name(tmp_path) == "team"
