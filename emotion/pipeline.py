@@ -79,8 +79,9 @@ def analyze(
     """Find and classify every face of an RGB (H, W, 3) or grey (H, W) uint8 image.
 
     min_face: smallest face kept, in pixels; None means a tenth of the image's shorter side (at
-    least 24 px): the speed of detection is set by it (about 5 ms for a 640x480 frame at 48 px,
-    about 30 ms at 24 px), so pass a smaller value for group photos with small faces.
+    least 24 px); pass a smaller value for group photos with small faces. With the "haar" and "hog"
+    detectors it also sets the speed (Haar on a 640x480 frame: about 5 ms at 48 px, 30 ms at 24 px);
+    the default "blazeface" costs the same whatever it is.
     detect=False treats the whole image as one aligned face crop (FER2013-style). Each face is
     cropped with `margin` of its size added on every side (FER2013 crops show the whole head).
     Results are sorted largest face first; timings hold detect_ms (shared) and classify_ms.

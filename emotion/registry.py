@@ -7,6 +7,7 @@ works everywhere unchanged. A committee's manifest lists its members instead of 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -24,6 +25,19 @@ log = logging.getLogger(__name__)
 
 class ModelNotFoundError(LookupError):
     """No such model in models/, or its files are missing; the message says what to do."""
+
+
+def _read_json(path: Path) -> dict:
+    """A registry JSON file (manifest, metrics, history), parsed once per version of the file: every
+    analyze() without a model name resolves the default through all manifests and metrics files.
+    The dict is shared between callers: read-only."""
+    stat = path.stat()
+    return _parse_json(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_json(path: str, mtime_ns: int, size: int) -> dict:  # the version is part of the cache key
+    return json.loads(Path(path).read_text())
 
 
 @dataclass(frozen=True)
@@ -50,12 +64,12 @@ class ModelInfo:
     def metrics(self) -> dict:
         """The metrics file's content, or {} when the model has not been evaluated yet."""
         path = self.folder / self.metrics_file
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return _read_json(path) if path.is_file() else {}
 
     @property
     def history(self) -> dict:
         path = self.folder / (self.history_file or "")
-        return json.loads(path.read_text()) if self.history_file and path.is_file() else {}
+        return _read_json(path) if self.history_file and path.is_file() else {}
 
     @property
     def keras_path(self) -> Path | None:
@@ -63,7 +77,7 @@ class ModelInfo:
 
 
 def _read_manifest(folder: Path) -> ModelInfo:
-    data = json.loads((folder / "manifest.json").read_text())
+    data = _read_json(folder / "manifest.json")
     return ModelInfo(
         name=data.get("name", folder.name),
         folder=folder,

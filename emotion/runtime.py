@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 
-def interpreter_class():
-    """LiteRT's Interpreter class (the model runtime and the BlazeFace detector both use it)."""
+def _interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's bundled copy works too
@@ -24,24 +23,30 @@ def interpreter_class():
 
 
 class TFLiteRunner:
-    """predict((N, H, W, C) float32) -> (N, K) float32 probabilities."""
+    """predict((N, H, W, C) float32) -> (N, K) float32 probabilities; run_all for every output
+    (the BlazeFace detector's boxes and scores)."""
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
-        self._interpreter = interpreter_class()(model_path=str(self.path), num_threads=num_threads)
+        self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._outputs = self._interpreter.get_output_details()
         self._batch = int(self._input["shape"][0])
         self._lock = threading.Lock()
         self.input_shape = tuple(int(v) for v in self._input["shape"][1:])
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
-            raise ValueError(f"expected (N, {', '.join(map(str, self.input_shape))}), got {batch.shape}")
+        batch = self._checked(batch)
         if len(batch) == 0:
-            return np.zeros((0, int(self._output["shape"][-1])), np.float32)
+            return np.zeros((0, int(self._outputs[0]["shape"][-1])), np.float32)
+        return self._run(batch)[0]
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """(N, *input_shape) float32, N >= 1 -> every output tensor, in the model's output order."""
+        return self._run(self._checked(batch))
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         with self._lock:
             if len(batch) != self._batch:
                 self._interpreter.resize_tensor_input(self._input["index"], [len(batch), *self.input_shape])
@@ -49,4 +54,10 @@ class TFLiteRunner:
                 self._batch = len(batch)
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output["index"]).copy()
+            return [self._interpreter.get_tensor(output["index"]).copy() for output in self._outputs]
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 1 + len(self.input_shape) or batch.shape[1:] != self.input_shape:
+            raise ValueError(f"expected (N, {', '.join(map(str, self.input_shape))}), got {batch.shape}")
+        return batch

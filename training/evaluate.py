@@ -103,7 +103,8 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         if split_name not in dataset.splits:
             continue
         part = dataset.splits[split_name]
-        plain = classification_metrics(part.labels, predict_split(model, part.images, tta=False), labels)
+        predicted = predict_split(model, part.images, tta=False)
+        plain = classification_metrics(part.labels, predicted, labels)
         flipped = classification_metrics(part.labels, predict_split(model, part.images, tta=True), labels)
         if key == "public":
             report["public_test"] = {
@@ -118,8 +119,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report.update({f"{k}_tta": v for k, v in flipped.items()})
         if "Training" in dataset.splits:  # the same figure without images the model saw in training
             seen = copies_in(part, dataset.splits["Training"])
-            fresh = part.subset(~seen)
-            unseen = classification_metrics(fresh.labels, predict_split(model, fresh.images, tta=False), labels)
+            unseen = classification_metrics(part.labels[~seen], predicted[~seen], labels)
             report["copies_in_training"] = int(seen.sum())
             report["accuracy_unseen"] = unseen["accuracy"]
             report["macro_f1_unseen"] = unseen["macro_f1"]
