@@ -139,6 +139,53 @@ def test_metrics_on_known_predictions():
     assert m["macro_f1"] == pytest.approx(np.mean(f1))
 
 
+def test_learning_rate_schedule_with_and_without_a_warm_restart():
+    from training.train import TrainConfig, lr_at
+
+    one = TrainConfig(epochs=10, warmup_epochs=2, learning_rate=1.0)
+    lrs = [lr_at(e, one) for e in range(10)]
+    assert lrs[:2] == [0.5, 1.0] and lrs[-1] < 0.05 and lr_at(10, one) == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False)), "cosine decays monotonically"
+
+    two = TrainConfig(epochs=20, warmup_epochs=2, learning_rate=1.0, restart_epoch=10, restart_lr_scale=0.5)
+    assert [lr_at(e, two) for e in range(10)] == pytest.approx(lrs), "the first cycle is unchanged"
+    second = [lr_at(e, two) for e in range(10, 20)]
+    assert second == pytest.approx([0.5 * v for v in lrs]), "the restart repeats the cycle at half the peak"
+
+
+def test_resume_starts_from_the_runs_saved_config_and_keeps_its_preprocessing(tmp_path, monkeypatch):
+    from training import train
+
+    monkeypatch.setattr(train, "REPO_ROOT", tmp_path)
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "vgg", "name": "old", "equalize": False, "epochs": 24}))
+    config, resume, _ = train.resolve_config(["--name", "old", "--data", "x.csv", "--resume", "--epochs", "64"])
+    assert resume and config.equalize is False and config.epochs == 64, "saved config < flags"
+    with pytest.raises(SystemExit):  # argparse's error: changing the inputs would invalidate the weights
+        train.resolve_config(["--name", "old", "--data", "x.csv", "--resume", "--equalize", "true"])
+    config, _, _ = train.resolve_config(["--name", "old", "--data", "x.csv"])
+    assert config.equalize is True, "without --resume the saved run is not read"
+
+
+def test_bf16_detection_reads_cpu_flags(monkeypatch, tmp_path):
+    from training import train
+
+    cpuinfo = tmp_path / "cpuinfo"
+    original = train.Path
+
+    def fake_path(value, *rest):
+        return cpuinfo if value == "/proc/cpuinfo" else original(value, *rest)
+
+    monkeypatch.setattr(train, "Path", fake_path)
+    cpuinfo.write_text("flags\t: fpu avx2 avx512f avx512_bf16\n")
+    assert train.cpu_has_bf16()
+    cpuinfo.write_text("flags\t: fpu avx2 avx512f\n")
+    assert not train.cpu_has_bf16()
+    cpuinfo.unlink()
+    assert not train.cpu_has_bf16(), "no /proc/cpuinfo (macOS, Windows): float32"
+
+
 @pytest.mark.slow
 def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_path, monkeypatch, capsys):
     import emotion.config as config
@@ -152,12 +199,14 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     csv_path = _write_csv(tmp_path / "fer.csv.gz", per_split=(280, 70, 70))
     common = ["--data", str(csv_path), "--model", "vgg", "--name", "tiny", "--batch-size", "32", "--patience", "50"]
 
-    out_dir = train.main([*common, "--epochs", "1"])
+    out_dir = train.main([*common, "--epochs", "1", "--precision", "float32"])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 1
-    out_dir = train.main([*common, "--epochs", "2", "--resume"])
+    # Extend the finished run with a warm restart, switching to bf16 compute on the way.
+    out_dir = train.main([*common, "--epochs", "2", "--resume", "--restart-epoch", "1", "--precision", "mixed_bfloat16"])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
+    assert state["history"]["lr"] == pytest.approx([1e-3, 5e-4]), "epoch 2 began a new cycle at half the peak"
     for name in ("model.tflite", "model.keras", "manifest.json", "config.json", "history.json"):
         assert (out_dir / name).is_file()
         (out_dir / name).unlink()
@@ -167,6 +216,11 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
         assert (out_dir / name).is_file()
     config_saved = json.loads((out_dir / "config.json").read_text())
     assert config_saved["epochs"] == 2 and config_saved["model"] == "vgg"
+    assert config_saved["precision"] == "mixed_bfloat16" and config_saved["restart_epoch"] == 1
+    import keras
+
+    served = keras.models.load_model(out_dir / "model.keras")
+    assert {layer.dtype_policy.name for layer in served.layers} == {"float32"}, "exports serve float32"
 
     model = registry.load("tiny", models_dir)
     assert model.labels == datasets.FER2013_LABELS

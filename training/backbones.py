@@ -47,7 +47,8 @@ def _head(x, num_classes: int, dropout: float, hidden: int = 0):
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
     x = layers.Dropout(dropout)(x)
-    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 even under a mixed-precision policy: a bf16 softmax rounds probabilities coarsely.
+    return layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
 
 
 @register("vgg")

@@ -45,12 +45,16 @@ class TrainConfig:
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
     patience: int = 12  # early stopping on PublicTest accuracy
+    restart_epoch: int = 0  # >0: a second warm-up + cosine cycle from this epoch to `epochs` (SGDR)
+    restart_lr_scale: float = 0.5  # peak learning rate of that second cycle, relative to learning_rate
+    precision: str = "auto"  # "float32", "mixed_bfloat16", or auto: bf16 compute where the CPU has it
     seed: int = 1337
     max_train_samples: int = 0  # >0: a quick run on a subset (tests, smoke runs)
 
 
 def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bool]:
-    """Defaults < --config file < flags. Returns the config, whether to resume, whether to only export."""
+    """Defaults < the run's saved config (with --resume) < --config file < flags.
+    Returns the config, whether to resume, whether to only export."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="JSON file with any TrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.keras")
@@ -66,12 +70,24 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind)
     args = parser.parse_args(argv)
-    values = asdict(TrainConfig())
-    if args.config:
-        values.update(json.loads(Path(args.config).read_text()))
-    values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
+
+    def merged(base: dict) -> dict:
+        values = {**asdict(TrainConfig()), **base}
+        if args.config:
+            values.update(json.loads(Path(args.config).read_text()))
+        values.update({k: v for k, v in vars(args).items() if k in values and v is not None})
+        values["name"] = values["name"] or values["model"]
+        return values
+
+    values = merged({})
+    saved_run = REPO_ROOT / "runs" / values["name"] / "config.json"
+    if args.resume and saved_run.is_file():  # a resumed run starts from its own config
+        saved = json.loads(saved_run.read_text())
+        values = merged(saved)
+        changed = [k for k in ("model", "input_size", "channels", "equalize") if k in saved and saved[k] != values[k]]
+        if changed:
+            parser.error(f"--resume cannot change {', '.join(changed)} of run {values['name']!r}")
     config = TrainConfig(**values)
-    config.name = config.name or config.model
     if not config.data:
         found = find_fer2013_csv()
         if found is None:
@@ -82,16 +98,42 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
         if not saved.is_file():
             parser.error(f"--export-only: no run to export at {saved.parent}")
         config = TrainConfig(**json.loads(saved.read_text()))
+    if config.precision == "auto":
+        config.precision = "mixed_bfloat16" if cpu_has_bf16() else "float32"
     return config, args.resume, args.export_only
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there Keras'
+    mixed_bfloat16 policy trains the vgg backbone 2x faster (249 against 125 images/s measured on
+    this machine's Xeon); on other CPUs bf16 is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def lr_at(epoch: int, config: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 1% over config.epochs; a pure function of the epoch so
-    that a resumed run follows the same schedule."""
+    """Linear warm-up then cosine decay to 1% of the peak; a pure function of the epoch so that a
+    resumed run follows the same schedule.
+
+    One cycle over [0, epochs), or, with restart_epoch > 0, two: [0, restart_epoch) at
+    learning_rate, then a warm restart over [restart_epoch, epochs) peaking at
+    learning_rate * restart_lr_scale. The restart is how a finished run is trained further:
+    `--resume --epochs 70 --restart-epoch 24` continues a 24-epoch run for 46 more epochs.
+    """
+    start, end, peak = 0, config.epochs, config.learning_rate
+    if config.restart_epoch > 0:
+        if epoch < config.restart_epoch:
+            end = config.restart_epoch
+        else:
+            start, peak = config.restart_epoch, config.learning_rate * config.restart_lr_scale
+    epoch -= start
     if epoch < config.warmup_epochs:
-        return config.learning_rate * (epoch + 1) / config.warmup_epochs
-    progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
-    return config.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return peak * (epoch + 1) / config.warmup_epochs
+    progress = (epoch - config.warmup_epochs) / max(1, end - start - config.warmup_epochs)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -139,7 +181,7 @@ def main(argv: list[str] | None = None) -> Path:
         len(val),
         {dataset.labels[k]: round(v, 2) for k, v in weights.items()},
     )
-    augmenter = build_augmenter(config.augment_strength, config.seed)
+    augmenter = build_augmenter(config.augment_strength, config.seed)  # float32, built before the policy
     weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
 
     def train_batches(x, y):
@@ -156,6 +198,22 @@ def main(argv: list[str] | None = None) -> Path:
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(val.labels, num_classes))).batch(256)
 
     # ---- model ----
+    # Variables stay float32 under mixed_bfloat16 (only the compute is bf16), and the softmax
+    # layer is float32 in every backbone, so checkpoints and exports hold float32 weights.
+    keras.mixed_precision.set_global_policy(config.precision)
+    input_shape = (config.input_size, config.input_size, config.channels)
+
+    def fresh_model(weights: list | None = None) -> keras.Model:
+        model = build_backbone(config.model, input_shape, num_classes)
+        if weights is not None:
+            model.set_weights(weights)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+        return model
+
     last_path, best_path, state_path = run_dir / "last.keras", run_dir / "best.keras", run_dir / "state.json"
     state = {"epoch": 0, "best_val_accuracy": 0.0, "best_epoch": -1, "history": {}}
     if resume and last_path.exists() and state_path.exists():
@@ -168,13 +226,14 @@ def main(argv: list[str] | None = None) -> Path:
             state["best_val_accuracy"],
             state["best_epoch"],
         )
+        # The loaded layers keep the policy they were saved with (the Model object itself takes
+        # today's global one), so look at a conv layer's.
+        saved_precision = next(layer.dtype_policy.name for layer in model.layers if layer.weights)
+        if saved_precision != config.precision:  # e.g. a float32 run continued in bf16
+            log.info("precision %s -> %s: same weights, fresh optimizer", saved_precision, config.precision)
+            model = fresh_model(model.get_weights())
     else:
-        model = build_backbone(config.model, (config.input_size, config.input_size, config.channels), num_classes)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        model = fresh_model()
     log.info("%s: %d parameters", config.model, model.count_params())
     if not export_only:
         (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -217,7 +276,10 @@ def main(argv: list[str] | None = None) -> Path:
     )
 
     # ---- export the selected weights to models/<name>/ ----
-    best = keras.models.load_model(best_path)
+    # Served in float32: the TFLite converter quantizes float32 graphs, whatever trained them.
+    keras.mixed_precision.set_global_policy("float32")
+    best = build_backbone(config.model, input_shape, num_classes)
+    best.set_weights(keras.models.load_model(best_path).get_weights())
     export_model(
         best,
         out_dir,
