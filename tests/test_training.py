@@ -4,6 +4,7 @@ model the registry loads and the CLI uses, --resume, evaluation."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 
 import numpy as np
@@ -145,7 +146,7 @@ def test_learning_rate_schedule_with_and_without_a_warm_restart():
     one = TrainConfig(epochs=10, warmup_epochs=2, learning_rate=1.0)
     lrs = [lr_at(e, one) for e in range(10)]
     assert lrs[:2] == [0.5, 1.0] and lrs[-1] < 0.05 and lr_at(10, one) == pytest.approx(0.01)
-    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False)), "cosine decays monotonically"
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:])), "cosine decays monotonically"
 
     two = TrainConfig(epochs=20, warmup_epochs=2, learning_rate=1.0, restart_epoch=10, restart_lr_scale=0.5)
     assert [lr_at(e, two) for e in range(10)] == pytest.approx(lrs), "the first cycle is unchanged"
@@ -203,7 +204,8 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 1
     # Extend the finished run with a warm restart, switching to bf16 compute on the way.
-    out_dir = train.main([*common, "--epochs", "2", "--resume", "--restart-epoch", "1", "--precision", "mixed_bfloat16"])
+    restart = ["--resume", "--restart-epoch", "1", "--precision", "mixed_bfloat16"]
+    out_dir = train.main([*common, "--epochs", "2", *restart])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
     assert state["history"]["lr"] == pytest.approx([1e-3, 5e-4]), "epoch 2 began a new cycle at half the peak"
