@@ -68,3 +68,25 @@ def test_default_model_is_the_best_single_model_on_publictest(tmp_path):
     assert default_model_name(tmp_path) == "strong"
     (tmp_path / "DEFAULT").write_text("team\n")  # an explicit choice still wins
     assert default_model_name(tmp_path) == "team"
+
+
+def test_best_subset_picks_the_most_accurate_vote_and_prefers_fewer_members():
+    from training.committee import best_subset
+
+    labels = np.array([0, 1, 2, 0])
+
+    def member(confidence: float, predicted: np.ndarray) -> np.ndarray:
+        """(4, 3): `confidence` on the predicted class, the rest shared equally."""
+        out = np.full((4, 3), (1 - confidence) / 2, np.float32)
+        out[np.arange(4), predicted] = confidence
+        return out
+
+    other = (labels + 1) % 3
+    right = member(0.7, labels)
+    half = member(0.6, np.where(np.arange(4) < 2, labels, other))  # right on the first two
+    wrong = member(0.8, other)
+    members, scores = best_subset({"right": right, "half": half, "wrong": wrong}, labels, "soft")
+    assert scores == {"right, half": 1.0, "right, wrong": 0.0, "half, wrong": 0.0, "right, half, wrong": 0.5}
+    assert members == ["right", "half"]
+    members, _ = best_subset({"a": right, "b": right, "c": right}, labels, "soft")
+    assert members == ["a", "b"], "every set scores 100%: the smaller committee wins"

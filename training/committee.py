@@ -1,5 +1,6 @@
 """Register a committee of trained models: `python -m training.committee --members vgg xception
-[--vote soft|majority] [--name committee]`, then evaluate it like any model with
+[--vote soft|majority] [--name committee]`, or let PublicTest choose the members with
+`--search [--members candidates...]`; then evaluate it like any model with
 `python -m training.evaluate --model committee`.
 
 Members are ordered strongest first by their PublicTest accuracy (the selection split; never
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 
+import numpy as np
+
 from emotion.config import MODELS_DIR
-from emotion.registry import list_models
+from emotion.registry import committee_vote, list_models
 
 
 def register_committee(name: str, members: list[str], vote: str = "soft", models_dir: Path | None = None) -> Path:
@@ -63,14 +67,52 @@ def register_committee(name: str, members: list[str], vote: str = "soft", models
     return folder
 
 
+def best_subset(probs: dict[str, np.ndarray], labels: np.ndarray, vote: str) -> tuple[list[str], dict]:
+    """The member set (two or more) whose vote is most accurate on the selection split.
+
+    probs: name -> (N, K) probabilities on PublicTest, in the order majority ties should follow
+    (strongest first). Returns the chosen names and {", ".join(subset): accuracy} for every subset;
+    equal accuracies go to the smaller committee, which is cheaper to serve.
+    """
+    names = list(probs)
+    scores = {}
+    for size in range(2, len(names) + 1):
+        for subset in itertools.combinations(names, size):
+            voted = committee_vote(np.stack([probs[n] for n in subset]), vote)
+            scores[subset] = float((voted.argmax(axis=1) == labels).mean())
+    best = max(scores, key=lambda subset: (scores[subset], -len(subset)))
+    return list(best), {", ".join(subset): acc for subset, acc in scores.items()}
+
+
+def search_members(candidates: list[str], vote: str, data: str | None = None) -> tuple[list[str], dict]:
+    """Predict PublicTest once per candidate (serving runtime, no TTA) and pick best_subset."""
+    from emotion.registry import load
+    from training.data import load_dataset
+    from training.evaluate import _default_data
+
+    public = load_dataset(data or _default_data()).splits["PublicTest"]
+    models = sorted((load(n) for n in candidates), key=lambda m: -m.info.metrics["public_test"]["accuracy"])
+    return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Register a committee of trained models.")
-    parser.add_argument("--members", nargs="+", required=True)
+    parser.add_argument("--members", nargs="+", help="the members; with --search, the candidates (default: all)")
+    parser.add_argument("--search", action="store_true", help="choose the members on PublicTest")
     parser.add_argument("--vote", choices=("soft", "majority"), default="soft")
     parser.add_argument("--name", default="committee")
+    parser.add_argument("--data", help="FER2013 CSV for --search (default: the one emotion.config finds)")
     args = parser.parse_args(argv)
-    folder = register_committee(args.name, args.members, args.vote)
-    print(f"registered {folder}; next: python -m training.evaluate --model {args.name}")
+    members = args.members
+    if args.search:
+        candidates = members or [m.name for m in list_models() if m.kind == "single"]
+        members, scores = search_members(candidates, args.vote, args.data)
+        for subset, accuracy in sorted(scores.items(), key=lambda item: -item[1]):
+            print(f"PublicTest {accuracy:.4f}  {args.vote} vote of {subset}")
+    elif not members:
+        parser.error("pass --members, or --search")
+    folder = register_committee(args.name, members, args.vote)
+    print(f"registered {folder} ({', '.join(members)}); next: python -m training.evaluate --model {args.name}")
 
 
 if __name__ == "__main__":
