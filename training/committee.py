@@ -19,7 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from emotion.config import MODELS_DIR
-from emotion.registry import committee_vote, list_models
+from emotion.registry import ModelInfo, committee_vote, list_models
+
+
+def selection_accuracy(info: ModelInfo) -> float:
+    """A model's PublicTest accuracy from its metrics file: the only figure committees are ordered
+    and chosen by."""
+    public = info.metrics.get("public_test")
+    if not public:
+        raise ValueError(f"{info.name} has no PublicTest figures: run python -m training.evaluate --model {info.name}")
+    return public["accuracy"]
 
 
 def register_committee(name: str, members: list[str], vote: str = "soft", models_dir: Path | None = None) -> Path:
@@ -34,14 +43,6 @@ def register_committee(name: str, members: list[str], vote: str = "soft", models
         raise ValueError("members disagree on the label list")
     if any(i.kind != "single" for i in infos):
         raise ValueError("members must be single models")
-
-    def selection_accuracy(info) -> float:
-        public = info.metrics.get("public_test")
-        if not public:
-            raise ValueError(
-                f"{info.name} has no PublicTest figures: run python -m training.evaluate --model {info.name}"
-            )
-        return public["accuracy"]
 
     ordered = sorted(infos, key=selection_accuracy, reverse=True)
     folder = root / name
@@ -88,10 +89,10 @@ def search_members(candidates: list[str], vote: str, data: str | None = None) ->
     """Predict PublicTest once per candidate (serving runtime, no TTA) and pick best_subset."""
     from emotion.registry import load
     from training.data import load_dataset
-    from training.evaluate import _default_data
+    from training.evaluate import default_data
 
-    public = load_dataset(data or _default_data()).splits["PublicTest"]
-    models = sorted((load(n) for n in candidates), key=lambda m: -m.info.metrics["public_test"]["accuracy"])
+    public = load_dataset(data or default_data()).splits["PublicTest"]
+    models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
     return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
 
 

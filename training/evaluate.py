@@ -93,7 +93,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     info = model.info
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
-    path = data or _default_data()
+    path = data or default_data()
     dataset = load_dataset(path)
     if tuple(dataset.labels) != tuple(info.labels):
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
@@ -144,7 +144,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     return report
 
 
-def _default_data() -> str:
+def default_data() -> str:
     found = find_fer2013_csv()
     if found is None:
         raise FileNotFoundError("FER2013 not found; pass --data PATH")
