@@ -148,10 +148,31 @@ def test_learning_rate_schedule_with_and_without_a_warm_restart():
     assert lrs[:2] == [0.5, 1.0] and lrs[-1] < 0.05 and lr_at(10, one) == pytest.approx(0.01)
     assert all(a >= b for a, b in itertools.pairwise(lrs[1:])), "cosine decays monotonically"
 
-    two = TrainConfig(epochs=20, warmup_epochs=2, learning_rate=1.0, restart_epoch=10, restart_lr_scale=0.5)
+    two = TrainConfig(epochs=20, warmup_epochs=2, learning_rate=1.0, restart_epochs="10", restart_lr_scale=0.5)
     assert [lr_at(e, two) for e in range(10)] == pytest.approx(lrs), "the first cycle is unchanged"
     second = [lr_at(e, two) for e in range(10, 20)]
     assert second == pytest.approx([0.5 * v for v in lrs]), "the restart repeats the cycle at half the peak"
+
+    three = TrainConfig(epochs=30, warmup_epochs=2, learning_rate=1.0, restart_epochs="20,10", restart_lr_scale=0.5)
+    assert [lr_at(e, three) for e in range(20)] == pytest.approx([lr_at(e, two) for e in range(20)])
+    assert [lr_at(e, three) for e in range(20, 30)] == pytest.approx([0.25 * v for v in lrs]), "each restart halves"
+
+
+def test_restart_epochs_are_checked_and_old_single_restart_configs_still_resume(tmp_path, monkeypatch):
+    from training import train
+
+    with pytest.raises(SystemExit):
+        train.resolve_config(["--data", "x.csv", "--epochs", "20", "--restart-epochs", "24"])
+    monkeypatch.setattr(train, "REPO_ROOT", tmp_path)
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "vgg", "name": "old", "epochs": 64, "restart_epoch": 24}))
+    config, _, _ = train.resolve_config(
+        ["--name", "old", "--data", "x.csv", "--resume", "--epochs", "94", "--restart-epochs", "24,64"]
+    )
+    assert train.restart_points(config) == [24, 64]
+    config, _, _ = train.resolve_config(["--name", "old", "--data", "x.csv", "--resume"])
+    assert config.restart_epochs == "24", "a config saved with the old restart_epoch field keeps its schedule"
 
 
 def test_resume_starts_from_the_runs_saved_config_and_keeps_its_preprocessing(tmp_path, monkeypatch):
@@ -204,7 +225,7 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 1
     # Extend the finished run with a warm restart, switching to bf16 compute on the way.
-    restart = ["--resume", "--restart-epoch", "1", "--precision", "mixed_bfloat16"]
+    restart = ["--resume", "--restart-epochs", "1", "--precision", "mixed_bfloat16"]
     out_dir = train.main([*common, "--epochs", "2", *restart])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
@@ -218,7 +239,7 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
         assert (out_dir / name).is_file()
     config_saved = json.loads((out_dir / "config.json").read_text())
     assert config_saved["epochs"] == 2 and config_saved["model"] == "vgg"
-    assert config_saved["precision"] == "mixed_bfloat16" and config_saved["restart_epoch"] == 1
+    assert config_saved["precision"] == "mixed_bfloat16" and config_saved["restart_epochs"] == "1"
     import keras
 
     served = keras.models.load_model(out_dir / "model.keras")

@@ -45,8 +45,8 @@ class TrainConfig:
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
     patience: int = 12  # early stopping on PublicTest accuracy
-    restart_epoch: int = 0  # >0: a second warm-up + cosine cycle from this epoch to `epochs` (SGDR)
-    restart_lr_scale: float = 0.5  # peak learning rate of that second cycle, relative to learning_rate
+    restart_epochs: str = ""  # e.g. "24,64": a new warm-up + cosine cycle starts at each (SGDR)
+    restart_lr_scale: float = 0.5  # cycle k (0 = the first) peaks at learning_rate * restart_lr_scale**k
     precision: str = "auto"  # "float32", "mixed_bfloat16", or auto: bf16 compute where the CPU has it
     seed: int = 1337
     max_train_samples: int = 0  # >0: a quick run on a subset (tests, smoke runs)
@@ -78,9 +78,9 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
     if args.export_only:  # the run's own resolved config, not today's defaults
         if not saved_run.is_file():
             parser.error(f"--export-only: no run to export at {saved_run.parent}")
-        config = TrainConfig(**json.loads(saved_run.read_text()))
+        config = TrainConfig(**upgrade_saved_config(json.loads(saved_run.read_text())))
     else:
-        saved = json.loads(saved_run.read_text()) if args.resume and saved_run.is_file() else {}
+        saved = upgrade_saved_config(json.loads(saved_run.read_text())) if args.resume and saved_run.is_file() else {}
         changed = [k for k in ("model", "input_size", "channels", "equalize") if k in saved and k in overrides]
         changed = [k for k in changed if saved[k] != overrides[k]]
         if changed:  # the weights depend on these
@@ -91,9 +91,30 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
             if found is None:
                 parser.error("no dataset: pass --data PATH (FER2013 CSV or a folder-per-class dataset)")
             config.data = str(found)
+    try:
+        restart_points(config)
+    except ValueError as err:
+        parser.error(str(err))
     if config.precision == "auto":
         config.precision = "mixed_bfloat16" if cpu_has_bf16() else "float32"
     return config, args.resume, args.export_only
+
+
+def upgrade_saved_config(saved: dict) -> dict:
+    """Read configs saved before `restart_epochs` replaced the single `restart_epoch`."""
+    saved = dict(saved)
+    legacy = saved.pop("restart_epoch", 0)
+    if legacy and not saved.get("restart_epochs"):
+        saved["restart_epochs"] = str(legacy)
+    return saved
+
+
+def restart_points(config: TrainConfig) -> list[int]:
+    """The epochs at which a warm restart begins, ascending, e.g. [24, 64]."""
+    points = sorted(int(p) for p in str(config.restart_epochs).replace(" ", "").split(",") if p)
+    if any(p <= 0 or p >= config.epochs for p in points):
+        raise ValueError(f"restart_epochs {config.restart_epochs!r} must lie inside (0, epochs={config.epochs})")
+    return points
 
 
 def cpu_has_bf16() -> bool:
@@ -112,17 +133,16 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
     """Linear warm-up then cosine decay to 1% of the peak; a pure function of the epoch so that a
     resumed run follows the same schedule.
 
-    One cycle over [0, epochs), or, with restart_epoch > 0, two: [0, restart_epoch) at
-    learning_rate, then a warm restart over [restart_epoch, epochs) peaking at
-    learning_rate * restart_lr_scale. The restart is how a finished run is trained further:
-    `--resume --epochs 70 --restart-epoch 24` continues a 24-epoch run for 46 more epochs.
+    One cycle over [0, epochs), or, with restart_epochs "M1,M2,...", one cycle per span
+    [0, M1), [M1, M2), ..., [Mk, epochs); cycle k peaks at learning_rate * restart_lr_scale**k.
+    A restart is how a finished run is trained further: `--resume --epochs 64 --restart-epochs 24`
+    continues a 24-epoch run for 40 more epochs, and `--epochs 94 --restart-epochs 24,64` adds a third
+    cycle to that.
     """
-    start, end, peak = 0, config.epochs, config.learning_rate
-    if config.restart_epoch > 0:
-        if epoch < config.restart_epoch:
-            end = config.restart_epoch
-        else:
-            start, peak = config.restart_epoch, config.learning_rate * config.restart_lr_scale
+    bounds = [0, *restart_points(config), config.epochs]
+    cycle = max(k for k in range(len(bounds) - 1) if bounds[k] <= epoch)
+    start, end = bounds[cycle], bounds[cycle + 1]
+    peak = config.learning_rate * config.restart_lr_scale**cycle
     epoch -= start
     if epoch < config.warmup_epochs:
         return peak * (epoch + 1) / config.warmup_epochs
