@@ -75,12 +75,14 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
     overrides.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     name = overrides.get("name") or overrides.get("model") or TrainConfig.model
     saved_run = REPO_ROOT / "runs" / name / "config.json"
-    if args.export_only:  # the run's own resolved config, not today's defaults
-        if not saved_run.is_file():
+    # --resume and --export-only start from the run's own resolved config, not today's defaults.
+    reads_run = (args.resume or args.export_only) and saved_run.is_file()
+    saved = upgrade_saved_config(json.loads(saved_run.read_text())) if reads_run else {}
+    if args.export_only:
+        if not saved:
             parser.error(f"--export-only: no run to export at {saved_run.parent}")
-        config = TrainConfig(**upgrade_saved_config(json.loads(saved_run.read_text())))
+        config = TrainConfig(**saved)
     else:
-        saved = upgrade_saved_config(json.loads(saved_run.read_text())) if args.resume and saved_run.is_file() else {}
         changed = [k for k in ("model", "input_size", "channels", "equalize") if k in saved and k in overrides]
         changed = [k for k in changed if saved[k] != overrides[k]]
         if changed:  # the weights depend on these
