@@ -158,6 +158,24 @@ def test_learning_rate_schedule_with_and_without_a_warm_restart():
     assert [lr_at(e, three) for e in range(20, 30)] == pytest.approx([0.25 * v for v in lrs]), "each restart halves"
 
 
+def test_early_stopping_patience_restarts_with_each_cycle():
+    from training.train import TrainConfig, epochs_without_gain
+
+    plain = TrainConfig(epochs=30, patience=3)
+    # Without restarts: epochs since the best one (best at epoch 2; epochs 3, 4, 5 bring no gain).
+    assert [epochs_without_gain(n, 2, plain) for n in (3, 5, 6)] == [0, 2, 3]
+    assert epochs_without_gain(0, -1, plain) == 0, "a fresh run has waited for nothing"
+
+    cycled = TrainConfig(epochs=30, patience=3, restart_epochs="10,20")
+    assert epochs_without_gain(6, 2, cycled) == 3, "the first cycle counts as before"
+    # A run stopped early in cycle 1 may be resumed into cycle 2: the restart starts the count afresh.
+    assert epochs_without_gain(10, 2, cycled) == 0
+    assert [epochs_without_gain(n, 2, cycled) for n in (11, 12, 13)] == [1, 2, 3]
+    assert epochs_without_gain(13, 11, cycled) == 1, "a gain inside the cycle counts from that gain"
+    assert epochs_without_gain(20, 11, cycled) == 0, "the end of a cycle never stops the one after it"
+    assert epochs_without_gain(23, 11, cycled) == 3
+
+
 def test_restart_epochs_are_checked_and_old_single_restart_configs_still_resume(tmp_path, monkeypatch):
     from training import train
 

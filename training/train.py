@@ -44,7 +44,7 @@ class TrainConfig:
     augment_strength: float = 1.0
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
-    patience: int = 12  # early stopping on PublicTest accuracy
+    patience: int = 12  # early stopping on PublicTest accuracy, counted afresh in each restart cycle
     restart_epochs: str = ""  # e.g. "24,64": a new warm-up + cosine cycle starts at each (SGDR)
     restart_lr_scale: float = 0.5  # cycle k (0 = the first) peaks at learning_rate * restart_lr_scale**k
     precision: str = "auto"  # "float32", "mixed_bfloat16", or auto: bf16 compute where the CPU has it
@@ -117,6 +117,15 @@ def restart_points(config: TrainConfig) -> list[int]:
     if any(p <= 0 or p >= config.epochs for p in points):
         raise ValueError(f"restart_epochs {config.restart_epochs!r} must lie inside (0, epochs={config.epochs})")
     return points
+
+
+def epochs_without_gain(next_epoch: int, best_epoch: int, config: TrainConfig) -> int:
+    """Epochs run without a PublicTest gain when epoch `next_epoch` (0-based) is about to start,
+    counted from no earlier than the start of next_epoch's cycle: a restart's warm-up lowers
+    accuracy on purpose, so every cycle gets the full patience, and one about to begin is never
+    cut short by the cycle before it. Early stopping stops when this reaches config.patience."""
+    cycle_start = max([0, *(p for p in restart_points(config) if p <= next_epoch)])
+    return next_epoch - 1 - max(best_epoch, cycle_start - 1)
 
 
 def cpu_has_bf16() -> bool:
@@ -270,12 +279,13 @@ def main(argv: list[str] | None = None) -> Path:
             model.save(last_path)
             state_path.write_text(json.dumps(state))
             log.info("epoch %d: %s", epoch + 1, {k: round(float(v), 4) for k, v in logs.items()})
-            if epoch - state["best_epoch"] >= config.patience:
-                log.info("early stop: no PublicTest gain in %d epochs", config.patience)
+            if epochs_without_gain(epoch + 1, state["best_epoch"], config) >= config.patience:
+                log.info("early stop: no PublicTest gain in %d epochs of this cycle", config.patience)
                 self.model.stop_training = True
 
     started = time.time()
-    if not export_only and state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
+    stopped = epochs_without_gain(state["epoch"], state["best_epoch"], config) >= config.patience
+    if not export_only and state["epoch"] < config.epochs and not stopped:
         model.fit(
             train_ds,
             validation_data=val_ds,
