@@ -90,3 +90,25 @@ def test_best_subset_picks_the_most_accurate_vote_and_prefers_fewer_members():
     assert members == ["right", "half"]
     members, _ = best_subset({"a": right, "b": right, "c": right}, labels, "soft")
     assert members == ["a", "b"], "every set scores 100%: the smaller committee wins"
+
+
+def test_evaluation_loads_the_data_as_each_model_was_trained(tmp_path, repo_root):
+    """A folder dataset's split depends on the seed, and a --face-crops model learnt from crops:
+    evaluation and committee selection read both from the config saved beside the weights."""
+    import shutil
+
+    from emotion.registry import load
+    from training.committee import register_committee
+    from training.evaluate import training_data_settings
+
+    for name, seed, face_crops in (("whole", 1337, False), ("crops", 7, True)):
+        shutil.copytree(repo_root / "models" / "vgg", tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        (tmp_path / name / "manifest.json").write_text(json.dumps({**manifest, "name": name}))
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps({**config, "seed": seed, "face_crops": face_crops}))
+    assert training_data_settings(load("whole", tmp_path)) == {"seed": 1337, "face_crops": False}
+    assert training_data_settings(load("crops", tmp_path)) == {"seed": 7, "face_crops": True}
+    register_committee("mixed", ["whole", "crops"], models_dir=tmp_path)
+    with pytest.raises(ValueError, match="different seeds or face crops"):
+        training_data_settings(load("mixed", tmp_path))

@@ -92,6 +92,32 @@ def test_folder_loader_with_split_folders_and_a_missing_class(tmp_path):
     assert len(dataset.splits["PrivateTest"]) == 6
 
 
+def test_folder_loader_can_train_on_detected_face_crops(tmp_path, photos_dir):
+    """--face-crops: each real photo becomes its largest face's crop; a photo with no face is
+    dropped and reported, not silently kept whole."""
+    import shutil
+
+    from emotion.detectors import crop_largest_face
+
+    root = tmp_path / "photos_ds"
+    for label, names in {"happy": ["obama.jpg", "biden.jpg"], "neutral": ["obama2.jpg", "32bit.png"]}.items():
+        (root / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(photos_dir / name, root / label / name)
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(root / "neutral" / "wall.png")
+
+    whole = datasets.load_folder_dataset(root, val_fraction=0.0, test_fraction=0.0)
+    cropped = datasets.load_folder_dataset(root, val_fraction=0.0, test_fraction=0.0, crop_faces=crop_largest_face)
+    assert len(whole.splits["Training"]) == 5 and len(cropped.splits["Training"]) == 4
+    assert cropped.problems == ["wall.png: no face found"]
+    by_source = dict(zip(whole.splits["Training"].sources, whole.splits["Training"].images, strict=True))
+    for source, face in zip(cropped.splits["Training"].sources, cropped.splits["Training"].images, strict=True):
+        photo = by_source[source]
+        assert face.shape[0] * face.shape[1] < 0.6 * photo.shape[0] * photo.shape[1], source
+        assert 0.6 < face.shape[0] / face.shape[1] < 1.6, f"{source}: a face crop is roughly square"
+        assert crop_largest_face(face) is not None, f"{source}: the crop still shows the face"
+
+
 def test_find_dirty_marks_later_duplicates_and_blanks():
     a = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
     split = datasets.Split(

@@ -88,11 +88,14 @@ def best_subset(probs: dict[str, np.ndarray], labels: np.ndarray, vote: str) -> 
 def search_members(candidates: list[str], vote: str, data: str | None = None) -> tuple[list[str], dict]:
     """Predict PublicTest once per candidate (serving runtime, no TTA) and pick best_subset."""
     from emotion.registry import load
-    from training.data import load_dataset
-    from training.evaluate import default_data
+    from training.data import load_as_trained
+    from training.evaluate import default_data, training_data_settings
 
-    public = load_dataset(data or default_data()).splits["PublicTest"]
     models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
+    settings = [training_data_settings(m) for m in models]
+    if any(s != settings[0] for s in settings):
+        raise ValueError(f"candidates were trained with different seeds or face crops: {settings}")
+    public = load_as_trained(data or default_data(), **settings[0]).splits["PublicTest"]
     return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
 
 

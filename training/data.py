@@ -196,6 +196,19 @@ def load_dataset(path: str | Path, **folder_options) -> Dataset:
     return load_folder_dataset(path, **folder_options)
 
 
+def load_as_trained(path: str | Path, seed: int = 1337, face_crops: bool = False) -> Dataset:
+    """The dataset as a training run with this seed and face_crops setting saw it: the same
+    stratified split of a folder dataset and the same detector crops. Training, evaluation and
+    committee selection all load through here, so a model is never scored on images it trained on
+    nor on whole photos when it learnt from face crops."""
+    crop = None
+    if face_crops:
+        from emotion.detectors import crop_largest_face
+
+        crop = crop_largest_face
+    return load_dataset(path, seed=seed, crop_faces=crop)
+
+
 def find_dirty(split: Split, blank_std: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Exact duplicates and blank images of a split.
 

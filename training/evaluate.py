@@ -87,14 +87,14 @@ def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int =
 
 def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, write: bool = True) -> dict:
     """Compute (and by default write) the metrics file of model `name` on `split`."""
-    from training.data import copies_in, load_dataset
+    from training.data import copies_in, load_as_trained
 
     model = load(name)
     info = model.info
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
     path = data or default_data()
-    dataset = load_dataset(path)
+    dataset = load_as_trained(path, **training_data_settings(model))
     if tuple(dataset.labels) != tuple(info.labels):
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
@@ -142,6 +142,22 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     if write:
         (info.folder / info.metrics_file).write_text(json.dumps(report, indent=2))
     return report
+
+
+def training_data_settings(model: EmotionModel) -> dict:
+    """{"seed", "face_crops"} of the run(s) that trained `model`, from the config saved beside the
+    weights, so evaluation sees a folder dataset's split and crops as training did. A committee's
+    members must agree."""
+    infos = [m.info for m in model.members] if model.members else [model.info]
+    settings = set()
+    for info in infos:
+        path = info.folder / info.manifest.get("config_file", "config.json")
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        settings.add((int(config.get("seed", 1337)), bool(config.get("face_crops", False))))
+    if len(settings) > 1:
+        raise ValueError(f"{model.name}: members were trained with different seeds or face crops: {sorted(settings)}")
+    seed, face_crops = settings.pop()
+    return {"seed": seed, "face_crops": face_crops}
 
 
 def default_data() -> str:

@@ -181,12 +181,9 @@ def main(argv: list[str] | None = None) -> Path:
     log.info("config: %s", json.dumps(asdict(config)))
 
     # ---- data ----
-    crop = None
-    if config.face_crops:
-        from emotion.detectors import crop_largest_face
-
-        crop = crop_largest_face
-    dataset = datasets.load_dataset(config.data, seed=config.seed, crop_faces=crop)
+    dataset = datasets.load_as_trained(config.data, config.seed, config.face_crops)
+    if dataset.problems:
+        log.warning("%d images left out: %s", len(dataset.problems), "; ".join(dataset.problems[:5]))
     train, val = dataset.splits["Training"], dataset.splits["PublicTest"]
     if config.drop_dirty:
         duplicate, blank = datasets.find_dirty(train)
