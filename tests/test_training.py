@@ -154,6 +154,29 @@ def test_augmentation_keeps_shape_and_range():
     assert not np.allclose(out, x)
 
 
+def test_mixup_blends_images_targets_and_weights_alike():
+    import tensorflow as tf
+
+    from training.augment import mixup
+
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 48, 48, 1)).astype(np.float32)
+    targets = np.eye(16, dtype=np.float32)  # one class per image: a target names its partner
+    weights = np.linspace(0.5, 2.0, 16).astype(np.float32)
+    tf.random.set_seed(0)
+    mixed, mixed_targets, mixed_weights = (t.numpy() for t in mixup(images, targets, weights, alpha=0.4))
+    assert mixed.shape == images.shape and mixed.min() >= 0.0 and mixed.max() <= 1.0
+    assert np.allclose(mixed_targets.sum(axis=1), 1.0)
+    assert not np.allclose(mixed, images), "images were mixed"
+    # Output i is lam * own + (1 - lam) * partner, one lambda (>= 0.5) for image, target and weight.
+    lam = np.diag(mixed_targets)
+    assert (lam >= 0.5 - 1e-6).all(), "each output stays mostly its own image"
+    partner = np.where(np.isclose(lam, 1.0), np.arange(16), np.argsort(mixed_targets, axis=1)[:, -2])
+    blend = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * images[partner]
+    assert np.allclose(mixed, blend, atol=1e-5)
+    assert np.allclose(mixed_weights, lam * weights + (1 - lam) * weights[partner], atol=1e-5)
+
+
 def test_metrics_on_known_predictions():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     y_pred = np.array([0, 1, 1, 1, 2, 0])
@@ -268,8 +291,8 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     out_dir = train.main([*common, "--epochs", "1", "--precision", "float32"])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 1
-    # Extend the finished run with a warm restart, switching to bf16 compute on the way.
-    restart = ["--resume", "--restart-epochs", "1", "--precision", "mixed_bfloat16"]
+    # Extend the finished run with a warm restart, switching to bf16 compute and mixup on the way.
+    restart = ["--resume", "--restart-epochs", "1", "--precision", "mixed_bfloat16", "--mixup", "0.2"]
     out_dir = train.main([*common, "--epochs", "2", *restart])
     state = json.loads((tmp_path / "runs" / "tiny" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["val_accuracy"]) == 2, "resume continued at epoch 2"
@@ -284,6 +307,7 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     config_saved = json.loads((out_dir / "config.json").read_text())
     assert config_saved["epochs"] == 2 and config_saved["model"] == "vgg"
     assert config_saved["precision"] == "mixed_bfloat16" and config_saved["restart_epochs"] == "1"
+    assert config_saved["mixup"] == 0.2
     import keras
 
     served = keras.models.load_model(out_dir / "model.keras")

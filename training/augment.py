@@ -74,5 +74,26 @@ def build_augmenter(strength: float = 1.0, seed: int = 1337) -> keras.Sequential
     return keras.Sequential(steps, name="augment")
 
 
+def mixup(images, targets, weights, alpha: float):
+    """Mix each image of a batch with another one of it (Zhang et al., mixup, ICLR 2018).
+
+    images (N, H, W, C) float32 in [0, 1], targets (N, K) one-hot or soft, weights (N,) per-sample
+    class weights; all three are mixed with the same lambda ~ Beta(alpha, alpha), folded to
+    lambda >= 0.5 so each output stays mostly its own image. Outputs keep shapes and ranges.
+    """
+    batch = tf.shape(images)[0]
+    a = tf.random.gamma([batch], alpha)
+    b = tf.random.gamma([batch], alpha)
+    lam = a / (a + b)
+    lam = tf.maximum(lam, 1.0 - lam)
+    partner = tf.random.shuffle(tf.range(batch))
+    lam_images = tf.reshape(lam, [-1, 1, 1, 1])
+    mixed = lam_images * images + (1.0 - lam_images) * tf.gather(images, partner)
+    lam_targets = lam[:, None]
+    mixed_targets = lam_targets * targets + (1.0 - lam_targets) * tf.gather(targets, partner)
+    mixed_weights = lam * weights + (1.0 - lam) * tf.gather(weights, partner)
+    return mixed, mixed_targets, mixed_weights
+
+
 def clip01(x):
     return keras.ops.clip(x, 0.0, 1.0)

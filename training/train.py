@@ -42,6 +42,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_weight_power: float = 0.5  # 0 = none, 0.5 = sqrt inverse frequency, 1 = inverse frequency
     augment_strength: float = 1.0
+    mixup: float = 0.0  # >0: mix training images pairwise, lambda ~ Beta(mixup, mixup); 0 = off
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
     patience: int = 12  # early stopping on PublicTest accuracy, counted afresh in each restart cycle
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> Path:
     import tensorflow as tf
 
     from training import data as datasets
-    from training.augment import build_augmenter, clip01
+    from training.augment import build_augmenter, clip01, mixup
     from training.backbones import build_backbone
     from training.export import export_model
 
@@ -207,8 +208,8 @@ def main(argv: list[str] | None = None) -> Path:
     weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
 
     def train_batches(x, y):
-        y_onehot = tf.one_hot(y, num_classes)
-        return clip01(augmenter(x, training=True)), y_onehot, tf.gather(weight_table, y)
+        x, y, w = clip01(augmenter(x, training=True)), tf.one_hot(y, num_classes), tf.gather(weight_table, y)
+        return mixup(x, y, w, config.mixup) if config.mixup > 0 else (x, y, w)
 
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, train.labels))
