@@ -332,3 +332,28 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     assert cli(["predict", str(image_path), "--no-detect", "--model", "tiny"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result[0]["faces"][0]["label"] in datasets.FER2013_LABELS
+
+
+def test_one_epoch_run_on_a_nine_class_folder_dataset(tmp_path, monkeypatch):
+    """Any label set: the 9-class photo layout trains, registers with its own labels, and is
+    evaluated on its own held-out split."""
+    import emotion.config as config
+    import emotion.registry as registry
+    from training import train
+    from training.evaluate import evaluate
+
+    models_dir = tmp_path / "models"
+    monkeypatch.setattr(config, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(train, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(train, "REPO_ROOT", tmp_path)
+    classes = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise", "uncertain"]
+    _write_folder(tmp_path / "photos", classes, per_class=10)
+    train.main(["--data", str(tmp_path / "photos"), "--name", "nine", "--epochs", "1", "--batch-size", "16"])
+
+    model = registry.load("nine", models_dir)
+    assert model.labels == ("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise", "uncertain")
+    assert model.predict_faces([np.zeros((80, 64, 3), np.uint8)]).shape == (1, 9)
+    with pytest.raises(ValueError, match="pass --data"):
+        evaluate("nine", write=False)
+    report = evaluate("nine", data=str(tmp_path / "photos"))
+    assert report["n"] == 9 and len(report["confusion_matrix"]) == 9  # 10% of each class held out
