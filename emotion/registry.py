@@ -28,7 +28,7 @@ class ModelNotFoundError(LookupError):
 
 
 def _read_json(path: Path) -> dict:
-    """A registry JSON file (manifest, metrics, history), parsed once per version of the file: every
+    """A registry JSON file (manifest, metrics, history, config), parsed once per version of the file: every
     analyze() without a model name resolves the default through all manifests and metrics files.
     The dict is shared between callers: read-only."""
     stat = path.stat()
@@ -70,6 +70,13 @@ class ModelInfo:
     def history(self) -> dict:
         path = self.folder / (self.history_file or "")
         return _read_json(path) if self.history_file and path.is_file() else {}
+
+    @property
+    def training_config(self) -> dict:
+        """The resolved training config saved beside the weights, or {} (committees have none)."""
+        name = self.manifest.get("config_file")
+        path = self.folder / (name or "")
+        return _read_json(path) if name and path.is_file() else {}
 
     @property
     def keras_path(self) -> Path | None:

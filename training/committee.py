@@ -92,10 +92,7 @@ def search_members(candidates: list[str], vote: str, data: str | None = None) ->
     from training.evaluate import default_data, training_data_settings
 
     models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
-    settings = [training_data_settings(m) for m in models]
-    if any(s != settings[0] for s in settings):
-        raise ValueError(f"candidates were trained with different seeds or face crops: {settings}")
-    public = load_as_trained(data or default_data(), **settings[0]).splits["PublicTest"]
+    public = load_as_trained(data or default_data(), **training_data_settings(*models)).splits["PublicTest"]
     return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
 
 

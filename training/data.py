@@ -196,7 +196,7 @@ def load_dataset(path: str | Path, **folder_options) -> Dataset:
     return load_folder_dataset(path, **folder_options)
 
 
-def load_as_trained(path: str | Path, seed: int = 1337, face_crops: bool = False) -> Dataset:
+def load_as_trained(path: str | Path, seed: int, face_crops: bool) -> Dataset:
     """The dataset as a training run with this seed and face_crops setting saw it: the same
     stratified split of a folder dataset and the same detector crops. Training, evaluation and
     committee selection all load through here, so a model is never scored on images it trained on

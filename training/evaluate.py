@@ -144,18 +144,17 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     return report
 
 
-def training_data_settings(model: EmotionModel) -> dict:
-    """{"seed", "face_crops"} of the run(s) that trained `model`, from the config saved beside the
-    weights, so evaluation sees a folder dataset's split and crops as training did. A committee's
-    members must agree."""
-    infos = [m.info for m in model.members] if model.members else [model.info]
-    settings = set()
-    for info in infos:
-        path = info.folder / info.manifest.get("config_file", "config.json")
-        config = json.loads(path.read_text()) if path.is_file() else {}
-        settings.add((int(config.get("seed", 1337)), bool(config.get("face_crops", False))))
+def training_data_settings(*models: EmotionModel) -> dict:
+    """{"seed", "face_crops"} of the runs that trained `models` (a committee's: its members'), from
+    the config saved beside the weights, so evaluation and committee selection see a folder
+    dataset's split and crops as training did. Raises ValueError when the runs disagree."""
+    from training.train import TrainConfig
+
+    configs = [m.info.training_config for model in models for m in (model.members or [model])]
+    settings = {(int(c.get("seed", TrainConfig.seed)), bool(c.get("face_crops", False))) for c in configs}
     if len(settings) > 1:
-        raise ValueError(f"{model.name}: members were trained with different seeds or face crops: {sorted(settings)}")
+        names = ", ".join(m.name for m in models)
+        raise ValueError(f"{names}: trained with different seeds or face crops: {sorted(settings)}")
     seed, face_crops = settings.pop()
     return {"seed": seed, "face_crops": face_crops}
 

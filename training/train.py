@@ -120,12 +120,19 @@ def restart_points(config: TrainConfig) -> list[int]:
     return points
 
 
+def cycle_of(epoch: int, config: TrainConfig) -> tuple[int, int, int]:
+    """(k, start, end): epoch (0-based) lies in warm-restart cycle k, which spans [start, end)."""
+    bounds = [0, *restart_points(config), config.epochs]
+    k = max(i for i in range(len(bounds) - 1) if bounds[i] <= epoch)
+    return k, bounds[k], bounds[k + 1]
+
+
 def epochs_without_gain(next_epoch: int, best_epoch: int, config: TrainConfig) -> int:
     """Epochs run without a PublicTest gain when epoch `next_epoch` (0-based) is about to start,
     counted from no earlier than the start of next_epoch's cycle: a restart's warm-up lowers
     accuracy on purpose, so every cycle gets the full patience, and one about to begin is never
     cut short by the cycle before it. Early stopping stops when this reaches config.patience."""
-    cycle_start = max([0, *(p for p in restart_points(config) if p <= next_epoch)])
+    _, cycle_start, _ = cycle_of(next_epoch, config)
     return next_epoch - 1 - max(best_epoch, cycle_start - 1)
 
 
@@ -151,9 +158,7 @@ def lr_at(epoch: int, config: TrainConfig) -> float:
     continues a 24-epoch run for 40 more epochs, and `--epochs 94 --restart-epochs 24,64` adds a third
     cycle to that.
     """
-    bounds = [0, *restart_points(config), config.epochs]
-    cycle = max(k for k in range(len(bounds) - 1) if bounds[k] <= epoch)
-    start, end = bounds[cycle], bounds[cycle + 1]
+    cycle, start, end = cycle_of(epoch, config)
     peak = config.learning_rate * config.restart_lr_scale**cycle
     epoch -= start
     if epoch < config.warmup_epochs:
