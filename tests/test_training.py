@@ -333,6 +333,36 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     result = json.loads(capsys.readouterr().out)
     assert result[0]["faces"][0]["label"] in datasets.FER2013_LABELS
 
+    # Fine-tune and distil: a 1-epoch run that starts from tiny's weights and learns towards
+    # tiny's own flip-TTA answers on the Training images.
+    from training import distill
+
+    fits = {"backbone": "vgg", "labels": list(datasets.FER2013_LABELS), "equalize": True}
+    start = distill.initial_weights("tiny", fits)
+    assert all(np.array_equal(a, b) for a, b in zip(start, served.get_weights(), strict=True))
+    with pytest.raises(ValueError, match="backbone: vgg there, resnet here; equalize: True there, False here"):
+        distill.initial_weights("tiny", {**fits, "backbone": "resnet", "equalize": False})
+    assert distill.inherited_settings("tiny")["model"] == "vgg"
+    # No --model nor --equalize: both come from tiny.
+    student = ["--data", str(csv_path), "--name", "tiny_student", "--epochs", "1", "--precision", "float32"]
+    out_dir = train.main([*student, "--init-from", "tiny", "--teacher", "tiny", "--teacher-weight", "0.5"])
+    asked = np.load(tmp_path / "runs" / "tiny_student" / "teacher_probs.npz")["probs"]
+    training_images = datasets.load_fer2013_csv(csv_path).splits["Training"].images
+    assert asked.shape == (280, 7)
+    np.testing.assert_allclose(asked, model.predict_faces(training_images, tta=True), atol=1e-6)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert "fine-tuned from tiny" in manifest["description"] and "distilled from tiny" in manifest["description"]
+    assert registry.load("tiny_student", models_dir).predict_faces(training_images[:2]).shape == (2, 7)
+
+
+def test_teacher_targets_blend_with_the_labels():
+    from training.distill import blend_targets
+
+    one_hot = np.eye(3, dtype=np.float32)[[0, 2]]
+    teacher = np.array([[0.2, 0.8, 0.0], [0.1, 0.1, 0.8]], np.float32)
+    np.testing.assert_allclose(blend_targets(one_hot, teacher, 0.25), [[0.8, 0.2, 0.0], [0.025, 0.025, 0.95]])
+    np.testing.assert_allclose(blend_targets(one_hot, teacher, 0.0), one_hot)
+
 
 def test_one_epoch_run_on_a_nine_class_folder_dataset(tmp_path, monkeypatch):
     """Any label set: the 9-class photo layout trains, registers with its own labels, and is

@@ -56,7 +56,7 @@ def export_model(
         "name": config["name"],
         "kind": "single",
         "backbone": config["model"],
-        "description": f"{config['model']} backbone trained from scratch on {dataset_name} ({train_count} images)",
+        "description": describe(config, dataset_name, train_count),
         "labels": list(labels),
         "input_size": [config["input_size"], config["input_size"]],
         "channels": config["channels"],
@@ -76,6 +76,16 @@ def export_model(
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     return out_dir
+
+
+def describe(config: dict, dataset_name: str, train_count: int) -> str:
+    """One line on how the model was made, e.g. 'vgg backbone trained from scratch on fer2013
+    (27472 images)'; fine-tuned and distilled runs say from what."""
+    origin = f"fine-tuned from {config['init_from']}" if config.get("init_from") else "trained from scratch"
+    text = f"{config['model']} backbone {origin} on {dataset_name} ({train_count} images)"
+    if config.get("teacher"):
+        text += f", distilled from {config['teacher']} (teacher weight {config.get('teacher_weight')})"
+    return text
 
 
 def _check_agreement(model: keras.Model, tflite_path: Path, tolerance: float = 0.05) -> None:

@@ -45,6 +45,9 @@ class TrainConfig:
     mixup: float = 0.0  # >0: mix training images pairwise, lambda ~ Beta(mixup, mixup); 0 = off
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
+    init_from: str = ""  # a registered model of the same backbone whose weights start this run (fine-tuning)
+    teacher: str = ""  # a registered model, e.g. "committee", to distil: see training.distill
+    teacher_weight: float = 0.5  # targets = (1 - w) * one-hot + w * the teacher's probabilities
     patience: int = 12  # early stopping on PublicTest accuracy, counted afresh in each restart cycle
     restart_epochs: str = ""  # e.g. "24,64": a new warm-up + cosine cycle starts at each (SGDR)
     restart_lr_scale: float = 0.5  # cycle k (0 = the first) peaks at learning_rate * restart_lr_scale**k
@@ -74,6 +77,10 @@ def resolve_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool, bo
     known = {f.name for f in fields(TrainConfig)}
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     overrides.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+    if overrides.get("init_from"):  # a fine-tune keeps its start's backbone, preprocessing and data
+        from training.distill import inherited_settings
+
+        overrides = {**inherited_settings(overrides["init_from"]), **overrides}
     name = overrides.get("name") or overrides.get("model") or TrainConfig.model
     saved_run = REPO_ROOT / "runs" / name / "config.json"
     # --resume and --export-only start from the run's own resolved config, not today's defaults.
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
     from training import data as datasets
     from training.augment import build_augmenter, clip01, mixup
     from training.backbones import build_backbone
+    from training.distill import blend_targets, initial_weights, teacher_probabilities
     from training.export import export_model
 
     keras.utils.set_random_seed(config.seed)
@@ -211,13 +219,20 @@ def main(argv: list[str] | None = None) -> Path:
     )
     augmenter = build_augmenter(config.augment_strength, config.seed)  # float32, built before the policy
     weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
+    # Without a teacher the soft targets are the one-hot labels themselves (blend weight 0).
+    soft = (
+        teacher_probabilities(config.teacher, train, dataset.labels, run_dir / "teacher_probs.npz")
+        if config.teacher
+        else np.eye(num_classes, dtype=np.float32)[train.labels]
+    )
 
-    def train_batches(x, y):
-        x, y, w = clip01(augmenter(x, training=True)), tf.one_hot(y, num_classes), tf.gather(weight_table, y)
+    def train_batches(x, y, soft_y):
+        x, w = clip01(augmenter(x, training=True)), tf.gather(weight_table, y)
+        y = blend_targets(tf.one_hot(y, num_classes), soft_y, config.teacher_weight if config.teacher else 0.0)
         return mixup(x, y, w, config.mixup) if config.mixup > 0 else (x, y, w)
 
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, train.labels))
+        tf.data.Dataset.from_tensor_slices((x_train, train.labels, soft))
         .shuffle(len(train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size, drop_remainder=True)
         .map(train_batches, num_parallel_calls=tf.data.AUTOTUNE)
@@ -261,7 +276,19 @@ def main(argv: list[str] | None = None) -> Path:
             log.info("precision %s -> %s: same weights, fresh optimizer", saved_precision, config.precision)
             model = fresh_model(model.get_weights())
     else:
-        model = fresh_model()
+        start = None
+        if config.init_from:
+            start = initial_weights(
+                config.init_from,
+                {
+                    "backbone": config.model,
+                    "labels": list(dataset.labels),
+                    "input_size": [config.input_size, config.input_size],
+                    "channels": config.channels,
+                    "equalize": config.equalize,
+                },
+            )
+        model = fresh_model(start)
     log.info("%s: %d parameters", config.model, model.count_params())
     if not export_only:
         (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))

@@ -1,0 +1,88 @@
+"""Knowledge distillation and fine-tuning: start a run from a registered model's weights
+(`--init-from vgg`) and train it towards a registered teacher's probabilities (`--teacher
+committee --teacher-weight 0.5`), so that one network learns what a committee of them knows
+(Hinton et al., Distilling the Knowledge in a Neural Network, 2015; temperature 1).
+
+The teacher is asked once per Training image, through the shared preprocessing and the serving
+runtime with flip TTA (the student sees flipped copies too); its answers are cached beside the
+run so that --resume does not ask again. Training images only: PublicTest stays for selection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from emotion.registry import list_models, load
+from training.data import Split
+
+log = logging.getLogger(__name__)
+
+
+def teacher_probabilities(
+    teacher: str, split: Split, labels: tuple[str, ...], cache: Path | None = None, batch: int = 512
+) -> np.ndarray:
+    """(N, K) float32 flip-TTA probabilities of the registered model `teacher` on split's images,
+    read from `cache` when it holds this teacher's answers for these very images."""
+    model = load(teacher)
+    if tuple(model.labels) != tuple(labels):
+        raise ValueError(f"teacher {teacher!r} predicts {list(model.labels)}, the dataset has {list(labels)}")
+    digest = hashlib.sha256()
+    for image in split.images:
+        digest.update(image.tobytes())
+    key = f"{teacher}:{model.info.manifest.get('created', '')}:{digest.hexdigest()}"
+    if cache is not None and cache.is_file():
+        saved = np.load(cache)
+        if str(saved["key"]) == key:
+            return saved["probs"]
+    probs = np.concatenate(
+        [model.predict_faces(split.images[i : i + batch], tta=True) for i in range(0, len(split), batch)]
+    ).astype(np.float32)
+    log.info(
+        "teacher %s on %d Training images: accuracy %.4f, mean top probability %.3f",
+        teacher,
+        len(split),
+        float((probs.argmax(axis=1) == split.labels).mean()),
+        float(probs.max(axis=1).mean()),
+    )
+    if cache is not None:
+        np.savez(cache, key=key, probs=probs)
+    return probs
+
+
+def blend_targets(one_hot, teacher_probs, weight: float):
+    """(N, K) training targets: (1 - weight) * one_hot + weight * teacher_probs (arrays or tensors)."""
+    return (1.0 - weight) * one_hot + weight * teacher_probs
+
+
+# What a model's weights and its view of the data depend on: a fine-tune keeps them.
+INHERITED = ("model", "input_size", "channels", "equalize", "seed", "face_crops", "drop_dirty")
+
+
+def inherited_settings(name: str) -> dict:
+    """The INHERITED fields of registered model `name`'s saved training config, which a run
+    started --init-from it takes unless a flag says otherwise (and initial_weights then checks)."""
+    known = {m.name: m for m in list_models()}
+    if name not in known:
+        raise ValueError(f"--init-from {name!r}: no such registered model (registered: {', '.join(known)})")
+    saved = known[name].training_config
+    return {key: saved[key] for key in INHERITED if key in saved}
+
+
+def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
+    """The float32 Keras weights of registered model `name`, checked against `expected` manifest
+    fields (backbone, labels, input_size, channels, equalize) of the run they are to start."""
+    import keras
+
+    info = load(name).info
+    if info.kind != "single" or info.keras_path is None:
+        raise ValueError(f"--init-from {name!r}: not a single model with Keras weights")
+    differ = {k: (info.manifest.get(k), v) for k, v in expected.items() if info.manifest.get(k) != v}
+    if differ:
+        detail = "; ".join(f"{k}: {theirs} there, {ours} here" for k, (theirs, ours) in differ.items())
+        raise ValueError(f"--init-from {name!r} does not fit this run ({detail})")
+    log.info("starting from the weights of %s (%s)", name, info.keras_path)
+    return keras.models.load_model(info.keras_path, compile=False).get_weights()
