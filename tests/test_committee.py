@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emotion.registry import committee_vote
+from training import data as datasets
 
 
 def _probs(*tops: int, k: int = 3) -> np.ndarray:
@@ -101,14 +102,27 @@ def test_evaluation_loads_the_data_as_each_model_was_trained(tmp_path, repo_root
     from training.committee import register_committee
     from training.evaluate import training_data_settings
 
-    for name, seed, face_crops in (("whole", 1337, False), ("crops", 7, True)):
+    for name, seed, face_crops in (("whole", 1337, False), ("crops", 7, True), ("seed7", 7, False)):
         shutil.copytree(repo_root / "models" / "vgg", tmp_path / name)
         manifest = json.loads((tmp_path / name / "manifest.json").read_text())
         (tmp_path / name / "manifest.json").write_text(json.dumps({**manifest, "name": name}))
         config = json.loads((tmp_path / name / "config.json").read_text())
         (tmp_path / name / "config.json").write_text(json.dumps({**config, "seed": seed, "face_crops": face_crops}))
-    assert training_data_settings(load("whole", tmp_path)) == {"seed": 1337, "face_crops": False}
-    assert training_data_settings(load("crops", tmp_path)) == {"seed": 7, "face_crops": True}
+    photos, presplit, csv_file = tmp_path / "photos", tmp_path / "presplit", tmp_path / "fer2013.csv"
+    (photos / "happy").mkdir(parents=True)
+    for split in ("train", "val"):
+        (presplit / split / "happy").mkdir(parents=True)
+    csv_file.write_text("emotion,pixels,Usage\n")
+    assert datasets.seed_draws_split(photos)
+    assert not datasets.seed_draws_split(presplit) and not datasets.seed_draws_split(csv_file)
+    assert training_data_settings(load("whole", tmp_path), data=photos) == {"seed": 1337, "face_crops": False}
+    assert training_data_settings(load("crops", tmp_path), data=photos) == {"seed": 7, "face_crops": True}
+    # Seeds matter only where they draw the split; crops always matter.
+    register_committee("seeds", ["whole", "seed7"], models_dir=tmp_path)
+    assert training_data_settings(load("seeds", tmp_path), data=csv_file)["face_crops"] is False
+    assert training_data_settings(load("seeds", tmp_path), data=presplit)["face_crops"] is False
+    with pytest.raises(ValueError, match="different seeds or face crops"):
+        training_data_settings(load("seeds", tmp_path), data=photos)
     register_committee("mixed", ["whole", "crops"], models_dir=tmp_path)
     with pytest.raises(ValueError, match="different seeds or face crops"):
-        training_data_settings(load("mixed", tmp_path))
+        training_data_settings(load("mixed", tmp_path), data=csv_file)

@@ -92,7 +92,8 @@ def search_members(candidates: list[str], vote: str, data: str | None = None) ->
     from training.evaluate import default_data, training_data_settings
 
     models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
-    public = load_as_trained(data or default_data(), **training_data_settings(*models)).splits["PublicTest"]
+    path = data or default_data()
+    public = load_as_trained(path, **training_data_settings(*models, data=path)).splits["PublicTest"]
     return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
 
 

@@ -94,7 +94,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
     path = data or default_data()
-    dataset = load_as_trained(path, **training_data_settings(model))
+    dataset = load_as_trained(path, **training_data_settings(model, data=path))
     if tuple(dataset.labels) != tuple(info.labels):
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
@@ -144,19 +144,21 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     return report
 
 
-def training_data_settings(*models: EmotionModel) -> dict:
+def training_data_settings(*models: EmotionModel, data: str | Path) -> dict:
     """{"seed", "face_crops"} of the runs that trained `models` (a committee's: its members'), from
-    the config saved beside the weights, so evaluation and committee selection see a folder
-    dataset's split and crops as training did. Raises ValueError when the runs disagree."""
+    the config saved beside the weights, so evaluation and committee selection see dataset `data`
+    as training did: a folder dataset's drawn split and the face crops. Raises ValueError when the
+    runs disagree on either; seeds may differ where they draw no split (FER2013's CSV)."""
+    from training.data import seed_draws_split
     from training.train import TrainConfig
 
     configs = [m.info.training_config for model in models for m in (model.members or [model])]
-    settings = {(int(c.get("seed", TrainConfig.seed)), bool(c.get("face_crops", False))) for c in configs}
-    if len(settings) > 1:
+    seeds = {int(c.get("seed", TrainConfig.seed)) for c in configs}
+    face_crops = {bool(c.get("face_crops", False)) for c in configs}
+    if len(face_crops) > 1 or (len(seeds) > 1 and seed_draws_split(data)):
         names = ", ".join(m.name for m in models)
-        raise ValueError(f"{names}: trained with different seeds or face crops: {sorted(settings)}")
-    seed, face_crops = settings.pop()
-    return {"seed": seed, "face_crops": face_crops}
+        raise ValueError(f"{names}: trained with different seeds or face crops: {sorted(seeds)}, {face_crops}")
+    return {"seed": min(seeds), "face_crops": face_crops.pop()}
 
 
 def default_data() -> str:
