@@ -190,6 +190,55 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return front
 
 
+# Where a point's label may go, as plotly textposition -> the label's box relative to the point, in
+# pixels (x right, y up) for a label w wide and h high.
+_LABEL_BOXES = {
+    "top center": lambda w, h: (-w / 2, w / 2, 5, 5 + h),
+    "bottom center": lambda w, h: (-w / 2, w / 2, -5 - h, -5),
+    "middle right": lambda w, h: (8, 8 + w, -h / 2, h / 2),
+    "middle left": lambda w, h: (-8 - w, -8, -h / 2, h / 2),
+}
+
+
+def label_positions(
+    x: Sequence[float],
+    y: Sequence[float],
+    labels: Sequence[str],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    plot_px: tuple[int, int] = (560, 340),
+    char_px: float = 6.5,
+    line_px: float = 14.0,
+) -> list[str]:
+    """A plotly textposition for each point's label such that labels of nearby points (vgg and
+    vgg_kd, say) do not print over each other: points are placed in order, each label taking the
+    first of top, bottom, right, left whose box covers no marker and no label placed before, or
+    else the least-covering one. Axes map x_range and y_range onto plot_px (width, height) pixels."""
+    sx = plot_px[0] / max(1e-9, x_range[1] - x_range[0])
+    sy = plot_px[1] / max(1e-9, y_range[1] - y_range[0])
+    pixels = [((xi - x_range[0]) * sx, (yi - y_range[0]) * sy) for xi, yi in zip(x, y, strict=True)]
+    # Every marker is an obstacle from the start, so that no label sits on another model's point.
+    placed = [(px - 4, px + 4, py - 4, py + 4) for px, py in pixels]
+    positions = []
+    for (px, py), text in zip(pixels, labels, strict=True):
+        w = len(text) * char_px
+
+        def overlap(box: tuple[float, float, float, float]) -> float:
+            return sum(
+                max(0.0, min(box[1], o[1]) - max(box[0], o[0])) * max(0.0, min(box[3], o[3]) - max(box[2], o[2]))
+                for o in placed
+            )
+
+        boxes = {}
+        for name, shape in _LABEL_BOXES.items():
+            left, right, bottom, top = shape(w, line_px)
+            boxes[name] = (px + left, px + right, py + bottom, py + top)
+        best = min(boxes, key=lambda name: (overlap(boxes[name]) > 0, overlap(boxes[name])))
+        placed.append(boxes[best])
+        positions.append(best)
+    return positions
+
+
 def history_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:
     """Long frame (model, epoch, metric, value) of every model's history.json curves."""
     rows = []

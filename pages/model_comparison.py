@@ -86,8 +86,16 @@ def _pareto_section(table: pd.DataFrame) -> None:
     front = frame[on_front].sort_values("latency")
     line = {"color": palette["Pareto front"], "dash": "dot"}
     fig.add_trace(go.Scatter(x=front["latency"], y=front["accuracy"], mode="lines", line=line, showlegend=False))
-    fig.update_traces(textposition="top center", selector={"mode": "markers+text"})
-    fig.update_layout(height=420, margin={"t": 20}, xaxis_range=[0, 1.25 * float(frame["latency"].max())])
+    x_range = (0.0, 1.25 * float(frame["latency"].max()))
+    pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
+    y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
+    frame = frame.sort_values("accuracy", ascending=False)  # the best models get the first pick
+    positions = comparison.label_positions(frame["latency"], frame["accuracy"], frame["model"], x_range, y_range)
+    label_at = dict(zip(frame["model"], positions, strict=True))
+    for trace in fig.data:  # one trace per colour; place each of its labels
+        if trace.mode == "markers+text":
+            trace.textposition = [label_at[text] for text in trace.text]
+    fig.update_layout(height=420, margin={"t": 20}, xaxis_range=list(x_range), yaxis_range=list(y_range))
     st.plotly_chart(fig)
     st.caption("On the front: no other model is both at least as fast and at least as accurate.")
 

@@ -122,6 +122,17 @@ def test_per_class_and_confusion(models):
     assert empty_row.tolist() == [[0.0, 0.0], [25.0, 75.0]]
 
 
+def test_labels_of_nearby_points_do_not_overlap():
+    # Two models 0.06 ms and 0.2 points apart (vgg and vgg_kd) and one far away.
+    x, y, labels = [0.61, 0.67, 4.0], [68.0, 68.2, 70.4], ["vgg_kd", "vgg", "committee + TTA"]
+    positions = comparison.label_positions(x, y, labels, (0.0, 5.0), (61.0, 71.0))
+    assert positions[2] == "top center", "a free point keeps the default"
+    assert positions[0] == "bottom center", "above vgg_kd lies vgg's marker"
+    assert positions[1] == "top center", "vgg's own label goes above it, clear of vgg_kd's"
+    far = comparison.label_positions([0.0, 4.0], [62.0, 70.0], ["a", "b"], (0.0, 5.0), (61.0, 71.0))
+    assert far == ["top center", "top center"]
+
+
 def test_pareto_front():
     latency = np.array([1.0, 2.0, 3.0, 2.5, np.nan, 1.0])
     accuracy = np.array([60.0, 65.0, 70.0, 64.0, 90.0, 59.0])
