@@ -1,0 +1,27 @@
+"""Every registered backbone builds for 48x48 grey faces and ends in a float32 softmax; the shipped
+vgg keeps the layout its weights were saved with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.backbones import BACKBONES, build_backbone
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_outputs_probabilities(name):
+    model = build_backbone(name, (48, 48, 1), 7)
+    probs = np.asarray(model(np.random.default_rng(0).random((2, 48, 48, 1), dtype=np.float32), training=False))
+    assert probs.shape == (2, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_vgg_layout_is_unchanged_and_vgg_wide_is_wider():
+    assert build_backbone("vgg", (48, 48, 1), 7).count_params() == 1_242_919, "models/vgg's weights need this layout"
+    assert build_backbone("vgg_wide", (48, 48, 1), 7).count_params() > 2 * 1_242_919
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(KeyError, match="vgg_wide"):
+        build_backbone("alexnet", (48, 48, 1), 7)
