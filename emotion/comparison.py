@@ -221,22 +221,23 @@ def label_positions(
     placed = [(px - 4, px + 4, py - 4, py + 4) for px, py in pixels]
     positions = []
     for (px, py), text in zip(pixels, labels, strict=True):
-        w = len(text) * char_px
-
-        def overlap(box: tuple[float, float, float, float]) -> float:
-            return sum(
-                max(0.0, min(box[1], o[1]) - max(box[0], o[0])) * max(0.0, min(box[3], o[3]) - max(box[2], o[2]))
-                for o in placed
-            )
-
         boxes = {}
         for name, shape in _LABEL_BOXES.items():
-            left, right, bottom, top = shape(w, line_px)
+            left, right, bottom, top = shape(len(text) * char_px, line_px)
             boxes[name] = (px + left, px + right, py + bottom, py + top)
-        best = min(boxes, key=lambda name: (overlap(boxes[name]) > 0, overlap(boxes[name])))
+        covered = {name: _covered_area(box, placed) for name, box in boxes.items()}
+        best = min(boxes, key=covered.get)  # dicts keep order: ties go to the earlier position
         placed.append(boxes[best])
         positions.append(best)
     return positions
+
+
+def _covered_area(box: tuple[float, float, float, float], others: list[tuple[float, float, float, float]]) -> float:
+    """Total area of box (left, right, bottom, top) that the other boxes cover."""
+    return sum(
+        max(0.0, min(box[1], o[1]) - max(box[0], o[0])) * max(0.0, min(box[3], o[3]) - max(box[2], o[2]))
+        for o in others
+    )
 
 
 def history_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:

@@ -212,12 +212,18 @@ def load(name: str | None = None, models_dir: Path | None = None) -> EmotionMode
         return _loaded[key]
 
 
-def _load_uncached(name: str, root: Path) -> EmotionModel:
-    folder = root / name
-    if not (folder / "manifest.json").is_file():
+def model_info(name: str, models_dir: Path | None = None) -> ModelInfo:
+    """The registered model `name`'s manifest and side files, without loading its serving runtime."""
+    root = models_dir or config.MODELS_DIR
+    if not (root / name / "manifest.json").is_file():
         known = ", ".join(m.name for m in list_models(root)) or "none"
         raise ModelNotFoundError(f"model {name!r} is not in {root} (registered: {known})")
-    info = _read_manifest(folder)
+    return _read_manifest(root / name)
+
+
+def _load_uncached(name: str, root: Path) -> EmotionModel:
+    folder = root / name
+    info = model_info(name, root)
     if info.kind == "committee":
         members = [_loaded.get((str(root), m)) or _load_uncached(m, root) for m in info.members]
         if any(m.labels != info.labels for m in members):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.registry import list_models, load
+from emotion.registry import load, model_info
 from training.data import Split
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ INHERITED = ("model", "input_size", "channels", "equalize", "seed", "face_crops"
 def inherited_settings(name: str) -> dict:
     """The INHERITED fields of registered model `name`'s saved training config, which a run
     started --init-from it takes unless a flag says otherwise (and initial_weights then checks)."""
-    known = {m.name: m for m in list_models()}
-    if name not in known:
-        raise ValueError(f"--init-from {name!r}: no such registered model (registered: {', '.join(known)})")
-    saved = known[name].training_config
+    saved = model_info(name).training_config
     return {key: saved[key] for key in INHERITED if key in saved}
 
 
@@ -77,7 +74,7 @@ def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
     fields (backbone, labels, input_size, channels, equalize) of the run they are to start."""
     import keras
 
-    info = load(name).info
+    info = model_info(name)
     if info.kind != "single" or info.keras_path is None:
         raise ValueError(f"--init-from {name!r}: not a single model with Keras weights")
     differ = {k: (info.manifest.get(k), v) for k, v in expected.items() if info.manifest.get(k) != v}

@@ -219,20 +219,18 @@ def main(argv: list[str] | None = None) -> Path:
     )
     augmenter = build_augmenter(config.augment_strength, config.seed)  # float32, built before the policy
     weight_table = tf.constant([weights[i] for i in range(num_classes)], tf.float32)
-    # Without a teacher the soft targets are the one-hot labels themselves (blend weight 0).
-    soft = (
-        teacher_probabilities(config.teacher, train, dataset.labels, run_dir / "teacher_probs.npz")
-        if config.teacher
-        else np.eye(num_classes, dtype=np.float32)[train.labels]
-    )
+    # (N, K) training targets: the one-hot labels, blended once with a teacher's answers if any.
+    targets = np.eye(num_classes, dtype=np.float32)[train.labels]
+    if config.teacher:
+        asked = teacher_probabilities(config.teacher, train, dataset.labels, run_dir / "teacher_probs.npz")
+        targets = blend_targets(targets, asked, config.teacher_weight)
 
-    def train_batches(x, y, soft_y):
+    def train_batches(x, y, target):
         x, w = clip01(augmenter(x, training=True)), tf.gather(weight_table, y)
-        y = blend_targets(tf.one_hot(y, num_classes), soft_y, config.teacher_weight if config.teacher else 0.0)
-        return mixup(x, y, w, config.mixup) if config.mixup > 0 else (x, y, w)
+        return mixup(x, target, w, config.mixup) if config.mixup > 0 else (x, target, w)
 
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, train.labels, soft))
+        tf.data.Dataset.from_tensor_slices((x_train, train.labels, targets))
         .shuffle(len(train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size, drop_remainder=True)
         .map(train_batches, num_parallel_calls=tf.data.AUTOTUNE)
