@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from emotion import config
 from emotion.config import IMAGE_SUFFIXES
+from emotion.imageio import ImageLoadError, load_image
 from emotion.labels import FER2013_LABELS, canonical_label
 from training.data import FER_SPLITS, SPLIT_ALIASES
 
@@ -447,12 +448,44 @@ def compute_stats(ds: ImageSet, progress: Progress = _no_progress, near_threshol
     progress(0.5, "Perceptual hashes")
     hashes = dhash(ds.thumbs)
     progress(0.7, "Near duplicates")
-    later_copy = np.zeros(len(ds), bool)
-    for g in groups:
-        later_copy[g[1:]] = True
-    pairs = near_duplicate_pairs(hashes, near_threshold, skip=blank | later_copy)
+    pairs = near_duplicate_pairs(hashes, near_threshold, skip=blank | _later_copies(groups, len(ds)))
     progress(1.0, "Done")
     return Stats(counts, mean, std, brightness, contrast, blank, hashes, groups, pairs)
+
+
+def _later_copies(groups: list[np.ndarray], size: int) -> np.ndarray:
+    """(size,) bool: every member of an exact-duplicate group but its first (one copy is enough)."""
+    later = np.zeros(size, bool)
+    for group in groups:
+        later[group[1:]] = True
+    return later
+
+
+def near_duplicates(stats: Stats, threshold: int) -> np.ndarray:
+    """Near-duplicate pairs (P, 3) at another `threshold`, leaving out what compute_stats leaves out."""
+    skip = stats.blank | _later_copies(stats.exact_groups, len(stats.blank))
+    return near_duplicate_pairs(stats.dhash, threshold, skip=skip)
+
+
+def display_image(ds: ImageSet, index: int, max_side: int = 160) -> np.ndarray:
+    """One sample as people should see it: FER's 48x48 face, or a folder image in colour shrunk to
+    `max_side` px on its longer side (its grey thumbnail if the file cannot be read any more)."""
+    if ds.root is None:
+        return ds.thumbs[index]
+    try:
+        image = load_image(ds.root / ds.sources[index])
+    except ImageLoadError:
+        return ds.thumbs[index]
+    scale = max_side / max(image.shape[:2])
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+
+
+def face_tiles(faces: np.ndarray, size: int = 96) -> tuple[list[np.ndarray], float, float]:
+    """(K, 48, 48) float mean or std faces -> K uint8 (size, size) tiles stretched between the
+    darkest and brightest value over all K (so classes compare on one scale), and those two values."""
+    low, high = float(faces.min()), float(faces.max())
+    scaled = np.clip((faces - low) * (255.0 / max(high - low, 1e-6)), 0, 255).astype(np.uint8)
+    return [cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC) for face in scaled], low, high
 
 
 def label_conflicts(groups: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -16,7 +15,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from emotion import config, eda
-from emotion.imageio import ImageLoadError, load_image
 from pages.common import fer2013_arrays, label_colors
 
 SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
@@ -49,11 +47,8 @@ def _cached(key: str, compute: Callable[[eda.Progress], object]) -> object:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _near_pairs(key: str, threshold: int, _ds: eda.ImageSet, _stats: eda.Stats) -> np.ndarray:
-    later = np.zeros(len(_ds), bool)
-    for group in _stats.exact_groups:
-        later[group[1:]] = True
-    return eda.near_duplicate_pairs(_stats.dhash, threshold, skip=_stats.blank | later)
+def _near_pairs(key: str, threshold: int, _stats: eda.Stats) -> np.ndarray:
+    return eda.near_duplicates(_stats, threshold)
 
 
 def _stats(ds: eda.ImageSet, report: eda.Progress) -> tuple[eda.Stats, dict]:
@@ -176,19 +171,7 @@ def _samples_section(ds: eda.ImageSet) -> None:
     picks = eda.sample_indices(ds.y, len(ds.labels), per_class, st.session_state.get("eda_seed", 0))
     for k, label in enumerate(ds.labels):
         st.markdown(f"**{label}** ({int((ds.y == k).sum()):,} images)")
-        st.image([_display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
-
-
-def _display_image(ds: eda.ImageSet, index: int) -> np.ndarray:
-    """The image to show for one sample: FER's 48x48 face, or a folder image shrunk to 160 px high."""
-    if ds.root is None:
-        return ds.thumbs[index]
-    try:
-        image = load_image(ds.root / ds.sources[index])
-    except ImageLoadError:
-        return ds.thumbs[index]
-    scale = 160 / max(image.shape[:2])
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        st.image([eda.display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
 
 
 def _faces_section(labels: list[str], mean: np.ndarray, std: np.ndarray) -> None:
@@ -197,13 +180,9 @@ def _faces_section(labels: list[str], mean: np.ndarray, std: np.ndarray) -> None
         "between its darkest and brightest value over all classes (so classes compare on one scale)."
     )
     for title, faces in (("Mean face", mean), ("Std face", std)):
-        low, high = float(faces.min()), float(faces.max())
-        scaled = (faces - low) * (255.0 / max(high - low, 1e-6))
-        shown = [
-            cv2.resize(np.clip(f, 0, 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_CUBIC) for f in scaled
-        ]
+        tiles, low, high = eda.face_tiles(faces)
         st.markdown(f"**{title}** (grey levels {low:.0f} to {high:.0f})")
-        st.image(shown, caption=list(labels), width=96, output_format="PNG")
+        st.image(tiles, caption=list(labels), width=96, output_format="PNG")
 
 
 def _light_section(summary: dict) -> None:
@@ -266,7 +245,7 @@ def _dirty_section(summary: dict, ds: eda.ImageSet | None, stats: eda.Stats | No
     threshold = near["threshold_bits"]
     if ds is not None and stats is not None:
         threshold = st.slider("Near-duplicate threshold (dHash bits that may differ)", 0, 8, eda.NEAR_THRESHOLD)
-        pairs = _near_pairs(key, threshold, ds, stats)
+        pairs = _near_pairs(key, threshold, stats)
         n_pairs, n_conflicts = len(pairs), len(eda.pair_conflicts(pairs, ds.y))
     else:
         n_pairs, n_conflicts = near["pairs"], near["label_conflict_pairs"]
@@ -296,7 +275,7 @@ def _examples(title: str, groups: list[list[int]], total: int, ds: eda.ImageSet,
             st.write("None found.")
         for group in groups:
             captions = [f"{ds.labels[ds.y[i]]} · {ds.splits[ds.split[i]]} · {ds.sources[i]}" for i in group]
-            st.image([_display_image(ds, i) for i in group], caption=captions, width=120, output_format="PNG")
+            st.image([eda.display_image(ds, i) for i in group], caption=captions, width=120, output_format="PNG")
 
 
 # ----------------------------------------------------------------------------------------- page

@@ -145,6 +145,11 @@ def test_stats_agree_with_find_dirty_and_find_conflicts():
         "groups": 4, "redundant_images": 4, "cross_split_groups": 1, "label_conflict_groups": 1,
     }  # fmt: skip
     assert summary["class_counts"]["PrivateTest"] == {"a": 0, "b": 0, "c": 1}
+    # Re-asked at another threshold (the explorer's slider), the same images stay out.
+    assert np.array_equal(eda.near_duplicates(stats, eda.NEAR_THRESHOLD), stats.near_pairs)
+    loose = eda.near_duplicates(stats, 15)
+    assert len(loose) >= len(stats.near_pairs)
+    assert not np.isin(loose[:, :2], np.flatnonzero(blank | later)).any()
 
 
 def test_sample_indices_reproducible_and_within_class():
@@ -153,6 +158,32 @@ def test_sample_indices_reproducible_and_within_class():
     assert all((p == q).all() for p, q in zip(a, b, strict=True))
     assert [len(p) for p in a] == [5, 3, 5] and all((y[p] == k).all() for k, p in enumerate(a))
     assert any((p != q).any() for p, q in zip(a, eda.sample_indices(y, 3, 5, seed=5), strict=True))
+
+
+def test_display_image_and_face_tiles(tmp_path):
+    faces = _faces(6)
+    fer = _image_set(faces, np.arange(6) % 3)
+    assert np.array_equal(eda.display_image(fer, 4), fer.thumbs[4])  # FER: the 48x48 face itself
+    (tmp_path / "ds" / "happy").mkdir(parents=True)
+    photo = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "ds" / "happy" / "big.png")
+    Image.fromarray(photo[:90, :120]).save(tmp_path / "ds" / "happy" / "small.png")
+    folder = eda.scan_folder(tmp_path / "ds")
+    shown = {folder.sources[i]: eda.display_image(folder, i) for i in range(len(folder))}
+    assert shown["happy/big.png"].shape == (120, 160, 3)  # shrunk to 160 px on its longer side, in colour
+    assert np.array_equal(shown["happy/small.png"], photo[:90, :120])  # small images are not enlarged
+    (tmp_path / "ds" / "happy" / "big.png").unlink()
+    gone = folder.sources.index("happy/big.png")
+    # A file gone since the scan: its thumbnail.
+    assert np.array_equal(eda.display_image(folder, gone), folder.thumbs[gone])
+
+    mean = eda.mean_std_faces(faces, np.arange(6) % 3, 3)[0]
+    tiles, low, high = eda.face_tiles(mean, size=96)
+    assert (low, high) == (float(mean.min()), float(mean.max()))
+    assert len(tiles) == 3 and all(t.shape == (96, 96) and t.dtype == np.uint8 for t in tiles)
+    assert min(int(t.min()) for t in tiles) <= 2 and max(int(t.max()) for t in tiles) >= 253  # one shared stretch
+    flat, _, _ = eda.face_tiles(np.full((2, 48, 48), 7.0, np.float32))
+    assert all((t == 0).all() for t in flat)  # a constant input does not divide by zero
 
 
 def _write_folder(root: Path) -> None:
