@@ -120,7 +120,7 @@ def default_model_name(models_dir: Path | None = None) -> str:
     """The single (non-committee) model with the best PublicTest accuracy (the selection split:
     PrivateTest is only reported, never used to choose); models/DEFAULT names one explicitly when
     present. Committees are left out because the default also serves every webcam frame, and a
-    committee costs the sum of its members (the 3-member committees 2.0 to 3.8 ms a face against 0.6 ms
+    committee costs the sum of its members (the shipped committees 2.4 and 3.7 ms a face against 0.6 ms
     for vgg_kd); users pick one in the model menus."""
     root = models_dir or config.MODELS_DIR
     models = list_models(root)
