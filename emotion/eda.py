@@ -31,7 +31,7 @@ from emotion import config
 from emotion.config import IMAGE_SUFFIXES
 from emotion.imageio import ImageLoadError, load_image
 from emotion.labels import FER2013_LABELS, canonical_label
-from training.data import FER_SPLITS, SPLIT_ALIASES
+from training.data import FER_SPLITS, split_folders
 
 THUMB = 48
 BLANK_STD = 3.0  # the same threshold as training.data.find_dirty
@@ -172,9 +172,7 @@ def folder_layout(root: Path) -> dict[str, list[tuple[Path, str]]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_ALIASES}
-    layout = split_dirs or {"all": root}
+    layout = split_folders(root) or {"all": root}
     found: dict[str, list[tuple[Path, str]]] = {}
     for split, split_root in layout.items():
         class_dirs = [d for d in sorted(split_root.iterdir()) if d.is_dir() and not d.name.startswith(".")]

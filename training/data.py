@@ -129,7 +129,7 @@ def load_folder_dataset(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    split_dirs = _split_folders(root)
+    split_dirs = split_folders(root)
     layout = split_dirs or {"Training": root}
     files: dict[str, list[tuple[Path, str]]] = {}
     for split, split_root in layout.items():
@@ -171,9 +171,11 @@ def load_folder_dataset(
     return Dataset(root.name, label_names, splits, problems)
 
 
-def _split_folders(root: Path) -> dict[str, Path]:
-    """{FER2013 split name: folder} for root's train/val/test-like subfolders."""
-    return {SPLIT_ALIASES[d.name.lower()]: d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
+def split_folders(root: Path) -> dict[str, Path]:
+    """{FER2013 split name: folder} for root's train/val/test-like subfolders, in name order (empty
+    when the dataset is not split in advance). The trainer and the explorer read layouts through it."""
+    folders = sorted(d for d in Path(root).iterdir() if d.is_dir())
+    return {SPLIT_ALIASES[d.name.lower()]: d for d in folders if d.name.lower() in SPLIT_ALIASES}
 
 
 def seed_draws_split(path: str | Path) -> bool:
@@ -181,7 +183,7 @@ def seed_draws_split(path: str | Path) -> bool:
     dataset without its own validation folder (load_folder_dataset draws a stratified split), no
     for FER2013's CSV and for folders split in advance."""
     path = Path(path)
-    return path.is_dir() and "PublicTest" not in _split_folders(path)
+    return path.is_dir() and "PublicTest" not in split_folders(path)
 
 
 def stratified_split(split: Split, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Split]:
