@@ -35,6 +35,10 @@ UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
 # Files taken as images when a folder is read (datasets, the CLI).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
+# The default model serves every webcam frame and every face of a photo, so it must classify a face
+# within this budget (its metrics file's measured LiteRT latency); see registry.default_model_name.
+DEFAULT_MODEL_BUDGET_MS = 1.0
+
 
 def fer2013_csv_candidates() -> list[Path]:
     """Places where FER2013 in Kaggle's CSV layout is looked for, in order."""

@@ -71,6 +71,28 @@ def test_default_model_is_the_best_single_model_on_publictest(tmp_path):
     assert default_model_name(tmp_path) == "team"
 
 
+def test_default_model_keeps_within_the_latency_budget(tmp_path, monkeypatch):
+    """The best single model on PublicTest that classifies a face within DEFAULT_MODEL_BUDGET_MS;
+    when none does, the budget is ignored rather than leaving no default."""
+    from emotion import config
+    from emotion.registry import default_model_name
+
+    monkeypatch.setattr(config, "DEFAULT_MODEL_BUDGET_MS", 1.0)
+
+    def write(name: str, public: float, ms: float) -> None:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"]}))
+        metrics = {"public_test": {"accuracy": public}, "latency_ms_per_face": ms}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    write("fast", 0.60, 0.6)
+    write("wide", 0.62, 1.4)
+    assert default_model_name(tmp_path) == "fast"
+    write("fast", 0.60, 1.25)  # now both are over budget: the most accurate wins
+    assert default_model_name(tmp_path) == "wide"
+
+
 def test_best_subset_picks_the_most_accurate_vote_and_prefers_fewer_members():
     from training.committee import best_subset
 
