@@ -148,3 +148,36 @@ def test_evaluation_loads_the_data_as_each_model_was_trained(tmp_path, repo_root
     register_committee("mixed", ["whole", "crops"], models_dir=tmp_path)
     with pytest.raises(ValueError, match="different seeds or face crops"):
         training_data_settings(load("mixed", tmp_path), data=csv_file)
+
+
+def test_search_with_tta_scores_each_subset_on_flip_tta_predictions(tmp_path, repo_root, monkeypatch):
+    """`--search --tta` chooses members on PublicTest as a committee served with TTA would vote:
+    every subset's score is the accuracy of the vote over the members' flip-TTA probabilities."""
+    import shutil
+
+    from emotion import config
+    from emotion.registry import load
+    from training import committee
+
+    for name in ("vgg", "resnet"):
+        shutil.copytree(repo_root / "models" / name, tmp_path / name)
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(committee, "MODELS_DIR", tmp_path)
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (24, 48 * 48))
+    labels = np.arange(24) % 7
+    rows = [f"{y},{' '.join(map(str, f))},PublicTest" for y, f in zip(labels, faces, strict=True)]
+    csv_file = tmp_path / "fer2013.csv"
+    csv_file.write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+
+    members, scores = committee.search_members(["vgg", "resnet"], "soft", str(csv_file), tta=True)
+    crops = [f.reshape(48, 48).astype(np.uint8) for f in faces]
+    flipped = np.mean([load(n, tmp_path).predict_faces(crops, tta=True) for n in ("vgg", "resnet")], axis=0)
+    assert members == ["vgg", "resnet"]
+    assert scores == {"vgg, resnet": pytest.approx(float((flipped.argmax(1) == labels).mean()))}
+
+    committee.main(["--search", "--tta", "--members", "vgg", "resnet", "--data", str(csv_file), "--name", "team"])
+    manifest = json.loads((tmp_path / "team" / "manifest.json").read_text())
+    assert manifest["chosen_with_tta"] is True and manifest["members"] == ["vgg", "resnet"]
+    with pytest.raises(SystemExit):
+        committee.main(["--members", "vgg", "resnet", "--tta"])

@@ -1,6 +1,6 @@
 """Register a committee of trained models: `python -m training.committee --members vgg xception
 [--vote soft|majority] [--name committee]`, or let PublicTest choose the members with
-`--search [--members candidates...]`; then evaluate it like any model with
+`--search [--members candidates...] [--tta]`; then evaluate it like any model with
 `python -m training.evaluate --model committee`.
 
 Members are ordered strongest first by their PublicTest accuracy (the selection split; never
@@ -31,8 +31,11 @@ def selection_accuracy(info: ModelInfo) -> float:
     return public["accuracy"]
 
 
-def register_committee(name: str, members: list[str], vote: str = "soft", models_dir: Path | None = None) -> Path:
-    """Write models/<name>/manifest.json for a committee of registered, evaluated models."""
+def register_committee(
+    name: str, members: list[str], vote: str = "soft", models_dir: Path | None = None, chosen_with_tta: bool = False
+) -> Path:
+    """Write models/<name>/manifest.json for a committee of registered, evaluated models;
+    chosen_with_tta records that `--search --tta` chose the members on flip-TTA predictions."""
     root = models_dir or MODELS_DIR
     known = {m.name: m for m in list_models(root)}
     missing = [m for m in members if m not in known]
@@ -62,6 +65,7 @@ def register_committee(name: str, members: list[str], vote: str = "soft", models
         "history_file": None,
         "parameters": sum(int(i.manifest.get("parameters", 0)) for i in ordered),
         "dataset": ordered[0].manifest.get("dataset", "fer2013"),
+        "chosen_with_tta": chosen_with_tta,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -85,8 +89,11 @@ def best_subset(probs: dict[str, np.ndarray], labels: np.ndarray, vote: str) -> 
     return list(best), {", ".join(subset): acc for subset, acc in scores.items()}
 
 
-def search_members(candidates: list[str], vote: str, data: str | None = None) -> tuple[list[str], dict]:
-    """Predict PublicTest once per candidate (serving runtime, no TTA) and pick best_subset."""
+def search_members(
+    candidates: list[str], vote: str, data: str | None = None, tta: bool = False
+) -> tuple[list[str], dict]:
+    """Predict PublicTest once per candidate (serving runtime; with flip TTA when tta, the mode a
+    committee served with TTA votes in) and pick best_subset."""
     from emotion.registry import load
     from training.data import load_as_trained
     from training.evaluate import default_data, training_data_settings
@@ -94,7 +101,7 @@ def search_members(candidates: list[str], vote: str, data: str | None = None) ->
     models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
     path = data or default_data()
     public = load_as_trained(path, **training_data_settings(*models, data=path)).splits["PublicTest"]
-    return best_subset({m.name: m.predict_faces(public.images) for m in models}, public.labels, vote)
+    return best_subset({m.name: m.predict_faces(public.images, tta=tta) for m in models}, public.labels, vote)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,16 +111,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vote", choices=("soft", "majority"), default="soft")
     parser.add_argument("--name", default="committee")
     parser.add_argument("--data", help="FER2013 CSV for --search (default: the one emotion.config finds)")
+    parser.add_argument("--tta", action="store_true", help="--search on flip-TTA predictions (for use with TTA)")
     args = parser.parse_args(argv)
     members = args.members
     if args.search:
         candidates = members or [m.name for m in list_models() if m.kind == "single"]
-        members, scores = search_members(candidates, args.vote, args.data)
+        members, scores = search_members(candidates, args.vote, args.data, args.tta)
         for subset, accuracy in sorted(scores.items(), key=lambda item: -item[1]):
-            print(f"PublicTest {accuracy:.4f}  {args.vote} vote of {subset}")
+            print(f"PublicTest{' (flip TTA)' if args.tta else ''} {accuracy:.4f}  {args.vote} vote of {subset}")
     elif not members:
         parser.error("pass --members, or --search")
-    folder = register_committee(args.name, members, args.vote)
+    elif args.tta:
+        parser.error("--tta goes with --search")
+    folder = register_committee(args.name, members, args.vote, chosen_with_tta=args.search and args.tta)
     print(f"registered {folder} ({', '.join(members)}); next: python -m training.evaluate --model {args.name}")
 
 
