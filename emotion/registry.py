@@ -120,8 +120,8 @@ def default_model_name(models_dir: Path | None = None) -> str:
     """The single (non-committee) model with the best PublicTest accuracy (the selection split:
     PrivateTest is only reported, never used to choose) among those whose measured latency is within
     `config.DEFAULT_MODEL_BUDGET_MS` a face; models/DEFAULT names one explicitly when present.
-    The default serves every webcam frame, so committees (the sum of their members: 3.1 and 5.6 ms a
-    face) and slower single nets (vgg_wide, 1.4 ms) are left to the model menus. A model with no
+    The default serves every webcam frame, so committees (the sum of their members: 4.1 and 2.8 ms a
+    face) and slower single nets (vgg_wide and vgg_wide_ft, 1.3-1.4 ms) are left to the model menus. A model with no
     measured latency is not ruled out, and when every model is over budget the budget is ignored."""
     root = models_dir or config.MODELS_DIR
     models = list_models(root)
