@@ -212,8 +212,9 @@ def label_positions(
 ) -> list[str]:
     """A plotly textposition for each point's label such that labels of nearby points (vgg and
     vgg_kd, say) do not print over each other: points are placed in order, each label taking the
-    first of top, bottom, right, left whose box covers no marker and no label placed before, or
-    else the least-covering one. Axes map x_range and y_range onto plot_px (width, height) pixels."""
+    first of top, bottom, right, left whose box covers no marker and no label placed before and
+    stays inside the plot, or else the least-covering one. Axes map x_range and y_range onto plot_px
+    (width, height) pixels."""
     sx = plot_px[0] / max(1e-9, x_range[1] - x_range[0])
     sy = plot_px[1] / max(1e-9, y_range[1] - y_range[0])
     pixels = [((xi - x_range[0]) * sx, (yi - y_range[0]) * sy) for xi, yi in zip(x, y, strict=True)]
@@ -225,11 +226,18 @@ def label_positions(
         for name, shape in _LABEL_BOXES.items():
             left, right, bottom, top = shape(len(text) * char_px, line_px)
             boxes[name] = (px + left, px + right, py + bottom, py + top)
-        covered = {name: _covered_area(box, placed) for name, box in boxes.items()}
+        # A label out of the plot is clipped (vgg_kd's, left of the y axis): count that part as covered.
+        covered = {name: _covered_area(box, placed) + _outside_area(box, plot_px) for name, box in boxes.items()}
         best = min(boxes, key=covered.get)  # dicts keep order: ties go to the earlier position
         placed.append(boxes[best])
         positions.append(best)
     return positions
+
+
+def _outside_area(box: tuple[float, float, float, float], plot_px: tuple[int, int]) -> float:
+    """Area of box (left, right, bottom, top) outside the plot's (width, height) pixels."""
+    inside = max(0.0, min(box[1], plot_px[0]) - max(box[0], 0.0)) * max(0.0, min(box[3], plot_px[1]) - max(box[2], 0.0))
+    return (box[1] - box[0]) * (box[3] - box[2]) - inside
 
 
 def _covered_area(box: tuple[float, float, float, float], others: list[tuple[float, float, float, float]]) -> float:

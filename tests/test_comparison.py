@@ -129,7 +129,7 @@ def test_labels_of_nearby_points_do_not_overlap():
     assert positions[2] == "top center", "a free point keeps the default"
     assert positions[0] == "bottom center", "above vgg_kd lies vgg's marker"
     assert positions[1] == "top center", "vgg's own label goes above it, clear of vgg_kd's"
-    far = comparison.label_positions([0.0, 4.0], [62.0, 70.0], ["a", "b"], (0.0, 5.0), (61.0, 71.0))
+    far = comparison.label_positions([1.0, 4.0], [62.0, 70.0], ["a", "b"], (0.0, 5.0), (61.0, 71.0))
     assert far == ["top center", "top center"]
 
 
@@ -186,3 +186,11 @@ def test_predict_images_with_a_real_tflite_model(tmp_path):
     assert probs.shape == (300, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert seen[-1] == 1.0 and len(seen) == 3
     np.testing.assert_allclose(probs[:5], model.predict_faces(list(images[:5])), atol=1e-5)
+
+
+def test_label_positions_keep_labels_inside_the_plot():
+    """A point in the top-left corner: a label above it or left of it would be clipped."""
+    positions = comparison.label_positions([0.0], [72.0], ["vgg_wide_ft + TTA"], (0.0, 8.0), (62.0, 72.0))
+    assert positions[0] in ("bottom center", "middle right")
+    # Away from the edges the first choice, above, stands.
+    assert comparison.label_positions([4.0], [67.0], ["vgg"], (0.0, 8.0), (62.0, 72.0)) == ["top center"]
