@@ -190,6 +190,8 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return front
 
 
+_LabelBox = tuple[float, float, float, float]  # (left, right, bottom, top) in pixels
+
 # Where a point's label may go, as plotly textposition -> the label's box relative to the point, in
 # pixels (x right, y up) for a label w wide and h high.
 _LABEL_BOXES = {
@@ -234,18 +236,19 @@ def label_positions(
     return positions
 
 
-def _outside_area(box: tuple[float, float, float, float], plot_px: tuple[int, int]) -> float:
-    """Area of box (left, right, bottom, top) outside the plot's (width, height) pixels."""
-    inside = max(0.0, min(box[1], plot_px[0]) - max(box[0], 0.0)) * max(0.0, min(box[3], plot_px[1]) - max(box[2], 0.0))
-    return (box[1] - box[0]) * (box[3] - box[2]) - inside
+def _overlap(a: _LabelBox, b: _LabelBox) -> float:
+    """Area that boxes a and b share."""
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
 
 
-def _covered_area(box: tuple[float, float, float, float], others: list[tuple[float, float, float, float]]) -> float:
-    """Total area of box (left, right, bottom, top) that the other boxes cover."""
-    return sum(
-        max(0.0, min(box[1], o[1]) - max(box[0], o[0])) * max(0.0, min(box[3], o[3]) - max(box[2], o[2]))
-        for o in others
-    )
+def _outside_area(box: _LabelBox, plot_px: tuple[int, int]) -> float:
+    """Area of box outside the plot's (width, height) pixels."""
+    return (box[1] - box[0]) * (box[3] - box[2]) - _overlap(box, (0.0, plot_px[0], 0.0, plot_px[1]))
+
+
+def _covered_area(box: _LabelBox, others: list[_LabelBox]) -> float:
+    """Total area of box that the other boxes cover."""
+    return sum(_overlap(box, o) for o in others)
 
 
 def history_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:

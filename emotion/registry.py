@@ -121,15 +121,17 @@ def default_model_name(models_dir: Path | None = None) -> str:
     PrivateTest is only reported, never used to choose) among those whose measured latency is within
     `config.DEFAULT_MODEL_BUDGET_MS` a face; models/DEFAULT names one explicitly when present.
     The default serves every webcam frame, so committees (the sum of their members: 4.1 and 2.8 ms a
-    face) and slower single nets (vgg_wide and vgg_wide_ft, 1.3-1.4 ms) are left to the model menus. A model with no
-    measured latency is not ruled out, and when every model is over budget the budget is ignored."""
+    face) and slower single nets (vgg_wide and vgg_wide_ft, 1.3-1.4 ms) are left to the model menus.
+    A model with no measured latency is not ruled out; when every model is over budget, the budget
+    is ignored."""
     root = models_dir or config.MODELS_DIR
     models = list_models(root)
     if not models:
         raise ModelNotFoundError(f"no model in {root}: train one with `python -m training.train --model vgg`")
-    pinned = root / "DEFAULT"
-    if pinned.is_file() and pinned.read_text().strip() in {m.name for m in models}:
-        return pinned.read_text().strip()
+    pinned_file = root / "DEFAULT"
+    pinned = pinned_file.read_text().strip() if pinned_file.is_file() else ""
+    if pinned in {m.name for m in models}:
+        return pinned
     candidates = [m for m in models if m.kind == "single"] or models
     fast = [m for m in candidates if m.metrics.get("latency_ms_per_face", 0.0) <= config.DEFAULT_MODEL_BUDGET_MS]
     return max(fast or candidates, key=lambda m: m.metrics.get("public_test", {}).get("accuracy", 0.0)).name

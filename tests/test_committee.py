@@ -54,16 +54,21 @@ def test_register_orders_members_by_publictest(tmp_path):
         register_committee("solo", ["strong"], models_dir=tmp_path)
 
 
+def _write_single(root, name: str, metrics: dict) -> None:
+    """A registered single model with only what default_model_name reads: manifest and metrics."""
+    folder = root / name
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"]}))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
 def test_default_model_is_the_best_single_model_on_publictest(tmp_path):
     """A committee better on PublicTest is not the default: the default serves every webcam frame."""
     from emotion.registry import default_model_name
     from training.committee import register_committee
 
     for name, public in (("weak", 0.50), ("strong", 0.60)):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"]}))
-        (folder / "metrics.json").write_text(json.dumps({"public_test": {"accuracy": public}}))
+        _write_single(tmp_path, name, {"public_test": {"accuracy": public}})
     team = register_committee("team", ["weak", "strong"], models_dir=tmp_path)
     (team / "metrics.json").write_text(json.dumps({"public_test": {"accuracy": 0.65}}))
     assert default_model_name(tmp_path) == "strong"
@@ -80,11 +85,7 @@ def test_default_model_keeps_within_the_latency_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "DEFAULT_MODEL_BUDGET_MS", 1.0)
 
     def write(name: str, public: float, ms: float) -> None:
-        folder = tmp_path / name
-        folder.mkdir(exist_ok=True)
-        (folder / "manifest.json").write_text(json.dumps({"name": name, "labels": ["a", "b"]}))
-        metrics = {"public_test": {"accuracy": public}, "latency_ms_per_face": ms}
-        (folder / "metrics.json").write_text(json.dumps(metrics))
+        _write_single(tmp_path, name, {"public_test": {"accuracy": public}, "latency_ms_per_face": ms})
 
     write("fast", 0.60, 0.6)
     write("wide", 0.62, 1.4)

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("pass --members, or --search")
     elif args.tta:
         parser.error("--tta goes with --search")
-    folder = register_committee(args.name, members, args.vote, chosen_with_tta=args.search and args.tta)
+    folder = register_committee(args.name, members, args.vote, chosen_with_tta=args.tta)  # tta implies search
     print(f"registered {folder} ({', '.join(members)}); next: python -m training.evaluate --model {args.name}")
 
 
