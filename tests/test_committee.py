@@ -94,6 +94,17 @@ def test_default_model_keeps_within_the_latency_budget(tmp_path, monkeypatch):
     assert default_model_name(tmp_path) == "wide"
 
 
+def test_default_model_breaks_an_accuracy_tie_on_publictest_macro_f1(tmp_path):
+    """Equal PublicTest accuracies go to the better PublicTest macro-F1, whatever the names' order."""
+    from emotion.registry import default_model_name
+
+    _write_single(tmp_path, "a_balanced", {"public_test": {"accuracy": 0.6, "macro_f1": 0.66}})
+    _write_single(tmp_path, "b_skewed", {"public_test": {"accuracy": 0.6, "macro_f1": 0.64}})
+    assert default_model_name(tmp_path) == "a_balanced"
+    _write_single(tmp_path, "a_balanced", {"public_test": {"accuracy": 0.6, "macro_f1": 0.62}})
+    assert default_model_name(tmp_path) == "b_skewed"
+
+
 def test_best_subset_picks_the_most_accurate_vote_and_prefers_fewer_members():
     from training.committee import best_subset
 
