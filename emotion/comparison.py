@@ -15,6 +15,7 @@ from pandas.io.formats.style import Styler
 
 from emotion.labels import canonical_label
 from emotion.registry import EmotionModel, ModelInfo
+from emotion.runtime import MAX_BATCH
 
 NOT_EVALUATED = "not evaluated"
 # Column -> True when higher is better (False: lower is better). Percentages are 0..100.
@@ -313,7 +314,7 @@ def label_index_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> 
 def predict_images(
     model: EmotionModel,
     images: np.ndarray | Sequence[np.ndarray],
-    batch_size: int = 256,
+    batch_size: int = MAX_BATCH,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Images (N, H, W) uint8 grey (or any crops) -> (N, K) probabilities, through the shared

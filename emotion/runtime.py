@@ -28,8 +28,8 @@ def _interpreter_class():
 
 
 class TFLiteRunner:
-    """predict((N, H, W, C) float32) -> (N, K) float32 probabilities, in chunks of at most
-    MAX_BATCH; run_all for every output (the BlazeFace detector's boxes and scores)."""
+    """predict((N, H, W, C) float32) -> (N, K) float32 probabilities; run_all for every output
+    (the BlazeFace detector's boxes and scores). Both run inputs in chunks of at most MAX_BATCH."""
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
@@ -45,13 +45,19 @@ class TFLiteRunner:
         batch = self._checked(batch)
         if len(batch) == 0:
             return np.zeros((0, int(self._outputs[0]["shape"][-1])), np.float32)
-        return np.concatenate([self._run(batch[i : i + MAX_BATCH])[0] for i in range(0, len(batch), MAX_BATCH)])
+        return self._run(batch)[0]
 
     def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
         """(N, *input_shape) float32, N >= 1 -> every output tensor, in the model's output order."""
         return self._run(self._checked(batch))
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if len(batch) <= MAX_BATCH:  # every live frame and photo: one interpreter call, no copies
+            return self._run_chunk(batch)
+        chunks = [self._run_chunk(batch[i : i + MAX_BATCH]) for i in range(0, len(batch), MAX_BATCH)]
+        return [np.concatenate(outputs) for outputs in zip(*chunks, strict=True)]
+
+    def _run_chunk(self, batch: np.ndarray) -> list[np.ndarray]:
         with self._lock:
             if len(batch) != self._batch:
                 self._interpreter.resize_tensor_input(self._input["index"], [len(batch), *self.input_shape])

@@ -73,7 +73,7 @@ def _pareto_section(table: pd.DataFrame) -> None:
         points.append((name, row["Latency ms/face"], row["Accuracy %"]))
         points.append((f"{name} + TTA", row["Latency TTA ms/face"], row["Accuracy TTA %"]))
     frame = pd.DataFrame(points, columns=["model", "latency", "accuracy"]).dropna()
-    frame = frame[frame["latency"] > 0]  # plotted on a log axis
+    frame = frame[frame["latency"] > 0].assign(log_latency=lambda f: np.log10(f["latency"].astype(float)))  # log axis
     if frame.empty:
         st.info("No model with both accuracy and latency measured yet.")
         return
@@ -89,13 +89,11 @@ def _pareto_section(table: pd.DataFrame) -> None:
     fig.add_trace(go.Scatter(x=front["latency"], y=front["accuracy"], mode="lines", line=line, showlegend=False))
     # Log scale: single nets (under 1 ms to 2 ms) would crowd the left tenth of a linear axis that
     # reaches the committees with TTA (over 15 ms). Plotly takes a log axis's range in log10 units.
-    log_latency = np.log10(frame["latency"].to_numpy(dtype=float))
-    x_range = (float(log_latency.min()) - 0.1, float(log_latency.max()) + 0.15)
+    x_range = (float(frame["log_latency"].min()) - 0.1, float(frame["log_latency"].max()) + 0.15)
     pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
     y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
     frame = frame.sort_values("accuracy", ascending=False)  # the best models get the first pick
-    log_latency = np.log10(frame["latency"].to_numpy(dtype=float))
-    positions = comparison.label_positions(log_latency, frame["accuracy"], frame["model"], x_range, y_range)
+    positions = comparison.label_positions(frame["log_latency"], frame["accuracy"], frame["model"], x_range, y_range)
     label_at = dict(zip(frame["model"], positions, strict=True))
     for trace in fig.data:  # one trace per colour; place each of its labels
         if trace.mode == "markers+text":
