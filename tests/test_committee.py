@@ -193,3 +193,34 @@ def test_search_with_tta_scores_each_subset_on_flip_tta_predictions(tmp_path, re
     assert manifest["chosen_with_tta"] is True and manifest["members"] == ["vgg", "resnet"]
     with pytest.raises(SystemExit):
         committee.main(["--members", "vgg", "resnet", "--tta"])
+
+
+def _committee_cv():
+    """scripts/committee_cv.py, imported by path (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "committee_cv.py"
+    spec = importlib.util.spec_from_file_location("committee_cv", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_greedy_weighted_committee_weights_the_member_that_fixes_the_others():
+    cv = _committee_cv()
+    labels = np.array([0, 1, 2, 0])
+    # Member 0 is right on faces 0-2, member 1 only on face 3 (where member 0 is badly wrong);
+    # member 2 is always wrong. Together 0 and 1 get all four right; 2 must get no weight.
+    probs = np.array(
+        [
+            [[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9], [0.3, 0.4, 0.3]],
+            [[0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.9, 0.05, 0.05]],
+            [[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]],
+        ]
+    )
+    weights = cv.greedy_weighted(probs, labels)
+    assert weights[2] == 0 and weights[0] > 0 and weights[1] > 0
+    assert cv.score(weights, "soft", probs, labels) == 1.0
+    assert cv.best_single(probs, labels).tolist() == [1, 0, 0]
+    assert cv.score(cv.best_single(probs, labels), "soft", probs, labels) == 0.75
