@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,23 +10,16 @@ from emotion import get_detector, load_image
 from emotion.labels import EMOTION_COLORS_RGB
 from emotion.store import Store
 from tests.browser_support import FAKE_CAMERA_ARGS, launch_chromium, require_chromium
+from tests.script_support import load_script
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _bench():
-    """scripts/benchmark_live.py: the page server and browser driver shared with the benchmark."""
-    path = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_live.py"
-    spec = importlib.util.spec_from_file_location("benchmark_live", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
+    """scripts/benchmark_live.py: the page server and browser driver shared with the benchmark."""
     require_chromium()
-    return _bench()
+    return load_script("benchmark_live")
 
 
 def _has_box_edge(image: np.ndarray, x: int, y0: int, y1: int, search: int = 10) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emotion.registry import committee_vote
+from tests.script_support import load_script
 from training import data as datasets
 
 
@@ -195,20 +196,8 @@ def test_search_with_tta_scores_each_subset_on_flip_tta_predictions(tmp_path, re
         committee.main(["--members", "vgg", "resnet", "--tta"])
 
 
-def _committee_cv():
-    """scripts/committee_cv.py, imported by path (scripts/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "committee_cv.py"
-    spec = importlib.util.spec_from_file_location("committee_cv", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_greedy_weighted_committee_weights_the_member_that_fixes_the_others():
-    cv = _committee_cv()
+    cv = load_script("committee_cv")
     labels = np.array([0, 1, 2, 0])
     # Member 0 is right on faces 0-2, member 1 only on face 3 (where member 0 is badly wrong);
     # member 2 is always wrong. Together 0 and 1 get all four right; 2 must get no weight.
