@@ -23,10 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from emotion.registry import committee_vote, list_models, load
-from training.committee import best_subset, selection_accuracy
-from training.data import load_as_trained
-from training.evaluate import default_data, training_data_settings
+from emotion.registry import committee_vote, list_models
+from training.committee import best_subset, publictest_predictions
 
 # A rule takes (probs (M, n, K), labels (n,)) of the choosing half and returns member weights (M,).
 Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -90,13 +88,10 @@ def main() -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
 
-    models = [load(m.name) for m in list_models() if m.kind == "single"]
-    models.sort(key=lambda m: selection_accuracy(m.info), reverse=True)  # majority ties: strongest first
-    path = default_data()
-    public = load_as_trained(path, **training_data_settings(*models, data=path)).splits["PublicTest"]
-    probs = np.stack([m.predict_faces(public.images, tta=args.tta) for m in models])  # (M, N, K)
-    labels = public.labels
-    print(f"{len(models)} single models, PublicTest n={len(labels)}, flip TTA {args.tta}")
+    singles = [m.name for m in list_models() if m.kind == "single"]
+    by_name, labels = publictest_predictions(singles, tta=args.tta)  # strongest first: majority ties
+    probs = np.stack(list(by_name.values()))  # (M, N, K)
+    print(f"{len(by_name)} single models, PublicTest n={len(labels)}, flip TTA {args.tta}")
 
     rng = np.random.default_rng(0)
     held_out: dict[str, list[float]] = {name: [] for name in RULES}

@@ -89,11 +89,12 @@ def best_subset(probs: dict[str, np.ndarray], labels: np.ndarray, vote: str) -> 
     return list(best), {", ".join(subset): acc for subset, acc in scores.items()}
 
 
-def search_members(
-    candidates: list[str], vote: str, data: str | None = None, tta: bool = False
-) -> tuple[list[str], dict]:
+def publictest_predictions(
+    candidates: list[str], data: str | None = None, tta: bool = False
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Predict PublicTest once per candidate (serving runtime; with flip TTA when tta, the mode a
-    committee served with TTA votes in) and pick best_subset."""
+    committee served with TTA votes in). Returns name -> (N, K) probabilities, strongest first by
+    PublicTest accuracy (the order majority ties follow), and the (N,) labels."""
     from emotion.registry import load
     from training.data import load_as_trained
     from training.evaluate import default_data, training_data_settings
@@ -101,7 +102,14 @@ def search_members(
     models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
     path = data or default_data()
     public = load_as_trained(path, **training_data_settings(*models, data=path)).splits["PublicTest"]
-    return best_subset({m.name: m.predict_faces(public.images, tta=tta) for m in models}, public.labels, vote)
+    return {m.name: m.predict_faces(public.images, tta=tta) for m in models}, public.labels
+
+
+def search_members(
+    candidates: list[str], vote: str, data: str | None = None, tta: bool = False
+) -> tuple[list[str], dict]:
+    """best_subset on the candidates' PublicTest predictions (see publictest_predictions)."""
+    return best_subset(*publictest_predictions(candidates, data, tta), vote)
 
 
 def main(argv: list[str] | None = None) -> None:
