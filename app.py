@@ -22,10 +22,10 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit_authenticator.models import cookie_model
 from streamlit_authenticator.utilities import LoginError
 
-from emotion import auth
 from emotion.logs import setup_logging
-from emotion.store import Store, User, get_store
 from pages.common import APP_ROOT, PAGES, md_escape, show_error
+from studio import auth
+from studio.store import Store, User, get_store
 
 COOKIE_NAME = "emotion_studio_session"
 COOKIE_EXPIRY_DAYS = 7.0

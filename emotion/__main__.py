@@ -1,5 +1,5 @@
 import sys
 
-from emotion.cli import main
+from studio.cli import main
 
 sys.exit(main())

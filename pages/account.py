@@ -6,9 +6,9 @@ from datetime import datetime
 
 import streamlit as st
 
-from emotion import auth
-from emotion.store import User
 from pages.common import md_escape, require_user, show_error, store
+from studio import auth
+from studio.store import User
 
 FLASH_KEY = "account_flash"  # session_state: a success message that survives the rerun after a change
 

@@ -13,11 +13,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import emotion
-from emotion import config, explain, reports
+from emotion import config, explain
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.labels import VALENCE_AROUSAL
 from pages.common import installed_models, md_escape, report_downloads, require_user, rgb_css, show_error, store
+from studio import reports
 
 log = logging.getLogger(__name__)
 RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns

@@ -1,4 +1,4 @@
-"""Dataset explorer: FER2013 or any folder-per-class dataset (UI only; statistics in emotion.eda)."""
+"""Dataset explorer: FER2013 or any folder-per-class dataset (UI only; statistics in studio.eda)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from emotion import config, eda
+from emotion import config
 from pages.common import fer2013_arrays, label_colors
+from studio import eda
 
 SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
 
@@ -301,13 +302,13 @@ def main() -> None:
         st.warning(config.FER2013_MISSING_HELP)
         derived = eda.read_derived()
         if derived is None:
-            st.info("No derived statistics shipped either (data/derived/); run `python -m emotion.eda --derive`.")
+            st.info("No derived statistics shipped either (data/derived/); run `python -m studio.eda --derive`.")
             return
         summary, mean, std = derived
         st.subheader("FER2013 statistics computed by the project")
         st.caption(
             "Derived data shipped in data/derived/ (numbers and per-class mean faces only, no image of the dataset), "
-            f"made by `{summary.get('generated_by', 'python -m emotion.eda --derive')}`. "
+            f"made by `{summary.get('generated_by', 'python -m studio.eda --derive')}`. "
             "Sample images and duplicate examples need the dataset itself."
         )
     else:

@@ -15,10 +15,10 @@ import streamlit as st
 from PIL import Image
 
 import emotion
-from emotion import reports
 from emotion.imageio import encode_png
 from emotion.labels import DEFAULT_LABELS
 from pages.common import md_escape, report_downloads, require_user, rgb_css, store
+from studio import reports
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20

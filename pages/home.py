@@ -8,8 +8,8 @@ from datetime import datetime
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from emotion.store import Analysis
 from pages.common import PAGES, md_escape, require_user, store
+from studio.store import Analysis
 
 RECENT = 8
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}

@@ -13,7 +13,6 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
-from emotion import reports
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
@@ -27,6 +26,7 @@ from emotion.video import (
     timeline_rows,
 )
 from pages.common import installed_models, report_downloads, require_user, show_error, store
+from studio import reports
 
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)

@@ -1,4 +1,4 @@
-"""Model comparison: every registered model side by side (UI only; logic in emotion.comparison)."""
+"""Model comparison: every registered model side by side (UI only; logic in studio.comparison)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from emotion import comparison, config, list_models
+from emotion import config, list_models
 from emotion.labels import FER2013_LABELS
 from emotion.registry import ModelInfo, ModelNotFoundError, load
 from pages.common import fer2013_arrays
+from studio import comparison
 
 
 @st.cache_resource(show_spinner=False)

@@ -98,7 +98,7 @@ LAUNCHER = """
 import sys
 sys.path.insert(0, {repo!r})
 import streamlit as st
-from emotion.store import get_store
+from studio.store import get_store
 
 if "user" not in st.session_state:  # what app.py's login does, for a local test user
     store = get_store()

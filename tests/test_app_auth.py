@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import pages.common
-from emotion import auth
-from emotion.store import get_store
 from pages.common import PageSpec, md_escape
+from studio import auth
+from studio.store import get_store
 
 PASSWORD = "passw0rd-one"
 NEW_PASSWORD = "passw0rd-two"

@@ -11,9 +11,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from emotion import auth
-from emotion.auth import AuthError, LoginThrottled
-from emotion.store import Store
+from studio import auth
+from studio.auth import AuthError, LoginThrottled
+from studio.store import Store
 
 PASSWORD = "s3cret-pass"
 

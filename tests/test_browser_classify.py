@@ -13,7 +13,7 @@ import bcrypt
 import pypdf
 import pytest
 
-from emotion.store import get_store
+from studio.store import get_store
 from tests.browser_support import launch_chromium, screenshot_dir, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.shared, pytest.mark.slow]

@@ -19,7 +19,7 @@ import bcrypt
 import jwt
 import pytest
 
-from emotion.store import get_store
+from studio.store import get_store
 from tests.browser_support import COOKIE_NAME, launch_chromium, serve_app, session_cookie, wait_for_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

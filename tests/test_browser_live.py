@@ -8,7 +8,7 @@ import pytest
 
 from emotion import get_detector, load_image
 from emotion.labels import EMOTION_COLORS_RGB
-from emotion.store import Store
+from studio.store import Store
 from tests.browser_support import FAKE_CAMERA_ARGS, launch_chromium, require_chromium
 from tests.script_support import load_script
 

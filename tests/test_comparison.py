@@ -1,4 +1,4 @@
-"""emotion.comparison on a temporary models folder with well-formed manifest/metrics/history files."""
+"""studio.comparison on a temporary models folder with well-formed manifest/metrics/history files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion import comparison
 from emotion.labels import FER2013_LABELS
 from emotion.registry import list_models, load
+from studio import comparison
 
 LABELS = list(FER2013_LABELS)
 

@@ -1,4 +1,4 @@
-"""emotion.eda on synthetic data (and, with ../shared, the fast FER2013 reader against the reference one)."""
+"""studio.eda on synthetic data (and, with ../shared, the fast FER2013 reader against the reference one)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion import eda
+from studio import eda
 from training.data import Split, csv_bytes_for_tests, find_dirty, load_fer2013_csv
 
 
@@ -253,7 +253,7 @@ def test_zip_bomb_and_links_rejected(tmp_path):
 
 def test_derived_data_shipped_and_consistent():
     derived = eda.read_derived()
-    assert derived is not None, "data/derived is missing: run python -m emotion.eda --derive"
+    assert derived is not None, "data/derived is missing: run python -m studio.eda --derive"
     summary, mean, std = derived
     assert summary["images"] == sum(sum(c.values()) for c in summary["class_counts"].values())
     assert mean.shape == std.shape == (len(summary["labels"]), 48, 48)

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emotion import reports
-from emotion.store import get_store
+from studio import reports
+from studio.store import get_store
 
 pytestmark = pytest.mark.shared
 TIMEOUT = 180  # seconds per script run: the first Grad-CAM run loads TensorFlow on a busy CPU

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 import emotion
-from emotion import config, reports
-from emotion.store import get_store
+from emotion import config
+from studio import reports
+from studio.store import get_store
 
 pytestmark = pytest.mark.shared
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from emotion import store as store_module
-from emotion.store import Analysis, DuplicateUserError, SchemaTooNewError, Store, get_store, migrate
+from studio import store as store_module
+from studio.store import Analysis, DuplicateUserError, SchemaTooNewError, Store, get_store, migrate
 
 HASH = "$2b$12$" + "x" * 53
 FACE = {"box": [1, 2, 30, 30], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
@@ -254,7 +254,7 @@ CHILD_WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from emotion.store import Store
+    from studio.store import Store
     store = Store(Path(sys.argv[1]), Path(sys.argv[2]))
     user_id = int(sys.argv[3])
     n = 0

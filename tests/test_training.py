@@ -326,7 +326,7 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
 
     image_path = tmp_path / "face.png"
     Image.fromarray(_synthetic_face(3, np.random.default_rng(5))).save(image_path)
-    from emotion.cli import main as cli
+    from studio.cli import main as cli
 
     capsys.readouterr()  # drop Keras' progress output
     assert cli(["predict", str(image_path), "--no-detect", "--model", "tiny"]) == 0

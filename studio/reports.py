@@ -146,7 +146,7 @@ REPORT_JSON_SCHEMA: dict = {
 
 
 class AnalysisLike(Protocol):
-    """The fields of emotion.store.Analysis a report needs."""
+    """The fields of studio.store.Analysis a report needs."""
 
     id: int
     created_at: str
@@ -234,7 +234,7 @@ def json_report(
 
 
 def report_for_analysis(analysis: AnalysisLike, username: str) -> dict:
-    """The report of a stored analysis (emotion.store.Analysis), with its id."""
+    """The report of a stored analysis (studio.store.Analysis), with its id."""
     extra = analysis.extra or {}
     size = extra.get("image_size")
     report = json_report(
@@ -473,7 +473,7 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
 
 
 def stored_reports(store: Any, user_id: int, analysis_id: int, username: str) -> tuple[dict, bytes] | None:
-    """(JSON report, PDF bytes) of a saved analysis from an emotion.store.Store, or None when it is not
+    """(JSON report, PDF bytes) of a saved analysis from an studio.store.Store, or None when it is not
     this user's. The PDF shows the saved annotated image (a grey placeholder when it has none)."""
     from emotion.imageio import ImageLoadError, load_image
 

@@ -18,7 +18,7 @@ from typing import Any
 import bcrypt
 
 from emotion.config import REPO_ROOT
-from emotion.store import Store, User
+from studio.store import Store, User
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from emotion.config import IMAGE_SUFFIXES
 from emotion.detectors import DEFAULT_DETECTOR, DETECTORS
 from emotion.imageio import ImageLoadError, load_image
 
-log = logging.getLogger("emotion.cli")
+log = logging.getLogger("studio.cli")
 PROGRESS_THRESHOLD = 10  # show a progress bar on stderr from this many files
 
 
@@ -105,7 +105,7 @@ def _write_pdfs(results: list[dict], args: argparse.Namespace) -> None:
 
     from emotion.pipeline import FaceResult, annotate
     from emotion.registry import load
-    from emotion.reports import json_report, pdf_report
+    from studio.reports import json_report, pdf_report
 
     model_name = load(args.model).name
     target = Path(args.pdf)

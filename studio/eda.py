@@ -1,7 +1,7 @@
 """Dataset statistics for the explorer: fast FER2013 reading, folder scanning, class balance, mean
 faces, brightness/contrast, perceptual hashes, duplicates, blanks and label conflicts.
 
-Every image is looked at as the models see it: grey, 48x48 (`THUMB`). `python -m emotion.eda
+Every image is looked at as the models see it: grey, 48x48 (`THUMB`). `python -m studio.eda
 --derive` writes the FER2013 summary the project ships in data/derived/ (numbers and per-class
 mean/std faces only, never an image of the dataset).
 """
@@ -579,7 +579,7 @@ def write_derived(csv_path: Path, out_dir: Path = config.DERIVED_DIR) -> dict:
     stats = compute_stats(ds)
     data = summary(ds, stats)
     data["source"] = {"file": csv_path.name, "sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest()}
-    data["generated_by"] = "python -m emotion.eda --derive"
+    data["generated_by"] = "python -m studio.eda --derive"
     data["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     data["seconds"] = round(time.perf_counter() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
