@@ -24,14 +24,24 @@ DATA_DIR = _path_setting("EMOTION_DATA_DIR", REPO_ROOT / "data")
 SHARED_DIR = _path_setting("EMOTION_SHARED_DIR", REPO_ROOT.parent / "shared")
 MODELS_DIR = _path_setting("EMOTION_MODELS_DIR", REPO_ROOT / "models")
 LOG_DIR = _path_setting("EMOTION_LOG_DIR", REPO_ROOT / "logs")
-# Statistics the project computed from FER2013 and ships (no raw images): counts, mean faces.
+# Numbers the project computed from FER2013 and ships in the repository (counts, histograms, duplicate
+# figures; never an image): part of the code's release, so it stays beside the code whatever
+# EMOTION_DATA_DIR says.
 DERIVED_DIR = REPO_ROOT / "data" / "derived"
+# What the app computes from the datasets at run time (decoded FER2013 arrays, their statistics and
+# mean/std faces): follows EMOTION_DATA_DIR, or EMOTION_CACHE_DIR. Safe to delete.
+CACHE_DIR = _path_setting("EMOTION_CACHE_DIR", DATA_DIR / "cache")
 
 # Image input limits (see emotion.imageio). A 50 MB upload cap lives in .streamlit/config.toml.
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # about 7700x5200; above this a file is treated as a decompression bomb
 ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
+# A zip of a dataset uploaded to the explorer (studio.zipsafe): at most this many entries, this many bytes
+# uncompressed in total, and no member expanding more than MAX_ZIP_RATIO times (JPEG/PNG stay near 1).
+MAX_ZIP_MEMBERS = 100_000
+MAX_ZIP_BYTES = 2 * 1024**3
+MAX_ZIP_RATIO = 100
 # Files taken as images when a folder is read (datasets, the CLI).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 

@@ -97,14 +97,6 @@ def gradcam(face_crop: np.ndarray, model_name: str, class_index: int | None = No
     return cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR), index
 
 
-def keras_probabilities(face_crop: np.ndarray, model_name: str) -> np.ndarray:
-    """(K,) probabilities of the Keras model Grad-CAM explains, for one uint8 crop (same preprocessing
-    as serving): lets a test check that explanation and serving see the same input."""
-    info, emotion_model = explained_model(model_name)
-    model, _ = _load_keras(info.keras_path)
-    return np.asarray(model(emotion_model.preprocess([face_crop]), training=False))[0]
-
-
 def overlay(face_crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """Blend a (h, w) [0, 1] heatmap (JET colours) over a crop -> RGB uint8 (h, w, 3)."""
     rgb = cv2.cvtColor(face_crop, cv2.COLOR_GRAY2RGB) if face_crop.ndim == 2 else face_crop[:, :, :3]

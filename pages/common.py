@@ -19,7 +19,7 @@ from studio import reports
 from studio.store import Store, User, get_store
 
 if TYPE_CHECKING:
-    from studio.eda import ImageSet
+    from emotion.datasets import ImageSet
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%@/])")
@@ -130,6 +130,6 @@ def report_downloads(
 @st.cache_resource(show_spinner=False, max_entries=2)
 def fer2013_arrays(path: str, mtime_ns: int, size: int) -> ImageSet:
     """FER2013 arrays (read-only, shared between sessions and pages); keyed by path, mtime and size."""
-    from studio import eda  # pandas and friends only for the pages that show the dataset
+    from emotion import datasets
 
-    return eda.load_fer2013_arrays(Path(path))
+    return datasets.load_fer2013(Path(path))

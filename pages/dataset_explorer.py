@@ -14,9 +14,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from emotion import config
+from emotion import config, datasets
+from emotion.datasets import ImageSet, Progress
 from pages.common import fer2013_arrays, label_colors
 from studio import eda
+from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
 SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
 
@@ -36,7 +38,7 @@ def _memo() -> dict[str, object]:
 MEMO_SIZE = 6
 
 
-def _cached(key: str, compute: Callable[[eda.Progress], object]) -> object:
+def _cached(key: str, compute: Callable[[Progress], object]) -> object:
     memo = _memo()
     if key not in memo:
         report, slot = _progress_bar()
@@ -52,18 +54,17 @@ def _near_pairs(key: str, threshold: int, _stats: eda.Stats) -> np.ndarray:
     return eda.near_duplicates(_stats, threshold)
 
 
-def _stats(ds: eda.ImageSet, report: eda.Progress) -> tuple[eda.Stats, dict]:
-    stats = eda.compute_stats(ds, report)
-    return stats, eda.summary(ds, stats)
+def _stats(ds: ImageSet, report: Progress) -> tuple[eda.Stats, dict]:
+    return eda.cached_stats(ds, report)
 
 
-def _progress_bar() -> tuple[eda.Progress, st.delta_generator.DeltaGenerator]:
+def _progress_bar() -> tuple[Progress, st.delta_generator.DeltaGenerator]:
     slot = st.empty()
     bar = slot.progress(0.0, text="Starting")
     return (lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text)), slot
 
 
-def _open_dataset(source: str) -> tuple[eda.ImageSet | None, str]:
+def _open_dataset(source: str) -> tuple[ImageSet | None, str]:
     """The chosen dataset (None when absent or not chosen yet) and its cache key."""
     if source == "FER2013":
         csv = config.find_fer2013_csv()
@@ -77,8 +78,8 @@ def _open_dataset(source: str) -> tuple[eda.ImageSet | None, str]:
     if root is None:
         return None, ""
     try:
-        signature = eda.folder_signature(root)
-        ds = _cached(f"folder|{root}|{signature}", lambda report: eda.scan_folder(root, report))
+        signature = datasets.folder_signature(root)
+        ds = _cached(f"folder|{root}|{signature}", lambda report: datasets.scan_folder(root, report))
     except (OSError, ValueError) as error:
         st.error(f"Cannot read {root.name}: {error}")
         return None, ""
@@ -107,7 +108,7 @@ def _folder_input() -> Path | None:
     if not root.is_dir():
         st.error("That folder does not exist on this machine.")
         return None
-    return eda.dataset_root(root)
+    return datasets.dataset_root(root)
 
 
 def _zip_input() -> Path | None:
@@ -122,12 +123,12 @@ def _zip_input() -> Path | None:
     target = Path(tempfile.gettempdir()) / f"emotion-eda-{hashlib.sha256(data).hexdigest()[:16]}"
     if not target.is_dir():
         try:
-            count = eda.safe_extract_zip(data, target)
-        except eda.UnsafeArchiveError as error:
+            count = safe_extract_zip(data, target)
+        except UnsafeArchiveError as error:
             st.error(f"The archive was rejected: {error}")
             return None
         st.caption(f"Extracted {count:,} images to a temporary folder.")
-    return eda.dataset_root(target)
+    return datasets.dataset_root(target)
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -164,7 +165,7 @@ def _class_section(summary: dict) -> None:
     st.dataframe(table)
 
 
-def _samples_section(ds: eda.ImageSet) -> None:
+def _samples_section(ds: ImageSet) -> None:
     left, right = st.columns([3, 1])
     per_class = left.slider("Samples per class", 4, 16, 8)
     if right.button("Reshuffle", icon=":material/shuffle:"):
@@ -216,7 +217,7 @@ def _light_section(summary: dict) -> None:
             )
 
 
-def _sizes_section(ds: eda.ImageSet) -> None:
+def _sizes_section(ds: ImageSet) -> None:
     frame = pd.DataFrame({"width": ds.sizes[:, 0], "height": ds.sizes[:, 1], "mode": ds.modes,
                           "label": [ds.labels[i] for i in ds.y]})  # fmt: skip
     cols = st.columns(3)
@@ -232,7 +233,7 @@ def _sizes_section(ds: eda.ImageSet) -> None:
     st.caption('"RGB (grey)": stored in colour, but the three channels are equal.')
 
 
-def _dirty_section(summary: dict, ds: eda.ImageSet | None, stats: eda.Stats | None, key: str) -> None:
+def _dirty_section(summary: dict, ds: ImageSet | None, stats: eda.Stats | None, key: str) -> None:
     exact, near, blank = summary["exact_duplicates"], summary["near_duplicates"], summary["blank"]
     cols = st.columns(4)
     cols[0].metric(
@@ -267,7 +268,7 @@ def _dirty_section(summary: dict, ds: eda.ImageSet | None, stats: eda.Stats | No
     _examples("Near duplicates", pairs[:6, :2].tolist(), len(pairs), ds)
 
 
-def _examples(title: str, groups: list[list[int]], total: int, ds: eda.ImageSet, singles: bool = False) -> None:
+def _examples(title: str, groups: list[list[int]], total: int, ds: ImageSet, singles: bool = False) -> None:
     """An expander with rows of images captioned label · split · source: one row per group of `total`,
     or (singles=True) `total` counts images and they come in one row."""
     shown = sum(len(g) for g in groups) if singles else len(groups)
@@ -304,12 +305,12 @@ def main() -> None:
         if derived is None:
             st.info("No derived statistics shipped either (data/derived/); run `python -m studio.eda --derive`.")
             return
-        summary, mean, std = derived
+        summary, mean, std = derived, None, None
         st.subheader("FER2013 statistics computed by the project")
         st.caption(
-            "Derived data shipped in data/derived/ (numbers and per-class mean faces only, no image of the dataset), "
+            "Derived data shipped in data/derived/ (numbers only, no image of the dataset), "
             f"made by `{summary.get('generated_by', 'python -m studio.eda --derive')}`. "
-            "Sample images and duplicate examples need the dataset itself."
+            "Sample images, mean faces and duplicate examples need the dataset itself."
         )
     else:
         return
@@ -322,7 +323,10 @@ def main() -> None:
     with shown[1]:
         _samples_section(ds) if ds is not None else st.info("Samples are shown when the dataset is on this machine.")
     with shown[2]:
-        _faces_section(summary["labels"], mean, std)
+        if mean is None:
+            st.info("Mean and std faces are computed from the images: they need the dataset on this machine.")
+        else:
+            _faces_section(summary["labels"], mean, std)
     with shown[3]:
         _light_section(summary)
     with shown[4]:

@@ -1,10 +1,10 @@
-"""studio.eda on synthetic data (and, with ../shared, the fast FER2013 reader against the reference one)."""
+"""emotion.datasets' readers and studio.eda's statistics on synthetic data (and, with ../shared, on FER2013)."""
 
 from __future__ import annotations
 
-import io
+import csv
+import gzip
 import json
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emotion import config, datasets
+from emotion.datasets import ImageSet, find_dirty
 from studio import eda
-from training.data import Split, csv_bytes_for_tests, find_dirty, load_fer2013_csv
+from tests.support import csv_bytes_for_tests
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:
@@ -25,28 +27,43 @@ def _faces(n: int, seed: int = 0) -> np.ndarray:
     )
 
 
-def _image_set(thumbs: np.ndarray, y: np.ndarray, split: np.ndarray | None = None) -> eda.ImageSet:
+def _image_set(thumbs: np.ndarray, y: np.ndarray, split: np.ndarray | None = None) -> ImageSet:
     n = len(y)
     split = np.zeros(n, np.int64) if split is None else split
-    return eda.ImageSet(
-        "synthetic", ("a", "b", "c"), ("Training", "PrivateTest"), thumbs, y, split, eda._digests(thumbs),
+    return ImageSet(
+        "synthetic", ("a", "b", "c"), ("Training", "PrivateTest"), thumbs, y, split, datasets.digests(thumbs),
         [f"row {i}" for i in range(n)], np.full((n, 2), 48), ["L"] * n,
     )  # fmt: skip
 
 
-def test_fast_reader_matches_reference_reader(tmp_path):
+def _reference_read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A plain csv-module reader of well-formed rows: (images, labels, split index)."""
+    with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    images = np.array([np.array(r["pixels"].split(), np.uint8).reshape(48, 48) for r in rows])
+    labels = np.array([int(r["emotion"]) for r in rows])
+    split = np.array([datasets.FER_SPLITS.index(r["Usage"]) for r in rows])
+    return images, labels, split
+
+
+@pytest.mark.parametrize("name", ["fer.csv", "fer.csv.gz"])
+def test_fast_reader_matches_reference_reader(tmp_path, monkeypatch, name):
+    # Tiny blocks and pieces, so rows straddle the boundaries of what is inflated and parsed at a time.
+    monkeypatch.setattr(datasets, "_PIECE", 1000)
+    monkeypatch.setattr(datasets, "_BLOCK", 20_000)
     rng = np.random.default_rng(1)
     rows = [
-        (int(rng.integers(0, 7)), rng.integers(0, 256, 2304), u) for u in ("Training", "PublicTest", "PrivateTest") * 4
+        (int(rng.integers(0, 7)), rng.integers(0, 256, 2304), u) for u in ("Training", "PublicTest", "PrivateTest") * 9
     ]
-    csv = tmp_path / "fer.csv"
-    csv.write_bytes(csv_bytes_for_tests(rows))
-    images, labels, split, source_rows, problems = eda.parse_fer2013_csv(csv)
-    reference = load_fer2013_csv(csv)
-    for s, name in enumerate(("Training", "PublicTest", "PrivateTest")):
-        np.testing.assert_array_equal(images[split == s], np.stack(reference.splits[name].images))
-        np.testing.assert_array_equal(labels[split == s], reference.splits[name].labels)
-    assert problems == [] and source_rows.tolist() == list(range(12))
+    csv_path = tmp_path / name
+    text = csv_bytes_for_tests(rows)
+    csv_path.write_bytes(gzip.compress(text[:5000]) + gzip.compress(text[5000:]) if name.endswith(".gz") else text)
+    images, labels, split, source_rows, problems = datasets.read_fer2013_csv(csv_path)
+    ref_images, ref_labels, ref_split = _reference_read(csv_path)
+    np.testing.assert_array_equal(images, ref_images)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(split, ref_split)
+    assert problems == [] and source_rows.tolist() == list(range(27))
 
 
 def test_fast_reader_skips_malformed_rows(tmp_path):
@@ -58,7 +75,7 @@ def test_fast_reader_skips_malformed_rows(tmp_path):
     text += b"1.5," + b" ".join([b"7"] * 2304) + b",Training\n"
     csv = tmp_path / "bad.csv"
     csv.write_bytes(text)
-    images, labels, _split, rows, problems = eda.parse_fer2013_csv(csv)
+    images, labels, _split, rows, problems = datasets.read_fer2013_csv(csv)
     assert labels.tolist() == [1, 3] and rows.tolist() == [0, 3] and len(problems) == 5
     assert images.dtype == np.uint8 and images.shape == (2, 48, 48) and (images == 7).all()
 
@@ -66,11 +83,28 @@ def test_fast_reader_skips_malformed_rows(tmp_path):
 def test_fer_arrays_are_cached_on_disk(tmp_path):
     csv = tmp_path / "fer.csv"
     csv.write_bytes(csv_bytes_for_tests([(0, np.arange(2304) % 256, "Training"), (6, np.zeros(2304), "PrivateTest")]))
-    first = eda.load_fer2013_arrays(csv, cache_dir=tmp_path / "cache")
+    first = datasets.load_fer2013(csv, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("fer2013_*.npz"))) == 1
-    second = eda.load_fer2013_arrays(csv, cache_dir=tmp_path / "cache")
+    second = datasets.load_fer2013(csv, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(first.thumbs, second.thumbs)
     assert second.sources == ["row 2", "row 3"] and second.splits[second.split[1]] == "PrivateTest"
+    assert first.key == second.key != ""
+
+
+def test_statistics_are_cached_on_disk(tmp_path):
+    faces = _faces(30)
+    ds = _image_set(np.concatenate([faces, faces[:2], np.zeros((1, 48, 48), np.uint8)]), np.arange(33) % 3)
+    fresh, fresh_summary = eda.cached_stats(ds, cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no cache key (a folder dataset): nothing written
+    ds.key = "abc"
+    eda.cached_stats(ds, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("stats_*abc.npz"))) == 1
+    cached, cached_summary = eda.cached_stats(ds, cache_dir=tmp_path)
+    assert json.dumps(cached_summary) == json.dumps(fresh_summary)  # (NaN != NaN, so compare as text)
+    for name in ("mean_faces", "std_faces", "brightness", "contrast", "blank", "dhash", "near_pairs"):
+        np.testing.assert_array_equal(getattr(cached, name), getattr(fresh, name))
+    assert [g.tolist() for g in cached.exact_groups] == [g.tolist() for g in fresh.exact_groups] == [[0, 30], [1, 31]]
+    assert cached.counts.equals(fresh.counts)
 
 
 def test_class_counts_and_imbalance():
@@ -131,7 +165,7 @@ def test_stats_agree_with_find_dirty_and_find_conflicts():
     split[32] = 1
     ds = _image_set(thumbs, y, split)
     stats = eda.compute_stats(ds)
-    duplicate, blank = find_dirty(Split(list(thumbs), y, ds.sources))
+    duplicate, blank = find_dirty(list(thumbs))
     assert (stats.blank == blank).all() and blank.sum() == 2
     later = np.zeros(len(y), bool)
     for group in stats.exact_groups:
@@ -168,7 +202,7 @@ def test_display_image_and_face_tiles(tmp_path):
     photo = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     Image.fromarray(photo).save(tmp_path / "ds" / "happy" / "big.png")
     Image.fromarray(photo[:90, :120]).save(tmp_path / "ds" / "happy" / "small.png")
-    folder = eda.scan_folder(tmp_path / "ds")
+    folder = datasets.scan_folder(tmp_path / "ds")
     shown = {folder.sources[i]: eda.display_image(folder, i) for i in range(len(folder))}
     assert shown["happy/big.png"].shape == (120, 160, 3)  # shrunk to 160 px on its longer side, in colour
     assert np.array_equal(shown["happy/small.png"], photo[:90, :120])  # small images are not enlarged
@@ -200,74 +234,36 @@ def _write_folder(root: Path) -> None:
 
 def test_scan_folder(tmp_path):
     _write_folder(tmp_path / "ds")
-    ds = eda.scan_folder(tmp_path / "ds")
+    ds = datasets.scan_folder(tmp_path / "ds")
     assert ds.labels == ("angry", "happy", "uncertain") and ds.splits == ("all",)
     assert len(ds) == 7 and ds.thumbs.shape == (7, 48, 48) and len(ds.problems) == 1
     assert "broken.jpg" in ds.problems[0]
     assert sorted({tuple(s) for s in ds.sizes.tolist()})[:2] == [(30, 30), (80, 60)]
     assert set(ds.modes) == {"RGB", "L"}
-    assert eda.folder_signature(tmp_path / "ds") == eda.folder_signature(tmp_path / "ds")
+    assert datasets.folder_signature(tmp_path / "ds") == datasets.folder_signature(tmp_path / "ds")
     stats = eda.compute_stats(ds)
     assert stats.mean_faces.shape == (3, 48, 48)
 
 
-def _zip(entries: dict[str, bytes], **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", **kwargs) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def test_safe_extract_zip(tmp_path):
-    png = io.BytesIO()
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png, format="PNG")
-    data = _zip({"set/happy/a.png": png.getvalue(), "set/sad/b.png": png.getvalue(), "set/readme.md": b"x",
-                 "__MACOSX/set/._a.png": b"junk"})  # fmt: skip
-    assert eda.safe_extract_zip(data, tmp_path / "out") == 2
-    assert eda.dataset_root(tmp_path / "out") == tmp_path / "out" / "set"
-    assert not (tmp_path / "out" / "set" / "readme.md").exists()
-
-
-@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "c:/evil.png"])
-def test_zip_path_traversal_rejected(tmp_path, name):
-    with pytest.raises(eda.UnsafeArchiveError):
-        eda.safe_extract_zip(_zip({name: b"x"}), tmp_path / "out")
-    assert not (tmp_path / "evil.png").exists()
-
-
-def test_zip_bomb_and_links_rejected(tmp_path):
-    bomb = _zip({"happy/a.png": b"\0" * (50 * 2**20)}, compression=zipfile.ZIP_DEFLATED)
-    with pytest.raises(eda.UnsafeArchiveError, match="zip bomb"):
-        eda.safe_extract_zip(bomb, tmp_path / "out")
-    info = zipfile.ZipInfo("happy/link.png")
-    info.external_attr = 0o120777 << 16
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(info, "/etc/passwd")
-    with pytest.raises(eda.UnsafeArchiveError, match="link"):
-        eda.safe_extract_zip(buffer.getvalue(), tmp_path / "out2")
-    with pytest.raises(eda.UnsafeArchiveError, match="not a zip"):
-        eda.safe_extract_zip(b"plain bytes", tmp_path / "out3")
-
-
 def test_derived_data_shipped_and_consistent():
-    derived = eda.read_derived()
-    assert derived is not None, "data/derived is missing: run python -m studio.eda --derive"
-    summary, mean, std = derived
+    summary = eda.read_derived()
+    assert summary is not None, "data/derived is missing: run python -m studio.eda --derive"
     assert summary["images"] == sum(sum(c.values()) for c in summary["class_counts"].values())
-    assert mean.shape == std.shape == (len(summary["labels"]), 48, 48)
     assert summary["class_counts"]["Training"]["disgust"] == 436  # as in the dataset's README
+    # Numbers only: no image of the dataset (not even mean faces) is shipped.
+    shipped = sorted(p.name for p in config.DERIVED_DIR.iterdir())
+    assert shipped == ["fer2013_stats.json"], shipped
 
 
 @pytest.mark.shared
 @pytest.mark.slow
 def test_fer2013_real_file(fer2013_csv, tmp_path):
-    ds = eda.load_fer2013_arrays(fer2013_csv, cache_dir=tmp_path)
+    ds = datasets.load_fer2013(fer2013_csv, cache_dir=tmp_path)
     assert len(ds) == 35887 and ds.problems == []
     counts = np.bincount(ds.y[ds.split == 0], minlength=7).tolist()
     assert counts == [3995, 436, 4097, 7215, 4830, 3171, 4965]
-    summary = eda.summary(ds, eda.compute_stats(ds))
-    shipped, _, _ = eda.read_derived()
+    stats, summary = eda.cached_stats(ds, cache_dir=tmp_path)
+    assert stats.mean_faces.shape == (7, 48, 48)
+    shipped = eda.read_derived()
     for key in ("class_counts", "exact_duplicates", "near_duplicates", "blank", "brightness_hist"):
         assert summary[key] == shipped[key]

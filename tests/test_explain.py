@@ -7,6 +7,7 @@ import pytest
 
 import emotion
 from emotion import explain
+from tests.support import keras_probabilities
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
@@ -31,7 +32,7 @@ def test_keras_and_serving_see_the_same_input(photo_faces, model_name):
     image, faces = photo_faces
     for face in faces:
         crop = explain.face_crop(image, face.box)
-        keras_probs = explain.keras_probabilities(crop, model_name)
+        keras_probs = keras_probabilities(crop, model_name)
         served = np.array([face.scores[label] for label in emotion.load(model_name).labels])
         # The served LiteRT file may have int8 (dynamic-range) weights, so the float Keras model can differ
         # a little: allow for that, and require the same class whenever one class clearly wins.
@@ -51,7 +52,7 @@ def test_gradcam_heatmap_shape_range_and_class(photo_faces, model_name):
     assert heatmap.max() > 0.5  # normalised to its peak (before resizing)
     assert heatmap.std() > 0.01  # not a flat map
     labels = emotion.load(model_name).labels
-    probs = explain.keras_probabilities(crop, model_name)
+    probs = keras_probabilities(crop, model_name)
     assert index == int(np.argmax(probs))
     # Asking for another class gives a different map.
     other = (index + 1) % len(labels)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emotion.datasets import copies_in, find_dirty
+from tests.support import csv_bytes_for_tests
 from training import data as datasets
 from training.evaluate import classification_metrics, confusion_matrix
 
@@ -30,7 +32,7 @@ def _write_csv(path, per_split=(140, 35, 35), classes=7, seed=0, extra_rows=""):
         for i in range(count):
             label = i % classes
             rows.append((label, _synthetic_face(label, rng), usage))
-    body = datasets.csv_bytes_for_tests(rows).decode() + extra_rows
+    body = csv_bytes_for_tests(rows).decode() + extra_rows
     path.write_bytes(gzip.compress(body.encode()))
     return path
 
@@ -123,7 +125,7 @@ def test_find_dirty_marks_later_duplicates_and_blanks():
     split = datasets.Split(
         [a, a.copy(), np.full((48, 48), 9, np.uint8), a[::-1].copy()], np.zeros(4, np.int64), list("abcd")
     )
-    duplicate, blank = datasets.find_dirty(split)
+    duplicate, blank = find_dirty(split.images)
     assert duplicate.tolist() == [False, True, False, False]
     assert blank.tolist() == [False, False, True, False]
 
@@ -134,8 +136,8 @@ def test_copies_in_finds_test_images_seen_in_training():
     fresh = rng.integers(0, 256, (48, 48), dtype=np.uint8)
     train = datasets.Split(train_images, np.arange(5))
     test = datasets.Split([train_images[2].copy(), fresh, train_images[4].copy()], np.array([2, 0, 4]))
-    assert datasets.copies_in(test, train).tolist() == [True, False, True]
-    assert not datasets.copies_in(datasets.Split([fresh[:, :40].copy()], np.array([0])), train).any()
+    assert copies_in(test.images, train.images).tolist() == [True, False, True]
+    assert not copies_in([fresh[:, :40].copy()], train.images).any()
 
 
 def test_class_weights_favour_rare_classes():

@@ -1,15 +1,13 @@
-"""Datasets: FER2013 in Kaggle's CSV layout and folder-per-class image datasets.
+"""Datasets for training: FER2013 in Kaggle's CSV layout and folder-per-class image datasets.
 
-Both loaders return `Split`s of raw uint8 images plus integer labels; models get their inputs
-through `emotion.preprocess.preprocess_face` (see `to_inputs`), the same function inference uses.
+Both loaders return `Split`s of raw uint8 images plus integer labels, read through
+`emotion.datasets` (the one FER2013 reader, folder walker and split rule, which the dataset
+explorer uses too); models get their inputs through `emotion.preprocess.preprocess_face` (see
+`to_inputs`), the same function inference uses.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,25 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.config import IMAGE_SUFFIXES
+from emotion.datasets import FER_SPLITS, UNSPLIT, folder_layout, read_fer2013_csv, split_folders, stratified_indices
 from emotion.imageio import ImageLoadError, load_image
-from emotion.labels import FER2013_LABELS, canonical_label
+from emotion.labels import FER2013_LABELS
 from emotion.preprocess import preprocess_batch
 
 log = logging.getLogger(__name__)
-
-FER_SPLITS = ("Training", "PublicTest", "PrivateTest")
-# FER2013 split names, and the usual folder names that mean the same thing.
-SPLIT_ALIASES = {
-    "train": "Training",
-    "training": "Training",
-    "val": "PublicTest",
-    "valid": "PublicTest",
-    "validation": "PublicTest",
-    "publictest": "PublicTest",
-    "test": "PrivateTest",
-    "privatetest": "PrivateTest",
-}
 
 
 @dataclass
@@ -65,50 +50,24 @@ class Dataset:
 
 
 def load_fer2013_csv(path: str | Path, splits: tuple[str, ...] = FER_SPLITS) -> Dataset:
-    """Read Kaggle's fer2013.csv(.gz): columns emotion, pixels (2304 grey levels), Usage.
-
-    Malformed rows (bad label, wrong pixel count, unknown Usage) are skipped and listed in
-    `Dataset.problems`; a file with no usable row raises ValueError.
-    """
+    """Kaggle's fer2013.csv(.gz) as a Dataset of the given splits (emotion.datasets.read_fer2013_csv:
+    malformed rows are skipped and listed in `Dataset.problems`; no usable row raises ValueError)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    images: dict[str, list[np.ndarray]] = {s: [] for s in splits}
-    labels: dict[str, list[int]] = {s: [] for s in splits}
-    sources: dict[str, list[str]] = {s: [] for s in splits}
-    problems: list[str] = []
-    with opener(path, "rt", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
-        for row_number, row in enumerate(reader, start=2):
-            usage = (row.get("Usage") or "").strip()
-            if usage not in FER_SPLITS:
-                problems.append(f"row {row_number}: unknown Usage {usage!r}")
-                continue
-            if usage not in splits:
-                continue
-            try:
-                label = int(row["emotion"])
-                pixels = np.array(row["pixels"].split(), dtype=np.int32)
-            except (TypeError, ValueError, AttributeError):
-                problems.append(f"row {row_number}: unparsable emotion or pixels")
-                continue
-            if not 0 <= label < len(FER2013_LABELS):
-                problems.append(f"row {row_number}: emotion {label} out of range")
-                continue
-            if pixels.size != 48 * 48 or pixels.min() < 0 or pixels.max() > 255:
-                problems.append(f"row {row_number}: {pixels.size} pixel values, expected 2304 in 0..255")
-                continue
-            images[usage].append(pixels.astype(np.uint8).reshape(48, 48))
-            labels[usage].append(label)
-            sources[usage].append(f"row {row_number}")
-    result = {s: Split(images[s], np.array(labels[s], dtype=np.int64), sources[s]) for s in splits if labels[s]}
+    arrays = read_fer2013_csv(path)
+    result = {}
+    for name in splits:
+        members = np.flatnonzero(arrays.split == FER_SPLITS.index(name))
+        if len(members):
+            result[name] = Split(
+                list(arrays.images[members]),
+                arrays.labels[members].astype(np.int64),
+                [f"row {r + 2}" for r in arrays.rows[members].tolist()],
+            )
     if not result:
-        raise ValueError(f"{path.name}: no usable row")
-    for problem in problems[:20]:
+        raise ValueError(f"{path.name}: no usable row in {', '.join(splits)}")
+    for problem in arrays.problems[:20]:
         log.warning("%s: %s", path.name, problem)
-    return Dataset("fer2013", FER2013_LABELS, result, problems)
+    return Dataset("fer2013", FER2013_LABELS, result, arrays.problems)
 
 
 def load_folder_dataset(
@@ -127,19 +86,8 @@ def load_folder_dataset(
     with no face are then dropped and listed in `problems`).
     """
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder")
-    split_dirs = split_folders(root)
-    layout = split_dirs or {"Training": root}
-    files: dict[str, list[tuple[Path, str]]] = {}
-    for split, split_root in layout.items():
-        class_dirs = sorted(d for d in split_root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        files[split] = [
-            (f, canonical_label(d.name))
-            for d in class_dirs
-            for f in sorted(d.rglob("*"))
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-        ]
+    files = folder_layout(root)
+    presplit = UNSPLIT not in files
     label_names = tuple(sorted({label for entries in files.values() for _, label in entries}))
     if len(label_names) < 2:
         raise ValueError(f"{root}: expected at least two class folders with images, found {list(label_names)}")
@@ -163,19 +111,12 @@ def load_folder_dataset(
             labels.append(index[label])
             sources.append(str(path.relative_to(root)))
         splits[split] = Split(images, np.array(labels, dtype=np.int64), sources)
-    if not split_dirs:
-        splits = stratified_split(splits["Training"], val_fraction, test_fraction, seed)
+    if not presplit:
+        splits = stratified_split(splits[UNSPLIT], val_fraction, test_fraction, seed)
     elif "PublicTest" not in splits:
         drawn = stratified_split(splits["Training"], val_fraction, 0.0, seed)
         splits.update(Training=drawn["Training"], PublicTest=drawn["PublicTest"])
     return Dataset(root.name, label_names, splits, problems)
-
-
-def split_folders(root: Path) -> dict[str, Path]:
-    """{FER2013 split name: folder} for root's train/val/test-like subfolders, in name order (empty
-    when the dataset is not split in advance). The trainer and the explorer read layouts through it."""
-    folders = sorted(d for d in Path(root).iterdir() if d.is_dir())
-    return {SPLIT_ALIASES[d.name.lower()]: d for d in folders if d.name.lower() in SPLIT_ALIASES}
 
 
 def seed_draws_split(path: str | Path) -> bool:
@@ -188,16 +129,8 @@ def seed_draws_split(path: str | Path) -> bool:
 
 def stratified_split(split: Split, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Split]:
     """Split per class so each keeps its share: {"Training", "PublicTest", "PrivateTest"}."""
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[int]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    for label in np.unique(split.labels):
-        idx = rng.permutation(np.flatnonzero(split.labels == label))
-        n_val = int(round(len(idx) * val_fraction))
-        n_test = int(round(len(idx) * test_fraction))
-        parts["PublicTest"] += idx[:n_val].tolist()
-        parts["PrivateTest"] += idx[n_val : n_val + n_test].tolist()
-        parts["Training"] += idx[n_val + n_test :].tolist()
-    return {name: split.subset(np.array(sorted(ix), dtype=np.int64)) for name, ix in parts.items() if ix}
+    drawn = stratified_indices(split.labels, val_fraction, test_fraction, seed)
+    return {name: split.subset(indices) for name, indices in drawn.items()}
 
 
 def load_dataset(path: str | Path, **folder_options) -> Dataset:
@@ -222,34 +155,6 @@ def load_as_trained(path: str | Path, seed: int, face_crops: bool) -> Dataset:
     return load_dataset(path, seed=seed, crop_faces=crop)
 
 
-def find_dirty(split: Split, blank_std: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """Exact duplicates and blank images of a split.
-
-    Returns (duplicate, blank) boolean masks of shape (N,): duplicate marks every image after
-    the first with the same pixels; blank marks images whose grey-level std is under blank_std.
-    """
-    seen: set[bytes] = set()
-    duplicate = np.zeros(len(split), dtype=bool)
-    blank = np.zeros(len(split), dtype=bool)
-    for i, image in enumerate(split.images):
-        digest = _digest(image)
-        duplicate[i] = digest in seen
-        seen.add(digest)
-        blank[i] = float(image.std()) < blank_std
-    return duplicate, blank
-
-
-def copies_in(split: Split, reference: Split) -> np.ndarray:
-    """(N,) bool: which images of `split` have an exact pixel copy in `reference` (for FER2013,
-    288 PrivateTest images are also in Training: figures on them measure memory, not skill)."""
-    known = {_digest(image) for image in reference.images}
-    return np.array([_digest(image) in known for image in split.images], dtype=bool)
-
-
-def _digest(image: np.ndarray) -> bytes:
-    return hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).digest()
-
-
 def to_inputs(split: Split, input_size: tuple[int, int], channels: int, equalize: bool = True) -> np.ndarray:
     """The split's images -> (N, H, W, C) float32 model inputs via the shared preprocessing."""
     return preprocess_batch(split.images, input_size, channels, equalize)
@@ -262,12 +167,3 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> d
     weights = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
     weights /= (weights * counts).sum() / counts.sum()
     return {i: float(w) for i, w in enumerate(weights)}
-
-
-def csv_bytes_for_tests(rows: list[tuple[int, np.ndarray, str]]) -> bytes:
-    """Build a tiny FER2013-layout CSV (emotion, pixels, Usage) in memory, for tests and demos."""
-    out = io.StringIO()
-    out.write("emotion,pixels,Usage\n")
-    for label, pixels, usage in rows:
-        out.write(f"{label},{' '.join(str(int(v)) for v in pixels.ravel())},{usage}\n")
-    return out.getvalue().encode()

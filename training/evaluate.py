@@ -87,7 +87,8 @@ def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int =
 
 def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, write: bool = True) -> dict:
     """Compute (and by default write) the metrics file of model `name` on `split`."""
-    from training.data import copies_in, load_as_trained
+    from emotion.datasets import copies_in
+    from training.data import load_as_trained
 
     model = load(name)
     info = model.info
@@ -118,7 +119,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report.update(plain)
         report.update({f"{k}_tta": v for k, v in flipped.items()})
         if "Training" in dataset.splits:  # the same figure without images the model saw in training
-            seen = copies_in(part, dataset.splits["Training"])
+            seen = copies_in(part.images, dataset.splits["Training"].images)
             unseen = classification_metrics(part.labels[~seen], predicted[~seen], labels)
             report["copies_in_training"] = int(seen.sum())
             report["accuracy_unseen"] = unseen["accuracy"]

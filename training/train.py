@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> Path:
     import keras  # heavy imports after logging is set up
     import tensorflow as tf
 
+    from emotion.datasets import find_dirty
     from training import data as datasets
     from training.augment import build_augmenter, clip01, mixup
     from training.backbones import build_backbone
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> Path:
         log.warning("%d images left out: %s", len(dataset.problems), "; ".join(dataset.problems[:5]))
     train, val = dataset.splits["Training"], dataset.splits["PublicTest"]
     if config.drop_dirty:
-        duplicate, blank = datasets.find_dirty(train)
+        duplicate, blank = find_dirty(train.images)
         log.info("Training: %d exact duplicates, %d blank images left out", duplicate.sum(), blank.sum())
         train = train.subset(~(duplicate | blank))
     if config.max_train_samples:
