@@ -19,7 +19,9 @@ import io
 import queue
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -147,36 +149,40 @@ def _byte_chunks(path: Path) -> Iterator[bytes]:
                 pieces.get(timeout=0.05)
 
 
-def _lines(path: Path) -> Iterator[list[bytes]]:
-    """Blocks of complete lines (without line ends) of the file."""
-    pending = b""
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's text in blocks of about _BLOCK bytes, each ending with a line end."""
+    pending: list[bytes] = []
+    size = 0
     for piece in _byte_chunks(path):
-        pending += piece
-        if len(pending) < _BLOCK:
+        pending.append(piece)
+        size += len(piece)
+        if size < _BLOCK:
             continue
-        cut = pending.rfind(b"\n") + 1
+        text = b"".join(pending)
+        cut = text.rfind(b"\n") + 1
         if cut:
-            yield pending[:cut].split(b"\n")[:-1]
-            pending = pending[cut:]
-    if pending:
-        yield pending.split(b"\n")
+            yield text[:cut]
+            pending, size = [text[cut:]], len(text) - cut
+    text = b"".join(pending)
+    if text.strip():
+        yield text if text.endswith(b"\n") else text + b"\n"
 
 
 def read_fer2013_csv(path: str | Path) -> Fer2013Arrays:
     """Read Kaggle's fer2013.csv(.gz): columns emotion, pixels (2304 grey levels), Usage.
 
-    The pixel strings of each block of rows are parsed by one numpy call; rows it cannot take are
-    parsed one by one. Malformed rows (bad emotion, wrong pixel count or range, unknown Usage) are
-    skipped and listed in `problems`. Raises ValueError for a file without those columns or
-    without a usable row.
+    Each block of rows is parsed by one numpy call (`_parse_block_fast`); a block it cannot take
+    (quotes, stray characters, a row of the wrong length) is parsed row by row. Malformed rows
+    (bad emotion, wrong pixel count or range, unknown Usage) are skipped and listed in `problems`.
+    Raises ValueError for a file without those columns or without a usable row.
     """
     path = Path(path)
-    blocks = _lines(path)
-    try:
-        first = next(blocks)
-    except StopIteration:
-        raise ValueError(f"{path.name}: empty file") from None
-    header = next(csv.reader([first[0].decode("utf-8-sig", "replace").strip()]), [])
+    blocks = _blocks(path)
+    first = next(blocks, b"")
+    header_end = first.find(b"\n")
+    if header_end < 0:
+        raise ValueError(f"{path.name}: empty file")
+    header = next(csv.reader([first[:header_end].decode("utf-8-sig", "replace").strip()]), [])
     columns = [name.strip() for name in header]
     missing = {"emotion", "pixels", "Usage"} - set(columns)
     if missing:
@@ -186,96 +192,151 @@ def read_fer2013_csv(path: str | Path) -> Fer2013Arrays:
     problems: list[str] = []
     row = 0  # 0-based data row (the file's line number minus 2)
 
-    def blocks_after_header() -> Iterator[list[bytes]]:
-        yield first[1:]
+    def blocks_after_header() -> Iterator[bytes]:
+        yield first[header_end + 1 :]
         yield from blocks
 
-    for lines in blocks_after_header():
-        parsed = _parse_block(lines, len(columns), where, row, problems)
-        if parsed is not None:
-            parts.append(parsed)
-        row += len(lines)
+    def finish(block: bytes, fast: Future | None) -> None:
+        """Rows of one block, in file order: the fast parse's result, else the row-by-row one."""
+        nonlocal row
+        parsed = fast.result() if fast is not None else None
+        if parsed is None:
+            lines = block.split(b"\n")[:-1]
+            parsed = _parse_lines(lines, len(columns), where, row, problems)
+        labels, usages, values = parsed
+        usable = _usable(labels, usages, values, row, problems)
+        if usable is not None:
+            parts.append(usable)
+        row += len(labels)
+
+    # np.fromstring releases the GIL: two blocks parse at once while the next one is inflated.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer2013-parse") as pool:
+        in_flight: deque[tuple[bytes, Future | None]] = deque()
+        for block in blocks_after_header():
+            in_flight.append((block, pool.submit(_parse_block_fast, block) if where == (0, 1, 2) else None))
+            if len(in_flight) > 2:
+                finish(*in_flight.popleft())
+        while in_flight:
+            finish(*in_flight.popleft())
     if not parts:
         raise ValueError(f"{path.name}: no usable row")
     images, labels, split, rows = (np.concatenate(p) for p in zip(*parts, strict=True))
-    if not len(labels):
-        raise ValueError(f"{path.name}: no usable row")
     return Fer2013Arrays(images, labels, split, rows, problems)
 
 
-def _parse_block(
+_BAD = -1000  # marks a row whose pixel string could not be parsed, or a blank line
+_SENTINEL = 999  # ends every row in the fast path: a row with too few or too many values misplaces it
+
+
+def _parse_block_fast(block: bytes) -> tuple[list[int], list[str], np.ndarray] | None:
+    """Rows "emotion,pixels,Usage" of one block -> (labels, usages, (n, 2304) int16 values) with one
+    np.fromstring call over the whole block, or None when the block needs the row-by-row parser.
+
+    Each ",<Usage>\n" becomes a sentinel value, so the block is numbers only; a row of the wrong
+    length misplaces its sentinel, a stray character stops np.fromstring, and a digit count rules
+    out leading zeros and numbers too long for int16."""
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+    labels: list[int] = []
+    usages: list[str] = []
+    find, start, size = block.find, 0, len(block)
+    while start < size:
+        end = find(b"\n", start)
+        c1 = find(b",", start, end)
+        c2 = find(b",", c1 + 1, end)
+        if c1 < 0 or c2 < 0 or find(b",", c2 + 1, end) >= 0:
+            return None
+        try:
+            labels.append(int(block[start:c1]))
+        except ValueError:
+            return None
+        usages.append(block[c2 + 1 : end].decode("ascii", "replace"))
+        start = end + 1
+    if not set(usages) <= set(FER_SPLITS):
+        return None
+    text = block
+    for usage in FER_SPLITS:
+        text = text.replace(b",%s\n" % usage.encode(), b" %d\n" % _SENTINEL)
+    text = text.replace(b",", b" ")
+    try:
+        values = np.fromstring(text, dtype=np.int16, sep=" ")
+    except ValueError:  # a character that is not part of a number
+        return None
+    n = len(labels)
+    if values.size != n * (_SIDE * _SIDE + 2):
+        return None
+    values = values.reshape(n, -1)
+    if (values[:, -1] != _SENTINEL).any() or (values[:, 0] != np.array(labels)).any() or (values < 0).any():
+        return None
+    digits = len(text) - text.count(b" ") - text.count(b"\n")
+    if digits != values.size + int((values >= 10).sum()) + int((values >= 100).sum()):
+        return None  # a leading zero, or a number with more than 3 digits (int16 could wrap it)
+    return labels, usages, values[:, 1:-1]
+
+
+def _parse_lines(
     lines: list[bytes], width: int, where: tuple[int, int, int], first_row: int, problems: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Rows of one block -> (images (n, 48, 48) uint8, labels int16, split int8, rows int32) of
-    the usable ones, or None when none is; problems get one line per skipped row."""
+) -> tuple[list[int], list[str], np.ndarray]:
+    """The row-by-row parser: lines -> (labels (-1: unreadable), usages, (n, 2304) int16 values,
+    rows of _BAD where the pixels are not 2304 integers); a line that is not a row gets usage ""
+    (blank lines silently, others with a problem)."""
     e_at, p_at, u_at = where
-    labels, splits, rows, pixels = [], [], [], []
+    labels, usages, pixels = [], [], []
     for offset, line in enumerate(lines):
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue
-        number = first_row + offset
-        fields = line.split(b",")
+        fields = line.rstrip(b"\r").split(b",")
         if len(fields) != width or b'"' in line:  # quoted fields: the csv module's job
             fields = [f.encode() for f in next(csv.reader([line.decode("utf-8", "replace")]), [])]
-            if len(fields) != width:
-                problems.append(f"row {number + 2}: {len(fields)} fields, expected {width}")
-                continue
-        usage = fields[u_at].strip().decode("ascii", "replace")
-        if usage not in FER_SPLITS:
-            problems.append(f"row {number + 2}: unknown Usage {usage!r}")
+        if len(fields) != width:
+            if line.strip():
+                problems.append(f"row {first_row + offset + 2}: {len(fields)} fields, expected {width}")
+            labels.append(-1)
+            usages.append("")
+            pixels.append(b"")
             continue
         try:
-            label = int(fields[e_at])
+            labels.append(int(fields[e_at]))
         except ValueError:
-            label = -1
-        if not 0 <= label < len(FER2013_LABELS):
-            problems.append(f"row {number + 2}: emotion {fields[e_at].decode('ascii', 'replace')!r} is not 0..6")
-            continue
-        labels.append(label)
-        splits.append(FER_SPLITS.index(usage))
-        rows.append(number)
+            labels.append(-1)
+        usages.append(fields[u_at].strip().decode("ascii", "replace"))
         pixels.append(fields[p_at].strip())
-    if not labels:
-        return None
-    values = _parse_pixels(pixels)
-    in_range = (values.min(axis=1) >= 0) & (values.max(axis=1) <= 255) & (values[:, 0] != _BAD)
-    for i in np.flatnonzero(~in_range):
-        problems.append(f"row {rows[i] + 2}: pixels are not 2304 grey levels 0..255")
-    keep = np.flatnonzero(in_range)
-    if not len(keep):
-        return None
-    images = values[keep].astype(np.uint8).reshape(-1, _SIDE, _SIDE)
-    return (
-        images,
-        np.array(labels, np.int16)[keep],
-        np.array(splits, np.int8)[keep],
-        np.array(rows, np.int32)[keep],
+    return labels, usages, _parse_pixels(pixels)
+
+
+def _usable(
+    labels: list[int], usages: list[str], values: np.ndarray, first_row: int, problems: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The usable rows of a parsed block -> (images (n, 48, 48) uint8, labels int16, split int8,
+    rows int32), or None when none is; problems get one line per skipped row."""
+    label = np.array(labels, np.int64)
+    split = np.array([FER_SPLITS.index(u) if u in FER_SPLITS else -1 for u in usages], np.int64)
+    ok_label = (label >= 0) & (label < len(FER2013_LABELS))
+    ok_pixels = (
+        (values.min(axis=1, initial=0) >= 0) & (values.max(axis=1, initial=0) <= 255) if len(values) else ok_label
     )
-
-
-_BAD = -1000  # marks a row whose pixel string could not be parsed
-_MAX_FIELD = _SIDE * _SIDE * 4 - 1  # 2304 tokens of at most 3 digits and their spaces
+    keep = (split >= 0) & ok_label & ok_pixels
+    for i in np.flatnonzero(~keep):
+        if usages[i] == "":  # blank line, or a line reported by _parse_lines
+            continue
+        if split[i] < 0:
+            problems.append(f"row {first_row + i + 2}: unknown Usage {usages[i]!r}")
+        elif not ok_label[i]:
+            problems.append(f"row {first_row + i + 2}: emotion is not a class index 0..6")
+        else:
+            problems.append(f"row {first_row + i + 2}: pixels are not 2304 grey levels 0..255")
+    index = np.flatnonzero(keep)
+    if not len(index):
+        return None
+    images = values[index].astype(np.uint8).reshape(-1, _SIDE, _SIDE)
+    return images, label[index].astype(np.int16), split[index].astype(np.int8), (first_row + index).astype(np.int32)
 
 
 def _parse_pixels(texts: list[bytes]) -> np.ndarray:
-    """n pixel strings -> (n, 2304) int16; a row that is not 2304 integers is filled with _BAD.
-
-    One np.fromstring call over the joined strings when every string has 2304 tokens (FER2013's
-    rows, ~30 ns a value); row by row otherwise. The length bound keeps int16 from overflowing."""
-    n = len(texts)
-    regular = all(t.count(b" ") == _SIDE * _SIDE - 1 and len(t) <= _MAX_FIELD for t in texts)
-    if regular:
-        try:
-            values = np.fromstring(b" ".join(texts), dtype=np.int16, sep=" ")
-        except ValueError:  # a token that is not a number
-            values = None
-        if values is not None and values.size == n * _SIDE * _SIDE:
-            return values.reshape(n, -1)
-    out = np.full((n, _SIDE * _SIDE), _BAD, np.int16)
+    """n pixel strings -> (n, 2304) int16 (the row-by-row path); a row that is not 2304 integers
+    in 0..255 is filled with _BAD."""
+    out = np.full((len(texts), _SIDE * _SIDE), _BAD, np.int16)
     for i, text in enumerate(texts):
         try:
-            row = np.array(text.split(), dtype=np.int32)
+            row = np.array(text.split(), dtype=np.int64)
         except (ValueError, OverflowError):
             continue
         if row.size == _SIDE * _SIDE and row.min() >= 0 and row.max() <= 255:

@@ -80,6 +80,34 @@ def test_fast_reader_skips_malformed_rows(tmp_path):
     assert images.dtype == np.uint8 and images.shape == (2, 48, 48) and (images == 7).all()
 
 
+def test_fast_path_takes_clean_blocks_and_hands_odd_ones_to_the_row_parser(tmp_path, monkeypatch):
+    good = np.arange(2304) % 256
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(csv_bytes_for_tests([(3, good, "Training"), (5, good, "PublicTest")]).replace(b"\n", b"\r\n"))
+
+    def row_parser(*args):
+        raise AssertionError("a clean block went to the row-by-row parser")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(datasets, "_parse_lines", row_parser)
+        images, labels, split, _rows, problems = datasets.read_fer2013_csv(clean)  # CRLF line ends too
+    assert labels.tolist() == [3, 5] and split.tolist() == [0, 1] and problems == []
+    assert (images.reshape(2, -1) == good).all()
+    pixels = [str(v) for v in good]
+    odd = tmp_path / "odd.csv"
+    odd.write_text(
+        "emotion,pixels,Usage\n"
+        f"1,{' '.join(['007', *pixels[1:]])},Training\n"  # a leading zero: still 7
+        f"2,{' '.join(['65543', *pixels[1:]])},Training\n"  # int16 would wrap this to 7
+        f"3,{' '.join(pixels[:-1])},Training\n"  # 2303 values ...
+        f"4,{' '.join([*pixels, '9'])},Training\n"  # ... then 2305: the total is right, both rows are wrong
+        f"5,{' '.join(pixels)},PrivateTest\n"
+    )
+    images, labels, _split, rows, problems = datasets.read_fer2013_csv(odd)
+    assert labels.tolist() == [1, 5] and rows.tolist() == [0, 4] and len(problems) == 3
+    assert images[0].ravel()[0] == 7 and (images[1].ravel() == good).all()
+
+
 def test_fer_arrays_are_cached_on_disk(tmp_path):
     csv = tmp_path / "fer.csv"
     csv.write_bytes(csv_bytes_for_tests([(0, np.arange(2304) % 256, "Training"), (6, np.zeros(2304), "PrivateTest")]))
