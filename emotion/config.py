@@ -42,6 +42,12 @@ UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
 MAX_ZIP_MEMBERS = 100_000
 MAX_ZIP_BYTES = 2 * 1024**3
 MAX_ZIP_RATIO = 100
+# Video analysis (emotion.video): accepted containers, the largest file, how much of a clip is analysed,
+# and the longest frame side kept (larger frames are scaled down before analysis and encoding).
+VIDEO_EXTENSIONS = ("mp4", "webm", "avi", "mov", "mkv")
+MAX_VIDEO_BYTES = 50 * 1024 * 1024  # the upload cap of .streamlit/config.toml
+MAX_VIDEO_SECONDS = 120.0  # longer clips are cut here (the page says so)
+MAX_VIDEO_SIDE = 1280
 # Files taken as images when a folder is read (datasets, the CLI).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -70,14 +76,31 @@ FER2013_MISSING_HELP = (
 )
 
 
+# The live page's WebRTC ICE servers (emotion.live.rtc_configuration): a JSON list of RTCIceServer objects
+# in EMOTION_ICE_SERVERS, else `ice_servers` in .streamlit/secrets.toml, else these (none: the webcam
+# works on this machine and a LAN; see docs/LIVE.md for a STUN/TURN server).
+ICE_SERVERS_ENV = "EMOTION_ICE_SERVERS"
+DEFAULT_ICE_SERVERS: tuple[dict, ...] = ()
+# The key that signs login cookies (studio.auth.cookie_key): EMOTION_COOKIE_KEY, else `cookie_key` in
+# .streamlit/secrets.toml, else one generated and written there on first start.
+COOKIE_KEY_ENV = "EMOTION_COOKIE_KEY"
+SECRETS_PATH = REPO_ROOT / ".streamlit" / "secrets.toml"
+
+
+def ice_servers_env() -> str | None:
+    """EMOTION_ICE_SERVERS as set now (read at call time), or None."""
+    return os.environ.get(ICE_SERVERS_ENV)
+
+
 def db_path() -> Path:
     """The SQLite store of users and analyses (read at call time so tests can point it elsewhere)."""
     return _path_setting("EMOTION_DB_PATH", DATA_DIR / "studio.db")
 
 
-def media_dir() -> Path:
-    """Where annotated images and videos of saved analyses are kept, one folder per user."""
-    return _path_setting("EMOTION_MEDIA_DIR", db_path().parent / "media")
+def media_dir(db: Path | None = None) -> Path:
+    """Where annotated images and videos of saved analyses are kept, one folder per user:
+    EMOTION_MEDIA_DIR, else media/ beside the database (`db`, default db_path())."""
+    return _path_setting("EMOTION_MEDIA_DIR", (db or db_path()).parent / "media")
 
 
 def dataset_roots() -> list[Path]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from emotion import config
 from emotion.detectors import DEFAULT_DETECTOR, Box, clip_box, crop, expand_box, get_detector
 from emotion.pipeline import FaceResult, annotate, classify_crops
 from emotion.registry import EmotionModel, load
@@ -66,7 +67,7 @@ def rtc_configuration(env_value: str | None = None, secret_value: object = None)
     """
     servers = secret_value if env_value in (None, "") else env_value
     if servers in (None, ""):
-        return {"iceServers": []}
+        return {"iceServers": [dict(s) for s in config.DEFAULT_ICE_SERVERS]}
     if isinstance(servers, str):
         try:
             servers = json.loads(servers)

@@ -26,14 +26,11 @@ import av
 import cv2
 import numpy as np
 
+from emotion.config import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, MAX_VIDEO_SIDE
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.live import FrameProcessor, LiveSettings
 from emotion.registry import load
 
-VIDEO_EXTENSIONS = ("mp4", "webm", "avi", "mov", "mkv")
-MAX_VIDEO_BYTES = 50 * 1024 * 1024  # the upload cap of .streamlit/config.toml
-MAX_VIDEO_SECONDS = 120.0  # longer clips are cut here (the page says so)
-MAX_VIDEO_SIDE = 1280  # larger frames are scaled down before analysis and encoding
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
 
 

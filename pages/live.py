@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 import plotly.graph_objects as go
@@ -13,6 +12,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
+from emotion import config
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
@@ -42,7 +42,7 @@ def _ice_configuration() -> dict:
     except (FileNotFoundError, KeyError):
         secret = None
     try:
-        return rtc_configuration(os.environ.get("EMOTION_ICE_SERVERS"), secret)
+        return rtc_configuration(config.ice_servers_env(), secret)
     except ValueError as error:
         show_error(f"{error}. Using no ICE servers (this machine and the LAN only).")
         return {"iceServers": []}

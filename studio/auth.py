@@ -17,7 +17,7 @@ from typing import Any
 
 import bcrypt
 
-from emotion.config import REPO_ROOT
+from emotion.config import COOKIE_KEY_ENV, SECRETS_PATH
 from studio.store import Store, User
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,6 @@ FREE_ATTEMPTS = 3  # failures before the backoff starts
 BASE_DELAY_S = 2.0
 MAX_DELAY_S = 300.0
 BCRYPT_ROUNDS = 12
-SECRETS_PATH = REPO_ROOT / ".streamlit" / "secrets.toml"
-COOKIE_KEY_ENV = "EMOTION_COOKIE_KEY"
 
 INVALID_CREDENTIALS = "Incorrect username or password."
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")

@@ -252,10 +252,7 @@ class Store:
 
     def __init__(self, path: Path | None = None, media_root: Path | None = None) -> None:
         self.path = Path(path) if path is not None else config.db_path()
-        if media_root is None:
-            own_media = path is None or "EMOTION_MEDIA_DIR" in os.environ
-            media_root = config.media_dir() if own_media else self.path.parent / "media"
-        self.media_root = Path(media_root)
+        self.media_root = Path(media_root) if media_root is not None else config.media_dir(self.path)
         migrate(self.path)
         # An idle connection held open for the Store's life: without it every short-lived connection
         # would be the last one to close, and SQLite checkpoints and removes the WAL on each close.
