@@ -172,13 +172,12 @@ def log_out(authenticator: stauth.Authenticate, user: User) -> None:
 
 
 def run_studio(authenticator: stauth.Authenticate, user: User) -> None:
-    """Navigation over the pages that exist, the user's sidebar, and the page; a failing page shows a
+    """Navigation over the pages, the user's sidebar, and the page; a failing page shows a
     message, never a traceback."""
     sections: dict[str, list[st.Page]] = {}
     for spec in PAGES:
-        if spec.exists():
-            page = st.Page(APP_ROOT / spec.path, title=spec.title, icon=spec.icon, default=spec.title == "Home")
-            sections.setdefault(spec.section, []).append(page)
+        page = st.Page(APP_ROOT / spec.path, title=spec.title, icon=spec.icon, default=spec.title == "Home")
+        sections.setdefault(spec.section, []).append(page)
     # The server process's first run (there is a pages/ folder beside app.py) executes this script as a
     # page of Streamlit's legacy pages/ mode until st.navigation is called, so widgets made outside
     # page.run() get IDs under that page's hash instead of the one every later run uses: a click on the

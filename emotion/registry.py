@@ -121,8 +121,8 @@ def default_model_name(models_dir: Path | None = None) -> str:
     PrivateTest is only reported, never used to choose) among those whose measured latency is within
     `config.DEFAULT_MODEL_BUDGET_MS` a face (equal accuracies: the better PublicTest macro-F1);
     models/DEFAULT names one explicitly when present.
-    The default serves every webcam frame, so committees (the sum of their members: 9.0 and 8.2 ms a
-    face) and slower single nets (vgg_wide and its fine-tunes, 1.3-1.8 ms) are left to the model menus.
+    The default serves every webcam frame, so committees (which cost the sum of their members) and
+    single nets slower than the budget are left to the model menus (measured figures: docs/RESULTS.md).
     A model with no measured latency is not ruled out; when every model is over budget, the budget
     is ignored."""
     root = models_dir or config.MODELS_DIR

@@ -1,7 +1,7 @@
 """Serving runtime: a LiteRT (TFLite) interpreter behind a lock.
 
-Batch-1 inference in LiteRT takes well under a millisecond here against ~30 ms for Keras
-`model(x)` (see scripts/benchmark.py). An interpreter is not thread-safe, and the webcam
+Batch-1 inference in LiteRT is many times faster than Keras `model(x)` (scripts/benchmark.py
+measures both; figures in docs/RESULTS.md). An interpreter is not thread-safe, and the webcam
 callback runs in its own thread while pages may call the same cached model, so every call
 holds the runner's lock; calls are short, so contention costs little.
 """

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +36,6 @@ class PageSpec:
     title: str
     icon: str
     description: str
-
-    def exists(self) -> bool:
-        """Other people write most pages; a page not written yet is left out of the app."""
-        return (APP_ROOT / self.path).is_file()
 
 
 PAGES = (
@@ -87,6 +84,11 @@ def show_error(message: str) -> None:
     """st.error with the message as plain text; `code spans` are kept, nothing else is interpreted."""
     parts = _CODE_SPAN.split(str(message))
     st.error("".join(part if i % 2 else md_escape(part) for i, part in enumerate(parts)))
+
+
+def utc_time(iso: str) -> str:
+    """An ISO-8601 time (as the store keeps them) as 'YYYY-MM-DD HH:MM UTC'."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def rgb_css(label: str) -> str:

@@ -20,7 +20,7 @@ from pages.common import fer2013_arrays, label_colors
 from studio import eda
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
-SOURCES = ("FER2013", "Folder on this machine", "Upload a zip")
+DATASET_CHOICES = ("FER2013", "Folder on this machine", "Upload a zip")
 
 
 # ------------------------------------------------------------------------------ cached loading
@@ -285,7 +285,7 @@ def _examples(title: str, groups: list[list[int]], total: int, ds: ImageSet, sin
 
 def main() -> None:
     st.title("Dataset explorer")
-    source = st.radio("Dataset", SOURCES, horizontal=True)
+    source = st.radio("Dataset", DATASET_CHOICES, horizontal=True)
     started = time.perf_counter()
     ds, key = _open_dataset(source)
     stats = None

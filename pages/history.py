@@ -17,7 +17,7 @@ from PIL import Image
 import emotion
 from emotion.imageio import encode_png
 from emotion.labels import DEFAULT_LABELS
-from pages.common import md_escape, report_downloads, require_user, rgb_css, store
+from pages.common import md_escape, report_downloads, require_user, rgb_css, store, utc_time
 from studio import reports
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,6 @@ CONFIRM_KEY = "history_confirm_delete"  # session_state: id of the analysis awai
 THUMBS_KEY = "history_thumbnails"  # session_state: {analysis id: thumbnail PNG}
 FLASH_KEY = "history_flash"  # session_state: a message for the next run (after a delete)
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
-
-
-def _utc_time(iso: str) -> str:
-    """An ISO-8601 UTC time as 'YYYY-MM-DD HH:MM UTC'."""
-    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
@@ -157,7 +152,7 @@ def _entry(the_store, user, analysis) -> None:
             heading = analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, "")
             st.markdown(f"**{md_escape(heading)}**")
             st.caption(
-                f"#{analysis.id} · {_utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
+                f"#{analysis.id} · {utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
                 f" · model {analysis.model} · detector {analysis.detector}"
             )
             count = len(analysis.faces)

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from pages.common import PAGES, md_escape, require_user, store
+from pages.common import PAGES, md_escape, require_user, store, utc_time
 from studio.store import Analysis
 
 RECENT = 8
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
 
 
-def when(created_at: str) -> str:
-    """ISO-8601 UTC as 'YYYY-MM-DD HH:MM UTC'."""
-    return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def activity_row(analysis: Analysis) -> dict[str, object]:
     """One line of the recent-activity table (shown as data, never as Markdown)."""
     labels = Counter(face.get("label", "?") for face in analysis.faces)
     return {
-        "When": when(analysis.created_at),
+        "When": utc_time(analysis.created_at),
         "Kind": SOURCE_NAMES.get(analysis.source, analysis.source),
         "Title": analysis.title or analysis.original_name or "",
         "Faces": len(analysis.faces),
@@ -34,8 +28,8 @@ def activity_row(analysis: Analysis) -> dict[str, object]:
 
 
 def menu() -> None:
-    """A card per page that exists, linking to it."""
-    specs = [spec for spec in PAGES if spec.exists() and spec.path != "pages/home.py"]
+    """A card per page, linking to it."""
+    specs = [spec for spec in PAGES if spec.path != "pages/home.py"]
     columns = st.columns(3)
     for index, spec in enumerate(specs):
         with columns[index % 3].container(border=True):

@@ -25,7 +25,7 @@ from emotion.video import (
     process_video,
     timeline_rows,
 )
-from pages.common import installed_models, report_downloads, require_user, show_error, store
+from pages.common import installed_models, report_downloads, require_user, rgb_css, show_error, store
 from studio import reports
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _options() -> dict:
 
 def _bars(scores: dict[str, float], title: str) -> go.Figure:
     labels = sorted(scores, key=scores.get)
-    colors = [f"rgb{emotion.color_for(k)}" for k in labels]
+    colors = [rgb_css(k) for k in labels]
     figure = go.Figure(go.Bar(x=[scores[k] for k in labels], y=labels, orientation="h", marker_color=colors))
     figure.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=30, b=0), xaxis=dict(range=[0, 1]))
     return figure
@@ -93,7 +93,7 @@ def _timeline(rows: list[dict], labels: tuple[str, ...]) -> go.Figure:
         for label in labels:
             figure.add_trace(
                 go.Scatter(x=times, y=[r.get(label, 0.0) for r in rows], name=label, mode="lines",
-                           line=dict(color=f"rgb{emotion.color_for(label)}"))
+                           line=dict(color=rgb_css(label)))
             )  # fmt: skip
     figure.update_layout(
         title="Main face over time", height=260, margin=dict(l=0, r=0, t=30, b=0),
@@ -194,7 +194,7 @@ def _faces_chart(frames: list[dict]) -> go.Figure:
         figure.add_trace(
             go.Scatter(x=[r["time"] for r in mine], y=[r["label"] for r in mine], name=track, mode="markers+lines",
                        text=[f"{r['confidence']:.0%}" for r in mine],
-                       marker=dict(color=[f"rgb{emotion.color_for(r['label'])}" for r in mine], size=7))
+                       marker=dict(color=[rgb_css(r["label"]) for r in mine], size=7))
         )  # fmt: skip
     figure.update_layout(title="Emotion per face over time", xaxis_title="seconds", height=320)
     return figure

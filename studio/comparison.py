@@ -261,12 +261,6 @@ def history_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value"])
 
 
-def _range(p: Published) -> str:
-    return (
-        f"{p.accuracy_low:.1f}" if p.accuracy_low == p.accuracy_high else f"{p.accuracy_low:.0f}–{p.accuracy_high:.0f}"
-    )
-
-
 def published_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
     """Published results (quoted) and our evaluated models (measured here), by accuracy, highest first."""
     rows = [

@@ -16,15 +16,16 @@ JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Protocol
 
 import numpy as np
 
 from emotion.registry import list_models
+from studio.store import SOURCES as ANALYSIS_SOURCES
+from studio.store import utc_now
 
 REPORT_SCHEMA_VERSION = "1.0"
-SOURCES = ("photo", "snapshot", "video", "cli")  # the store's sources, and the command line
+REPORT_SOURCES = (*ANALYSIS_SOURCES, "cli")  # where a report's analysis came from: the store's, or the command line
 _METRIC_KEYS = ("split", "dataset", "n", "accuracy", "macro_f1", "accuracy_tta", "macro_f1_tta", "evaluated_at")
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -81,7 +82,7 @@ REPORT_JSON_SCHEMA: dict = {
         "created_at": {"type": "string", "format": "date-time", "description": "when the analysis ran (UTC)"},
         "generated_at": {"type": "string", "format": "date-time", "description": "when this report was made"},
         "user": {"type": ["string", "null"]},
-        "source": {"enum": list(SOURCES)},
+        "source": {"enum": list(REPORT_SOURCES)},
         "title": {"type": ["string", "null"]},
         "image": {
             "type": "object",
@@ -159,11 +160,6 @@ class AnalysisLike(Protocol):
     extra: dict
 
 
-def utc_now() -> str:
-    """Now, ISO-8601 UTC to the second ("2026-11-21T06:00:00+00:00")."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-
-
 def model_summary(model: str) -> dict:
     """kind, labels, description and the headline metrics of a registered model (metrics None when
     it has no metrics.json; everything empty when the model is no longer registered)."""
@@ -214,7 +210,7 @@ def json_report(
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_at": created_at,
-        "generated_at": utc_now(),
+        "generated_at": utc_now("seconds"),
         "user": user,
         "source": source,
         "title": title or None,

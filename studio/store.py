@@ -82,9 +82,10 @@ class Analysis:
     has_media: bool = False
 
 
-def utc_now() -> str:
-    """The current time as ISO-8601 UTC with microseconds (sorts as text)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+def utc_now(timespec: str = "microseconds") -> str:
+    """The current time as ISO-8601 UTC ("2026-11-21T06:00:00.123456+00:00"; microseconds by default,
+    so rows made one after another sort as text in the order they were made)."""
+    return datetime.now(UTC).isoformat(timespec=timespec)
 
 
 # --- schema -----------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 
 Members are ordered strongest first by their PublicTest accuracy (the selection split; never
 PrivateTest), so that majority-vote ties go to the strongest member. The committee's manifest
-lists its members; emotion.registry loads them and votes (see EmotionModel._committee_predict).
+lists its members; emotion.registry loads them and votes (see EmotionModel.predict_faces and
+emotion.registry.committee_vote).
 """
 
 from __future__ import annotations

@@ -17,10 +17,9 @@ log = logging.getLogger(__name__)
 def to_tflite(model: keras.Model, quantize: bool = True) -> bytes:
     """Convert to a TFLite flatbuffer via a SavedModel (the path Keras 3 supports).
 
-    quantize=True stores weights as int8 (dynamic-range quantization): about 4x smaller and 4x
-    faster at batch 1 on this CPU (0.6 ms against 2.7 ms for float32, measured with
-    scripts/benchmark.py), for a change in accuracy that training.evaluate measures on the
-    quantized file itself, since that is the file the app serves.
+    quantize=True stores weights as int8 (dynamic-range quantization): about 4x smaller and faster
+    at batch 1 on a CPU (scripts/benchmark.py measures it), for a change in accuracy that
+    training.evaluate measures on the quantized file itself, since that is the file the app serves.
     """
     import tensorflow as tf
 
