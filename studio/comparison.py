@@ -1,6 +1,6 @@
 """Model comparison: the table of registered models, per-class F1, confusion matrices, the Pareto
 front of accuracy against latency, training curves, the most confident mistakes and published
-results. Reads each model's metrics.json / history.json (format in docs/CONTRACTS.md).
+results. Reads each model's metrics.json / history.json (format in docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ LABELS = list(FER2013_LABELS)
 
 
 def _metrics(name: str, accuracy: float, latency: float, seed: int) -> dict:
-    """A metrics.json in the CONTRACTS.md format, built from a random confusion matrix."""
+    """A metrics.json in the docs/ARCHITECTURE.md format, built from a random confusion matrix."""
     rng = np.random.default_rng(seed)
     matrix = rng.integers(0, 20, (7, 7)) + np.diag(rng.integers(50, 150, 7))
 
