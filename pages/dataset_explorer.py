@@ -71,7 +71,7 @@ def _open_dataset(source: str) -> tuple[ImageSet | None, str]:
         if csv is None:
             return None, ""
         info = csv.stat()
-        with st.spinner("Reading FER2013 (about 10 s the very first time, then from data/cache/)"):
+        with st.spinner("Reading FER2013 (the first time only: then from the cache)"):
             ds = fer2013_arrays(str(csv), info.st_mtime_ns, info.st_size)
         return ds, f"fer|{csv}|{info.st_mtime_ns}|{info.st_size}"
     root = _folder_input() if source == "Folder on this machine" else _zip_input()
