@@ -126,6 +126,7 @@ def test_repeated_failures_are_slowed_down(app: AppTest) -> None:
     assert failures == 3 and locked_until > 0
 
 
+@pytest.mark.slow
 def test_edit_profile_and_change_password(app: AppTest) -> None:
     register(app)
     login(app)

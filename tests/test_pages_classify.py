@@ -69,7 +69,10 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_FACES))
+# One photo in the fast loop (two faces), every photo in the full suite.
+@pytest.mark.parametrize(
+    "name", [n if n == "two_people.jpg" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(EXPECTED_FACES)]
+)
 def test_upload_each_photo(photos_dir, user, name):
     at = _page("classify.py", user)
     assert _counter(at) == 0
@@ -91,6 +94,7 @@ def test_upload_each_photo(photos_dir, user, name):
     assert [a.id for a in saved] == [report["analysis_id"]] and len(saved[0].faces) == faces
 
 
+@pytest.mark.slow
 def test_result_survives_reruns_and_counter_goes_up(photos_dir, user):
     at = _page("classify.py", user)
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
@@ -143,6 +147,7 @@ def test_no_face_offers_whole_image(user):
     assert report["detector"] == "none" and report["faces"][0]["box"] == [0, 0, 300, 200]
 
 
+@pytest.mark.slow
 def test_camera_snapshot(photos_dir, user):
     at = _page("classify.py", user)
     at.radio(key="classify_mode").set_value("Take a picture")
@@ -178,6 +183,7 @@ def _history(at_user, photos_dir, names: list[str]) -> AppTest:
     return _page("history.py", at_user)
 
 
+@pytest.mark.slow
 def test_history_lists_newest_first_with_downloads(photos_dir, user):
     at = _history(user, photos_dir, ["obama.jpg", "two_people.jpg"])
     assert int(at.metric[0].value) == 2
@@ -193,6 +199,7 @@ def test_history_lists_newest_first_with_downloads(photos_dir, user):
     assert all(f["label"] in pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text() for f in report["faces"])
 
 
+@pytest.mark.slow
 def test_history_filters_by_emotion_and_source(photos_dir, user):
     at = _history(user, photos_dir, ["obama.jpg", "two_people.jpg"])
     saved = get_store().list_analyses(user.id)

@@ -127,6 +127,7 @@ def test_comparison_with_no_model(no_dataset, tmp_path, monkeypatch):
     assert len(at.dataframe) == 1  # published results, all quoted
 
 
+@pytest.mark.slow
 def test_comparison_with_models(no_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(config, "MODELS_DIR", write_models(tmp_path / "models"))
     at = AppTest.from_file(COMPARISON, default_timeout=60).run()

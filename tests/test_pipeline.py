@@ -86,6 +86,7 @@ def test_model_is_safe_to_share_between_threads():
     assert not errors, errors[0]
 
 
+@pytest.mark.slow
 def test_tensorflow_and_the_webrtc_stack_share_a_process():
     """Importing TensorFlow before pylibsrtp (aiortc) segfaults unless emotion loads it first."""
     import subprocess

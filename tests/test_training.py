@@ -366,6 +366,7 @@ def test_teacher_targets_blend_with_the_labels():
     np.testing.assert_allclose(blend_targets(one_hot, teacher, 0.0), one_hot)
 
 
+@pytest.mark.slow
 def test_one_epoch_run_on_a_nine_class_folder_dataset(tmp_path, monkeypatch):
     """Any label set: the 9-class photo layout trains, registers with its own labels, and is
     evaluated on its own held-out split."""
