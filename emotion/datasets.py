@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -344,9 +344,11 @@ def _parse_pixels(texts: list[bytes]) -> np.ndarray:
     return out
 
 
-def load_fer2013(path: str | Path, cache_dir: Path | None = config.CACHE_DIR) -> ImageSet:
-    """FER2013 as the explorer's ImageSet, parsed once and then read from `cache_dir` (None: no cache)."""
+def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = "config") -> ImageSet:
+    """FER2013 as the explorer's ImageSet, parsed once and then read from `cache_dir` ("config":
+    config.CACHE_DIR as it is when called; None: no cache)."""
     path = Path(path)
+    cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
     key = file_key(path)
     cache = cache_dir / f"fer2013_v{_CACHE_VERSION}_{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -204,10 +205,12 @@ def compute_stats(ds: ImageSet, progress: Progress = no_progress, near_threshold
 
 
 def cached_stats(
-    ds: ImageSet, progress: Progress = no_progress, cache_dir: Path | None = config.CACHE_DIR
+    ds: ImageSet, progress: Progress = no_progress, cache_dir: Path | Literal["config"] | None = "config"
 ) -> tuple[Stats, dict]:
-    """(Stats, summary) of an ImageSet, computed once and then read from `cache_dir` when the set
-    has a cache key (FER2013: its file's path, size and mtime); folders are computed each time."""
+    """(Stats, summary) of an ImageSet, computed once and then read from `cache_dir` ("config":
+    config.CACHE_DIR as it is when called; None: no cache) when the set has a cache key (FER2013:
+    its file's path, size and mtime); folders are computed each time."""
+    cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
     cache = cache_dir / f"stats_v{_STATS_VERSION}_{ds.key}.npz" if cache_dir and ds.key else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:

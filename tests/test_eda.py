@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -117,6 +120,29 @@ def test_fer_arrays_are_cached_on_disk(tmp_path):
     np.testing.assert_array_equal(first.thumbs, second.thumbs)
     assert second.sources == ["row 2", "row 3"] and second.splits[second.split[1]] == "PrivateTest"
     assert first.key == second.key != ""
+
+
+def test_cache_folder_is_read_from_config_when_called(tmp_path, monkeypatch):
+    csv = tmp_path / "fer.csv"
+    csv.write_bytes(csv_bytes_for_tests([(0, np.arange(2304) % 256, "Training")]))
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "elsewhere")
+    ds = datasets.load_fer2013(csv)
+    eda.cached_stats(ds)
+    assert len(list((tmp_path / "elsewhere").glob("*.npz"))) == 2  # the arrays and their statistics
+
+
+def test_cache_folder_follows_the_data_folder(tmp_path):
+    """EMOTION_DATA_DIR moves the cache with it; EMOTION_CACHE_DIR moves the cache alone."""
+    script = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('c', sys.argv[1]); "
+        "c = importlib.util.module_from_spec(spec); spec.loader.exec_module(c); print(c.CACHE_DIR)"
+    )
+    run = [sys.executable, "-c", script, str(config.REPO_ROOT / "emotion" / "config.py")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMOTION_")}
+    moved = subprocess.run(run, env={**env, "EMOTION_DATA_DIR": str(tmp_path)}, capture_output=True, text=True)
+    assert moved.stdout.strip() == str((tmp_path / "cache").resolve())
+    alone = subprocess.run(run, env={**env, "EMOTION_CACHE_DIR": str(tmp_path / "c")}, capture_output=True, text=True)
+    assert alone.stdout.strip() == str((tmp_path / "c").resolve())
 
 
 def test_statistics_are_cached_on_disk(tmp_path):

@@ -93,7 +93,8 @@ def test_explorer_folder_dataset(no_dataset, tmp_path, monkeypatch):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_explorer_on_fer2013_cold_and_warm(fer_present, capsys):
+def test_explorer_on_fer2013_cold_and_warm(fer_present, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")  # cold: an empty cache
     st.cache_resource.clear()
     st.cache_data.clear()
     started = time.perf_counter()
