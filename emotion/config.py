@@ -1,8 +1,10 @@
-"""Paths and limits, in one place.
+"""Every setting, environment variable and limit of the project, in one place (the README's
+settings table documents each once).
 
 Every path is anchored at the repository root, never at the current directory. Each can be
 overridden with an environment variable, so a deployment can keep data and the database
-elsewhere without touching code.
+elsewhere without touching code. Functions (db_path, media_dir, ice_servers_env) read their
+variables when called, so tests can point them elsewhere.
 """
 
 from __future__ import annotations
