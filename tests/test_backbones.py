@@ -9,7 +9,9 @@ import pytest
 from training.backbones import BACKBONES, build_backbone
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "efficientnet" else n for n in sorted(BACKBONES)]
+)  # efficientnet takes longest to build: the full suite runs it
 def test_backbone_outputs_probabilities(name):
     model = build_backbone(name, (48, 48, 1), 7)
     probs = np.asarray(model(np.random.default_rng(0).random((2, 48, 48, 1), dtype=np.float32), training=False))

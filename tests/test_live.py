@@ -148,7 +148,9 @@ def test_processor_track_id_stable_while_the_face_moves(obama):
     assert ids == {1}
 
 
-@pytest.mark.parametrize("detector", sorted(DETECTORS))
+@pytest.mark.parametrize(
+    "detector", [pytest.param(d, marks=pytest.mark.slow) if d == "hog" else d for d in sorted(DETECTORS)]
+)  # hog is the slowest detector: the full suite runs it
 def test_roi_detection_follows_the_face(obama, detector):
     start = get_detector(detector, min_face=40, max_side=400).detect(webcam_frame(obama))[0]
     moved = webcam_frame(obama, dx=18, dy=-6)

@@ -215,6 +215,7 @@ def test_history_filters_by_emotion_and_source(photos_dir, user):
     assert "No analysis matches" in at.info[0].value
 
 
+@pytest.mark.slow
 def test_history_delete_needs_confirmation_and_removes_files(photos_dir, user, isolated_store):
     at = _history(user, photos_dir, ["obama.jpg"])
     analysis = get_store().list_analyses(user.id)[0]
