@@ -86,14 +86,26 @@ def test_register_then_login_then_logout(app: AppTest) -> None:
         ({"register_username": "alice"}, "username is already taken"),
         ({"register_username": "alice2", "register_email": "ALICE@example.com"}, "email is already taken"),
         ({"register_username": "bob", "register_email": "b@example.com", "register_password": "short1"}, "at least 8"),
-        (
+        # The rest in the full suite only (each is a fresh app run; test_auth checks the rules themselves).
+        pytest.param(
             {"register_username": "bob", "register_email": "b@example.com", "register_password": "nodigitshere"},
             "letter and one digit",
+            marks=pytest.mark.slow,
         ),
-        ({"register_username": "bob", "register_email": "b@example.com", "register_repeat": "x"}, "do not match"),
-        ({"register_username": "bob", "register_email": "b@example.com", "register_name": ""}, "Enter your name"),
-        ({"register_username": "", "register_email": "b@example.com"}, "Enter a username"),
-        ({"register_username": "bob", "register_email": ""}, "Enter an email"),
+        pytest.param(
+            {"register_username": "bob", "register_email": "b@example.com", "register_repeat": "x"},
+            "do not match",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            {"register_username": "bob", "register_email": "b@example.com", "register_name": ""},
+            "Enter your name",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            {"register_username": "", "register_email": "b@example.com"}, "Enter a username", marks=pytest.mark.slow
+        ),
+        pytest.param({"register_username": "bob", "register_email": ""}, "Enter an email", marks=pytest.mark.slow),
     ],
 )
 def test_registration_errors(app: AppTest, overrides: dict[str, str], message: str) -> None:
