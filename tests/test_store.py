@@ -202,8 +202,8 @@ def test_migration_3_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
             )
         for aid in (1, 2, 3):
             conn.execute(
-                "INSERT INTO analyses (id, user_id, created_at, source, model, detector, faces, image_file, title, extra) "
-                "VALUES (?, ?, ?, 'photo', 'm', 'haar', '[]', ?, ?, '{\"k\": 1}')",
+                "INSERT INTO analyses (id, user_id, created_at, source, model, detector, faces, image_file, title, "
+                "extra) VALUES (?, ?, ?, 'photo', 'm', 'haar', '[]', ?, ?, '{\"k\": 1}')",
                 [aid, 1 + aid % 2, f"2024-01-0{aid}T00:00:00+00:00", f"{1 + aid % 2}/f{aid}.png", f"t{aid}"],
             )
         conn.execute("DELETE FROM analyses WHERE id = 3")  # under v2 the next row would get id 3 again
