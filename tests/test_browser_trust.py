@@ -141,7 +141,7 @@ def _faceless_png() -> bytes:
 def test_next_user_in_the_same_tab_sees_nothing_of_the_previous_one(chromium_path: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    upload = tmp_path / "alice-private-photo.png"
+    upload = tmp_path / "alice1.png"
     upload.write_bytes(_faceless_png())
     secret_title = "Alice confidential title"
     with fresh_server(tmp_path / "server", (ALICE, BOB)) as url, launch_chromium(chromium_path) as browser:
