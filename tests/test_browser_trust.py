@@ -64,6 +64,9 @@ def fresh_server(workdir: Path, users: tuple[tuple[str, str, str], ...] = ()) ->
 
 
 def new_page(browser, cookies: list[dict] | None = None):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)  # a fresh server's first run imports the whole studio
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     if cookies:
         context.add_cookies(cookies)
