@@ -148,6 +148,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         # 16/32-bit grey: scale the real range down to 8 bits rather than clipping at 255 (float32, in
         # place: one working copy of the pixels).
         array = np.asarray(image, dtype=np.float32).copy()
+        np.nan_to_num(array, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # float TIFFs may hold them
         low, high = float(array.min()), float(array.max())
         array -= low
         array *= 255.0 / (high - low) if high > low else 0.0
