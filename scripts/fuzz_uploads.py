@@ -23,6 +23,7 @@ are those of the machine it runs on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import random
@@ -125,18 +126,17 @@ def _encode(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def _picture(rng: random.Random, size: tuple[int, int]) -> Image.Image:
-    """Smooth colour gradients with a few blobs (compresses like a photo, not like noise)."""
+    """Smooth colour gradients (compresses like a photo, not like noise), drawn small and resized so
+    that a large one costs no more memory than its own pixels."""
     width, height = size
-    ys, xs = np.mgrid[0:height, 0:width]
+    small = (min(width, 128), min(height, 128))
+    ys, xs = np.mgrid[0 : small[1], 0 : small[0]]
     phase = rng.random() * 6
     rgb = np.stack(
-        [
-            127 + 120 * np.sin(xs / max(1, width) * 6 + phase + k) * np.cos(ys / max(1, height) * 4 - k)
-            for k in range(3)
-        ],
-        axis=2,
+        [127 + 120 * np.sin(xs / small[0] * 6 + phase + k) * np.cos(ys / small[1] * 4 - k) for k in range(3)], axis=2
     )
-    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    image = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    return image if small == size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def _png_with_size(width: int, height: int, mode_byte: int = 6) -> bytes:
@@ -352,7 +352,12 @@ class Tally:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
+    """This process's peak resident set size so far, in MiB: Linux's VmHWM (getrusage's ru_maxrss is
+    not reset by exec, so a child started by a large parent would report the parent's peak)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -380,7 +385,7 @@ def run_corpus(kind: str, inputs: Iterator[tuple[str, bytes, dict]], path: Calla
 
 
 LIMITS_PROBE = """
-import os, resource, sys, threading
+import os, sys, threading
 sys.path.insert(0, {root!r})
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import fuzz_uploads as f
@@ -389,38 +394,44 @@ import emotion
 store, user, model = f.temporary_store(), None, emotion.default_model_name()
 user = store.create_user("probe", "Probe", "probe@example.com", "$2b$12$" + "x" * 53)
 emotion.analyze(emotion.load_image(f._encode(Image.new("RGB", (64, 64)), "PNG")), model)  # load everything
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-data = f.largest_allowed_image()
+before = f.peak_rss_mb()
+data = f.largest_allowed_image({mode!r})
 options = {{"model": model, "detector": "blazeface", "tta": False, "min_face": 24, "title": None}}
 threads = [threading.Thread(target=f.photo_path, args=(data, "largest.png", options, store, user))
            for _ in range({uploads})]
 for t in threads: t.start()
 for t in threads: t.join()
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(before, f.peak_rss_mb())
 """
 
 
-def largest_allowed_image() -> bytes:
-    """A PNG at the most pixels the limits let through (grey: 1 byte decoded + 3 for the RGB result),
-    a photo-like picture so that the whole path (detection, PDF) does its full work."""
-    side = int((config.MAX_DECODED_IMAGE_BYTES / 4) ** 0.5) - 8
-    return _encode(_picture(random.Random(0), (side, side)).convert("L"), "PNG")
+LIMIT_MODES = {"L": 1, "RGBA": 4}  # decoded bytes per pixel: the most pixels, the most bytes per pixel
+
+
+def largest_allowed_image(mode: str = "L") -> bytes:
+    """A PNG of this mode at the most pixels the limits let through (decoded bytes + 3 per pixel for
+    the RGB result), a photo-like picture so that the whole path (detection, PDF) does its full work."""
+    side = int((config.MAX_DECODED_IMAGE_BYTES / (LIMIT_MODES[mode] + 3)) ** 0.5) - 8
+    return _encode(_picture(random.Random(0), (side, side)).convert(mode), "PNG")
 
 
 def measure_limits() -> None:
-    """Peak RSS of the Photo path for one, then three concurrent, uploads of the largest allowed image,
-    each in a fresh process (models loaded first: the app's own baseline is included)."""
-    image = Image.open(io.BytesIO(largest_allowed_image()))
-    print(f"limits: largest allowed image {image.size[0]}x{image.size[1]} {image.mode} "
-          f"({len(largest_allowed_image()) / 1e6:.1f} MB file)")  # fmt: skip
-    for uploads in (1, 3):
-        script = textwrap.dedent(LIMITS_PROBE.format(root=str(Path(__file__).resolve().parent), uploads=uploads))
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            print(done.stderr[-3000:])
-            raise SystemExit(f"limits probe with {uploads} upload(s) failed")
-        before, after = (float(v) for v in done.stdout.split()[-2:])
-        print(f"limits: {uploads} upload(s) at once: peak RSS {after:.0f} MB (models loaded: {before:.0f} MB)")
+    """Peak RSS of the Photo path for one, then three concurrent, uploads of the largest allowed image
+    of each mode, each in a fresh process (models loaded first: the app's own baseline is included)."""
+    for mode in LIMIT_MODES:
+        data = largest_allowed_image(mode)
+        width, height = Image.open(io.BytesIO(data)).size
+        for uploads in (1, 3):
+            script = textwrap.dedent(
+                LIMITS_PROBE.format(root=str(Path(__file__).resolve().parent), uploads=uploads, mode=mode)
+            )
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                print(done.stderr[-3000:])
+                raise SystemExit(f"limits probe with {uploads} upload(s) failed")
+            before, after = (float(v) for v in done.stdout.split()[-2:])
+            print(f"limits: {uploads} upload(s) at once of a {width}x{height} {mode} PNG ({len(data) / 1e6:.1f} MB): "
+                  f"peak RSS {after:.0f} MB (models loaded: {before:.0f} MB)")  # fmt: skip
 
 
 def temporary_store() -> Store:
