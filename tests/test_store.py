@@ -403,3 +403,33 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_row(tmp_path: Path) -> None
     rows_with_image = {a.id for a in after.list_analyses(child_user.id) if a.has_image}
     for analysis_id in rows_with_image:  # no committed row points at a missing or partial file
         assert after.read_image(child_user.id, analysis_id).startswith(b"child-")
+
+
+def test_twenty_concurrent_reservations_get_at_most_the_free_attempts(db: Store) -> None:
+    """reserve_login_attempt checks and records in one transaction: of 20 simultaneous attempts on one
+    key, exactly as many pass as sequential failures would allow; the others are told to wait."""
+    free = 3
+
+    def delay(failures: int) -> float:
+        return 0.0 if failures < free else 60.0
+
+    start = threading.Barrier(20)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        start.wait()
+        wait = db.reserve_login_attempt([("alice\x1f10.0.0.1", delay), ("alice\x1f*", lambda n: 0.0)], now=1000.0)
+        with lock:
+            waits.append(wait)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(waits)[:free] == [0.0] * free and all(w == pytest.approx(60.0) for w in sorted(waits)[free:])
+    assert db.login_state("alice\x1f10.0.0.1") == (free, 1060.0)
+    assert db.login_state("alice\x1f*")[0] == free  # refused attempts are not recorded
+    db.clear_login_failures("alice\x1f10.0.0.1", "alice\x1f*")
+    assert db.login_state("alice\x1f10.0.0.1") == (0, 0.0)
