@@ -625,7 +625,8 @@ class Store:
                     removed["temporary" if temporary else "orphans"] += 1
                     removed["bytes"] += size
         for path in Path(tempfile.gettempdir()).glob(f"{VIDEO_TMP_PREFIX}*"):
-            if path.is_dir() and not path.is_symlink() and stale(path):
+            # A folder is stale when nothing in it was written lately (a long video is still being written).
+            if path.is_dir() and not path.is_symlink() and all(stale(f) for f in (path, *path.rglob("*"))):
                 size = sum(f.lstat().st_size for f in path.rglob("*") if f.is_file())
                 shutil.rmtree(path, ignore_errors=True)
                 removed["temporary"] += 1

@@ -433,3 +433,18 @@ def test_twenty_concurrent_reservations_get_at_most_the_free_attempts(db: Store)
     assert db.login_state("alice\x1f*")[0] == free  # refused attempts are not recorded
     db.clear_login_failures("alice\x1f10.0.0.1", "alice\x1f*")
     assert db.login_state("alice\x1f10.0.0.1") == (0, 0.0)
+
+
+def test_sweep_removes_stale_video_temp_folders_only(db: Store, tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "systemp"))
+    old = time.time() - 2 * store_module.SWEEP_GRACE_S
+    stale_dir, busy_dir = (tmp_path / "systemp" / f"{store_module.VIDEO_TMP_PREFIX}{n}" for n in ("a", "b"))
+    for folder in (stale_dir, busy_dir):
+        folder.mkdir(parents=True)
+        (folder / "annotated.mp4").write_bytes(b"v" * 100)
+        os.utime(folder, (old, old))
+    os.utime(stale_dir / "annotated.mp4", (old, old))  # busy_dir's file was written just now
+    removed = db.sweep()
+    assert not stale_dir.exists() and busy_dir.exists() and removed["temporary"] == 1
