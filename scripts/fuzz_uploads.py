@@ -2,7 +2,7 @@
 through the Live & video page's path; prints what happened to each and the peak memory.
 
     python scripts/fuzz_uploads.py [--images 10000] [--videos 500] [--seed 0] [--threads 1]
-                                   [--limits] [--show 5]
+                                   [--limits] [--show 5] [--max-minutes M]
 
 Every input is made by code (no dataset file is read): valid seeds in every format and colour mode
 Pillow and PyAV write, then byte flips, truncations, spliced chunks, patched header sizes (pixel
@@ -39,7 +39,7 @@ import traceback
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -334,7 +334,15 @@ class Tally:
         self.counts: Counter[str] = Counter()
         self.unexpected: list[str] = []
         self.show = show
+        self.stopped_early: list[str] = []
         self._lock = threading.Lock()
+
+    def summary(self, kind: str) -> str:
+        """'N: s successes, t typed errors, o other exceptions' for images or videos."""
+        with self._lock:
+            counts = {k.split(" ", 1)[1]: v for k, v in self.counts.items() if k.startswith(kind)}
+        success, typed, other = (counts.get(k, 0) for k in ("success", "typed error", "other exception"))
+        return f"{sum(counts.values())}: {success} successes, {typed} typed errors, {other} other exceptions"
 
     def run(self, kind: str, path: Callable[..., int], name: str, data: bytes, options: dict, *args) -> None:
         try:
@@ -362,8 +370,11 @@ def peak_rss_mb() -> float:
 
 
 def run_corpus(kind: str, inputs: Iterator[tuple[str, bytes, dict]], path: Callable[..., int], tally: Tally,
-               store: Store, user: User, model: str, threads: int, rng: random.Random) -> float:  # fmt: skip
-    """Every input through the page path; returns the seconds it took."""
+               store: Store, user: User, model: str, threads: int, rng: random.Random,
+               deadline: float | None = None) -> float:  # fmt: skip
+    """Every input through the page path (at most `threads` at once; inputs are made as they are needed,
+    so the corpus never sits in memory), until `deadline` (time.monotonic()) if one is given; returns
+    the seconds it took."""
     started = time.perf_counter()
 
     def job(item: tuple[str, bytes, dict]) -> None:
@@ -377,10 +388,23 @@ def run_corpus(kind: str, inputs: Iterator[tuple[str, bytes, dict]], path: Calla
         }
         tally.run(kind, path, name, data, options, store, user)
 
+    done = 0
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for done, _ in enumerate(pool.map(job, inputs), start=1):
-            if done % 500 == 0:
-                print(f"  {kind}: {done} done, peak RSS {peak_rss_mb():.0f} MB", flush=True)
+        pending: set = set()
+        for item in inputs:
+            if deadline is not None and time.monotonic() > deadline:
+                tally.stopped_early.append(kind)
+                break
+            pending.add(pool.submit(job, item))
+            if len(pending) >= threads:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
+                done += len(finished)
+                if done % 250 < len(finished):
+                    print(f"  {kind}s: {tally.summary(kind)}; peak RSS {peak_rss_mb():.0f} MB", flush=True)
+        for future in pending:
+            future.result()
     return time.perf_counter() - started
 
 
@@ -447,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="uploads handled at once")
     parser.add_argument("--limits", action="store_true", help="also measure peak RSS at the limits")
     parser.add_argument("--show", type=int, default=5, help="unexpected exceptions to print")
+    parser.add_argument("--max-minutes", type=float, default=0, help="stop starting new inputs after this long")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     model = emotion.default_model_name()
@@ -455,17 +480,17 @@ def main(argv: list[str] | None = None) -> int:
     tally = Tally(args.show)
     print(f"fuzzing {args.images} images and {args.videos} videos (seed {args.seed}, {args.threads} thread(s), "
           f"model {model}, detectors {', '.join(DETECTORS)})", flush=True)  # fmt: skip
-    image_s = run_corpus("image", image_inputs(args.images, rng), photo_path, tally, store, user, model,
-                         args.threads, rng)  # fmt: skip
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    # Videos first: they are fewer, and a time limit then cuts the long image run.
     video_s = run_corpus("video", video_inputs(args.videos, rng), video_path, tally, store, user, model,
-                         args.threads, rng)  # fmt: skip
+                         args.threads, rng, deadline)  # fmt: skip
+    image_s = run_corpus("image", image_inputs(args.images, rng), photo_path, tally, store, user, model,
+                         args.threads, rng, deadline)  # fmt: skip
     for text in tally.unexpected:
         print(text)
     for kind, seconds in (("image", image_s), ("video", video_s)):
-        counts = {k.split(" ", 1)[1]: v for k, v in tally.counts.items() if k.startswith(kind)}
-        success, typed, other = (counts.get(k, 0) for k in ("success", "typed error", "other exception"))
-        print(f"{kind}s: {sum(counts.values())} in {seconds:.0f} s: {success} successes, {typed} typed errors, "
-              f"{other} other exceptions")  # fmt: skip
+        cut = " (stopped at the time limit)" if kind in tally.stopped_early else ""
+        print(f"{kind}s{cut} in {seconds:.0f} s: {tally.summary(kind)}")
     print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
     if args.limits:
         measure_limits()
