@@ -1,37 +1,40 @@
 """Facial Emotion Recognition Studio: the entry point (`streamlit run app.py`).
 
-An authentication gate comes first: a login page with a registration form. Logged in, the user gets
-the studio's pages through st.navigation. streamlit-authenticator checks passwords against the
-credentials dict (loaded from SQLite) and keeps the session in a signed cookie; the forms are our
-own so that login backoff applies to every typed username, known or not.
+An authentication gate comes first: a login page with a registration form, shown at whatever page
+URL was asked for (a deep link opens its page once logged in). Logged in, the user gets the studio's
+pages through st.navigation, the only way a page runs (pages/common.py's gate). streamlit-authenticator
+checks passwords against the credentials dict (loaded from SQLite); the forms are our own so that login
+backoff applies to every typed username, known or not. The session cookie, its lifetime and its
+revocation (logout and password change end every earlier session) are studio.auth's; logging in, out
+or as someone else empties the session state (pages.common.reset_session).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from datetime import datetime
 from types import SimpleNamespace
 
 import streamlit as st
 import streamlit_authenticator as stauth
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit_authenticator.models import cookie_model
-from streamlit_authenticator.utilities import LoginError
 
 from emotion.logs import setup_logging
-from pages.common import APP_ROOT, PAGES, md_escape, show_error
+from pages.common import (
+    APP_ROOT,
+    COOKIE_SCRIPT_KEY,
+    PAGES,
+    SESSION_VERSION_KEY,
+    delete_session_cookie,
+    issue_session_cookie,
+    md_escape,
+    reset_session,
+    show_error,
+)
 from studio import auth
 from studio.store import Store, User, get_store
-
-COOKIE_NAME = "emotion_studio_session"
-COOKIE_EXPIRY_DAYS = 7.0
-# session_state: the script that writes the latest change to the session cookie (set at login, deleted
-# at logout); rendered on every run until the next change.
-COOKIE_SCRIPT_KEY = "_auth_cookie_script"
 
 log = logging.getLogger("app")
 
@@ -39,34 +42,24 @@ log = logging.getLogger("app")
 class BrowserCookies:
     """Stands in for extra_streamlit_components.CookieManager inside streamlit-authenticator 0.4.2.
 
-    That CookieManager renders a bidirectional component ("init") on every run, and "set"/"delete" ones
-    on login and logout; each iframe reports its value back when it mounts and whenever the browser's
-    cookies change, and every report is a full rerun. Such a rerun preempts the run that a click has
-    just started (Streamlit drops its trigger: the click is lost) or, sent with the page the browser
-    still shows, overrides a navigation. The library reads the cookie from st.context.cookies, so only
-    writing is needed here, and that goes through a plain script (write_session_cookie) that never
-    reports back."""
+    That CookieManager renders a bidirectional component on every run, and each report back is a full
+    rerun that preempts the run a click has just started. The studio writes and checks its session
+    cookie itself (pages.common.issue_session_cookie, studio.auth.read_session_token), so the library's
+    cookie manager only has to exist: it renders nothing and writes nothing."""
 
-    def __init__(self, key: str = "init") -> None:  # renders nothing, unlike the original
+    def __init__(self, key: str = "init") -> None:
         self.cookies: dict[str, str] = {}
 
     def set(self, cookie: str, val: str, key: str = "set", expires_at: datetime | None = None, **_: object) -> None:
-        expires = (expires_at or datetime.now() + timedelta(days=1)).astimezone(UTC)
-        st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{cookie}={val}; expires={format_datetime(expires, True)}")
+        """Unused: the library's own cookie (without a session version) is never written."""
 
     def delete(self, cookie: str, key: str = "delete") -> None:
-        st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{cookie}=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+        """Unused: logout deletes the cookie through pages.common.delete_session_cookie."""
 
 
 if not hasattr(cookie_model, "stx"):  # the pinned version's internals; fail loudly if they move
     raise RuntimeError("streamlit-authenticator no longer builds its CookieManager through cookie_model.stx")
 cookie_model.stx = SimpleNamespace(CookieManager=BrowserCookies)
-
-
-def cookie_script(assignment: str) -> str:
-    """A <script> that assigns document.cookie (site-wide, SameSite=Strict, as the library did)."""
-    literal = json.dumps(f"{assignment}; path=/; SameSite=Strict").replace("<", "\\u003c")
-    return f"<script>document.cookie = {literal};</script>"
 
 
 def write_session_cookie(in_sidebar: bool) -> None:
@@ -82,12 +75,36 @@ def build_authenticator(credentials: dict) -> stauth.Authenticate:
     """The one Authenticate object of this run, on a credentials dict fresh from SQLite."""
     return stauth.Authenticate(
         credentials,
-        COOKIE_NAME,
+        auth.COOKIE_NAME,
         auth.cookie_key(),
-        COOKIE_EXPIRY_DAYS,
+        auth.COOKIE_EXPIRY_DAYS,
         auto_hash=False,  # the store only holds bcrypt hashes
-        login_sleep_time=0,  # 0.4.2 reads the cookie from st.context: nothing to wait for
+        login_sleep_time=0,
     )
+
+
+def client_id() -> str:
+    """Who is calling, for the login backoff: the client's IP address as the server sees it."""
+    try:
+        address = st.context.ip_address
+    except (AttributeError, RuntimeError):
+        return "unknown"
+    return address if isinstance(address, str) and address else "unknown"  # None for localhost tests
+
+
+def start_session(authenticator: stauth.Authenticate, store: Store, username: str) -> None:
+    """Log ``username`` in on this session: nothing of an earlier user stays, the library's session keys
+    are set, and a cookie for the account's current session version is issued."""
+    reset_session()
+    authenticator.authentication_controller.login(token={"username": username})
+    issue_session_cookie(username, store.session_version(username) or 0)
+
+
+def end_session(authenticator: stauth.Authenticate) -> None:
+    """Forget the user on this session: the library's keys, every other key, and the cookie."""
+    authenticator.authentication_controller.logout()  # sets the library's keys to None
+    reset_session()
+    delete_session_cookie()
 
 
 def login_form(authenticator: stauth.Authenticate, store: Store) -> None:
@@ -103,18 +120,17 @@ def login_form(authenticator: stauth.Authenticate, store: Store) -> None:
         return bool(authenticator.authentication_controller.login(name, secret))
 
     try:
-        user = auth.attempt_login(store, username, password, check=library_check)
+        user = auth.attempt_login(store, username, password, check=library_check, client=client_id())
     except auth.AuthError as error:
         show_error(str(error))
         return
     log.info("user %s logged in", user.username)
-    st.session_state["logout"] = None  # re-enable cookie sessions after an earlier logout
-    authenticator.cookie_controller.set_cookie()  # via BrowserCookies: written by the next runs
-    st.rerun()
+    start_session(authenticator, store, user.username)
+    st.rerun()  # the same URL: a deep link now opens its page
 
 
-def register_form(store: Store) -> None:
-    """A new account; validation errors are shown as plain text."""
+def register_form(authenticator: stauth.Authenticate, store: Store) -> None:
+    """A new account, logged in at once; validation errors are shown as plain text."""
     with st.form("register_form"):
         name = st.text_input("Name", key="register_name", autocomplete="name")
         email = st.text_input("Email", key="register_email", autocomplete="email")
@@ -124,7 +140,8 @@ def register_form(store: Store) -> None:
             type="password",
             key="register_password",
             autocomplete="new-password",
-            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters, with a letter and a digit.",
+            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters, with a letter and a digit; common or "
+            "easily guessed passwords are refused.",
         )
         repeat = st.text_input("Repeat password", type="password", key="register_repeat", autocomplete="new-password")
         submitted = st.form_submit_button("Create account")
@@ -136,7 +153,14 @@ def register_form(store: Store) -> None:
         show_error(str(error))
         return
     log.info("user %s registered", user.username)
-    st.success(f"Account **{md_escape(user.username)}** created. Log in with it in the *Log in* tab.")
+    # The library's credentials dict of this run predates the account: add it before logging in.
+    authenticator.authentication_controller.authentication_model.credentials["usernames"][user.username] = {
+        "name": user.name,
+        "email": user.email,
+        "password": store.password_hash(user.username),
+    }
+    start_session(authenticator, store, user.username)
+    st.rerun()
 
 
 def login_page(authenticator: stauth.Authenticate, store: Store) -> None:
@@ -147,48 +171,70 @@ def login_page(authenticator: stauth.Authenticate, store: Store) -> None:
     with login_tab:
         login_form(authenticator, store)
     with register_tab:
-        register_form(store)
+        register_form(authenticator, store)
 
 
 def current_user(authenticator: stauth.Authenticate, store: Store) -> User | None:
-    """The logged-in user, restoring the session from the cookie when there is one."""
-    try:
-        authenticator.login(location="unrendered")
-    except LoginError as error:  # a cookie for an account that no longer exists
-        log.warning("cookie login refused: %s", error)
-    if not st.session_state.get("authentication_status"):
+    """The logged-in user: this session's, while the account's session version is still the one it
+    runs under (a logout or password change elsewhere ends it), else one restored from a valid cookie."""
+    username = st.session_state.get("username")
+    if st.session_state.get("authentication_status") and username:
+        if store.session_version(username) == st.session_state.get(SESSION_VERSION_KEY):
+            user = store.get_user_by_username(username)
+            if user is not None:
+                return user
+        log.info("session of %s revoked: logged out", username)
+        end_session(authenticator)
         return None
-    user = store.get_user_by_username(st.session_state.get("username") or "")
-    if user is None:
-        authenticator.logout(location="unrendered")
-    return user
+    restored = auth.read_session_token(store, st.context.cookies.get(auth.COOKIE_NAME), auth.cookie_key())
+    if restored is None:
+        return None
+    username, version = restored
+    if username not in authenticator.authentication_controller.authentication_model.credentials["usernames"]:
+        return None
+    reset_session()
+    authenticator.authentication_controller.login(token={"username": username})
+    st.session_state[SESSION_VERSION_KEY] = version  # the cookie stays as it is: no new one is written
+    return store.get_user_by_username(username)
 
 
-def log_out(authenticator: stauth.Authenticate, user: User) -> None:
-    """The Log out button's callback: it runs before the next run's script, which then shows the login."""
+def log_out(authenticator: stauth.Authenticate, store: Store, user: User) -> None:
+    """The Log out button's callback (it runs before the next run's script, which then shows the login):
+    every session of this account, and every cookie issued for it so far, ends here."""
+    store.bump_session_version(user.id)
     log.info("user %s logged out", user.username)
-    authenticator.authentication_controller.logout()  # the library clears its session keys
-    authenticator.cookie_controller.delete_cookie()
+    end_session(authenticator)
 
 
-def run_studio(authenticator: stauth.Authenticate, user: User) -> None:
-    """Navigation over the pages, the user's sidebar, and the page; a failing page shows a
-    message, never a traceback."""
+def studio_pages() -> dict[str, list[st.Page]]:
+    """The studio's pages, by section."""
     sections: dict[str, list[st.Page]] = {}
     for spec in PAGES:
         page = st.Page(APP_ROOT / spec.path, title=spec.title, icon=spec.icon, default=spec.title == "Home")
         sections.setdefault(spec.section, []).append(page)
-    # The server process's first run (there is a pages/ folder beside app.py) executes this script as a
-    # page of Streamlit's legacy pages/ mode until st.navigation is called, so widgets made outside
-    # page.run() get IDs under that page's hash instead of the one every later run uses: a click on the
-    # Log out button would then match no widget and be lost. Rerun once, server-side, before showing any.
-    legacy_first_run = bool(PagesManager.uses_pages_directory)
-    page = st.navigation(sections)
-    if legacy_first_run:
-        st.rerun()
+    return sections
+
+
+def sidebar_menu(sections: dict[str, list[st.Page]]) -> None:
+    """Links to every page, by section. Streamlit's own sidebar list is off (.streamlit/config.toml:
+    it would list app and common while the legacy pages/ mode is on), so the studio draws this one."""
+    for section, section_pages in sections.items():
+        if section:
+            st.sidebar.caption(section)
+        for page in section_pages:
+            st.sidebar.page_link(page, label=page.title, icon=page.icon)
+
+
+def run_studio(authenticator: stauth.Authenticate, store: Store, user: User) -> None:
+    """Navigation over the pages that exist, the user's sidebar, and the page; a failing page shows a
+    message, never a traceback."""
+    sections = studio_pages()
+    page = st.navigation(sections, position="hidden")
+    sidebar_menu(sections)
     with st.sidebar:
+        st.divider()
         st.caption(f"Signed in as **{md_escape(user.name)}** ({md_escape(user.username)})")
-        st.button("Log out", key="logout_button", on_click=log_out, args=(authenticator, user))
+        st.button("Log out", key="logout_button", on_click=log_out, args=(authenticator, store, user))
         write_session_cookie(in_sidebar=True)  # last in the sidebar: it shifts nothing the user sees
     try:
         page.run()
@@ -196,6 +242,19 @@ def run_studio(authenticator: stauth.Authenticate, user: User) -> None:
         incident = secrets.token_hex(4)
         log.exception("page %s failed for user %s (incident %s)", page.title, user.username, incident)
         show_error(f"Sorry, something went wrong on this page (incident {incident}). It has been logged; try again.")
+
+
+def run_login(authenticator: stauth.Authenticate, store: Store) -> None:
+    """The login page, at the root and at every page's URL (hidden navigation), so that a deep link
+    shows the login instead of "page not found" and, once logged in, the rerun opens that page (a
+    page's identity is its URL path)."""
+    stubs = [st.Page(lambda: login_page(authenticator, store), title="Log in", default=True)]
+    for spec in PAGES:
+        stem = spec.path.rsplit("/", 1)[-1].removesuffix(".py")
+        if spec.title != "Home":
+            stubs.append(st.Page(lambda: login_page(authenticator, store), title="Log in", url_path=stem))
+    st.navigation(stubs, position="hidden").run()
+    write_session_cookie(in_sidebar=False)  # after the login page, so that nothing on it moves
 
 
 def main() -> None:
@@ -213,15 +272,15 @@ def main() -> None:
         log.exception("authentication set-up failed")
         show_error("The studio cannot open its account database right now. The error has been logged.")
         return
+    previous = st.session_state.get("user")
+    if user is not None and previous is not None and getattr(previous, "id", None) != user.id:
+        reset_session()  # another user on this session by any route: nothing of the previous one stays
     if user is not None:
         st.session_state["user"] = user
-        run_studio(authenticator, user)
+        run_studio(authenticator, store, user)
         return
     st.session_state.pop("user", None)
-    st.navigation(
-        [st.Page(lambda: login_page(authenticator, store), title="Log in", default=True)], position="hidden"
-    ).run()
-    write_session_cookie(in_sidebar=False)  # after the login page, so that nothing on it moves
+    run_login(authenticator, store)
 
 
 main()

@@ -85,17 +85,20 @@ class _PaddedDetector:
         self.pad = pad  # border added on each side, as a fraction of the longer side
 
     def detect(self, image: np.ndarray) -> list[Box]:
+        if image.size == 0:
+            return []
         gray = to_gray(image)
         height, width = gray.shape
-        scale = min(1.0, self.max_side / max(height, width), self.native_window / max(1, self.min_face))
-        small = (
-            cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-            if scale < 1
-            else gray
-        )
+        scale = min(1.0, self.max_side / max(height, width, 1), self.native_window / max(1, self.min_face))
+        size = (round(width * scale), round(height * scale)) if scale < 1 else (width, height)
+        min_face = max(12, int(self.min_face * scale))
+        # Degenerate shapes (a 20000x20 strip, 1x1, a minimum face larger than the image): no face fits,
+        # and OpenCV would fail on a zero-sized resize or a window larger than the image.
+        if min(size) < min_face:
+            return []
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         pad = int(round(self.pad * max(small.shape)))
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else small
-        min_face = max(12, int(self.min_face * scale))
         boxes = []
         for x, y, w, h in self._raw_detect(padded, min_face):
             box = clip_box((x - pad) / scale, (y - pad) / scale, w / scale, h / scale, width, height)
@@ -224,6 +227,8 @@ class BlazeFaceDetector:
         self._anchors = _blazeface_anchors(self.input_size, strides, per_cell)
 
     def detect(self, image: np.ndarray) -> list[Box]:
+        if image.size == 0 or min(image.shape[:2]) < self.min_face:  # no face of min_face fits
+            return []
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[:, :, :3]
         height, width = rgb.shape[:2]
         border = int(round(self.pad * max(height, width)))

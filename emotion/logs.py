@@ -1,21 +1,33 @@
-"""Logging set-up: console and a rotating file under logs/, configured once per process."""
+"""Logging set-up: console and a rotating file under logs/, configured once per process, under a lock
+(concurrent first runs of the app used to add the handlers several times: each line written up to
+six times)."""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import threading
 from pathlib import Path
 
 from emotion.config import LOG_DIR
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LOCK = threading.Lock()
 
 
 def setup_logging(app_name: str, level: int = logging.INFO, log_file: Path | None = None) -> None:
-    """Idempotent: a second call (Streamlit reruns the script) adds no handlers."""
+    """Idempotent and thread-safe: a second call (Streamlit reruns the script, sessions start at once)
+    adds no handlers."""
     root = logging.getLogger()
     if getattr(root, "_emotion_configured", False):
         return
+    with _LOCK:
+        if not getattr(root, "_emotion_configured", False):
+            _configure(root, app_name, level, log_file)
+
+
+def _configure(root: logging.Logger, app_name: str, level: int, log_file: Path | None) -> None:
+    """The handlers (called once, under _LOCK)."""
     root.setLevel(level)
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter(_FORMAT))

@@ -6,8 +6,15 @@
     frames_to_csv(analysis.frames), analysis.to_json()
 
 Decoding and encoding use PyAV (its wheels bundle FFmpeg with libx264). Files are processed at full
-quality: full-frame detection on every frame (no frame budget), with the same per-face tracking and
-EMA smoothing as the webcam. `write_y4m` writes raw YUV4MPEG2 (the fake-camera format of Chromium).
+quality: full-frame detection on every analysed frame (no frame budget), with the same per-face
+tracking and EMA smoothing as the webcam. `write_y4m` writes raw YUV4MPEG2 (the fake-camera format of
+Chromium).
+
+Limits (emotion.config) bound the work whatever the file declares: the first MAX_VIDEO_SECONDS are
+analysed, frames are sampled down to MAX_ANALYSIS_FPS (the annotated video plays at that rate), at
+most MAX_DECODED_VIDEO_FRAMES are decoded and frames over MAX_VIDEO_FRAME_PIXELS are refused;
+`VideoAnalysis.notes` says which applied, for the user. Metadata that is not UTF-8 is read with
+replacement characters; every failure is a VideoLoadError.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import av
 import cv2
 import numpy as np
 
-from emotion.config import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, MAX_VIDEO_SIDE
+from emotion.config import MAX_ANALYSIS_FPS, MAX_DECODED_VIDEO_FRAMES, MAX_VIDEO_BYTES, MAX_VIDEO_FRAME_PIXELS, MAX_VIDEO_SECONDS, MAX_VIDEO_SIDE
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.live import FrameProcessor, LiveSettings
 from emotion.registry import load
@@ -53,6 +60,21 @@ class VideoAnalysis:
     representative: np.ndarray
     truncated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    source_fps: float = 0.0  # the file's frame rate; `fps` is the analysed (and output) rate
+    analysed_seconds: float = 0.0
+
+    @property
+    def notes(self) -> list[str]:
+        """What the limits changed, in words for the user (empty when the whole file was analysed)."""
+        notes = []
+        if self.truncated:
+            notes.append(f"Only the first {self.analysed_seconds:.0f} seconds were analysed.")
+        if self.source_fps > self.fps + 0.01:
+            notes.append(
+                f"Frames were analysed at {self.fps:g} per second (the video has {self.source_fps:.4g}); "
+                "the annotated video plays at that rate."
+            )
+        return notes
 
     @property
     def representative_faces(self) -> list[dict]:
@@ -67,6 +89,7 @@ class VideoAnalysis:
                 "size": list(self.size),
                 "labels": list(self.labels),
                 "truncated": self.truncated,
+                "source_fps": self.source_fps,
                 "frames": self.frames,
             }
         )
@@ -94,12 +117,22 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
     if isinstance(source, str | Path) and Path(source).stat().st_size > MAX_VIDEO_BYTES:
         raise VideoLoadError(f"the video is larger than {MAX_VIDEO_BYTES // 2**20} MB")
     try:
-        container = av.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source))
-    except (av.error.FFmpegError, OSError) as error:
+        # Metadata (titles, tags) that is not UTF-8 is read with replacement characters, not refused.
+        container = av.open(
+            io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source), metadata_errors="replace"
+        )
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoLoadError("this file is not a video that can be read (mp4, webm or avi)") from error
     if not container.streams.video:
         container.close()
         raise VideoLoadError("this file has no video track")
+    context = container.streams.video[0].codec_context
+    if (context.width or 0) * (context.height or 0) > MAX_VIDEO_FRAME_PIXELS:
+        container.close()
+        raise VideoLoadError(
+            f"the video's frames are {context.width}x{context.height}; the limit is {MAX_VIDEO_FRAME_PIXELS:,} pixels "
+            "per frame (4K UHD)"
+        )
     return container
 
 
@@ -112,12 +145,16 @@ def process_video(
     strength: float = 0.6,
     min_face: int = 24,
     max_seconds: float = MAX_VIDEO_SECONDS,
+    max_fps: float = MAX_ANALYSIS_FPS,
+    max_frames: int = MAX_DECODED_VIDEO_FRAMES,
     progress: Callable[[int, int], None] | None = None,
 ) -> VideoAnalysis:
-    """Analyse every frame of a video file (path or bytes) and encode the annotated result as H.264 mp4.
+    """Analyse a video file (path or bytes) and encode the annotated result as H.264 mp4.
 
-    progress(done, total) is called after each frame (total is an estimate from the container; it is
-    at least `done`). Raises VideoLoadError for unreadable input.
+    The first ``max_seconds`` are analysed, at most ``max_fps`` frames per second of them (frames are
+    sampled evenly in time; the output plays at the analysed rate), and at most ``max_frames`` frames
+    are decoded. progress(done, total) is called after each analysed frame (total is an estimate from
+    the container; it is at least `done`). Raises VideoLoadError for unreadable input.
     """
     started = time.perf_counter()
     emotion_model = load(model)
@@ -132,26 +169,39 @@ def process_video(
     )
     processor = FrameProcessor(settings)
     container = _open(source)
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    fps = float(rate)
-    duration = (
-        float(stream.duration * stream.time_base)
-        if stream.duration
-        else (container.duration / av.time_base if container.duration else 0.0)
-    )
-    total = min(stream.frames or round(min(duration, max_seconds) * fps) or 1, int(max_seconds * fps) + 1)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        source_fps = float(rate)
+        if source_fps > max_fps:  # sample down: the output plays at the analysed rate
+            rate = Fraction(max_fps).limit_denominator(1001)
+        fps = float(rate)
+        duration = (
+            float(stream.duration * stream.time_base)
+            if stream.duration
+            else (container.duration / av.time_base if container.duration else 0.0)
+        )
+        total = max(1, round(min(duration or max_seconds, max_seconds) * fps))
+    except (av.error.FFmpegError, ValueError, ZeroDivisionError, TypeError) as error:
+        container.close()
+        raise VideoLoadError("the video's header cannot be read") from error
     frames: list[dict] = []
     best: tuple[float, int, np.ndarray] | None = None
     truncated = False
+    next_sample = 0.0  # seconds: the next frame at or after this time is analysed
+    last_seconds = 0.0
     try:
         with _Mp4Writer(rate) as writer:
             for index, frame in enumerate(container.decode(stream)):
-                seconds = float(frame.time) if frame.time is not None else index / fps
-                if seconds > max_seconds:
+                seconds = float(frame.time) if frame.time is not None else index / source_fps
+                if seconds > max_seconds or index >= max_frames:
                     truncated = True
                     break
+                if seconds + 1e-6 < next_sample:
+                    continue
+                next_sample = max(next_sample + 1 / fps, seconds + 0.5 / fps)
+                last_seconds = seconds
                 annotated, result = processor.process(writer.fit(frame.to_ndarray(format="rgb24")))
                 faces = [f.to_dict() for f in result.faces]
                 frames.append({"frame": index, "time": round(seconds, 4), "faces": faces})
@@ -160,14 +210,19 @@ def process_video(
                     best = (score, index, annotated)
                 writer.write(annotated)
                 if progress is not None:
-                    progress(index + 1, max(total, index + 1))
+                    progress(len(frames), max(total, len(frames)))
             if best is None:
                 raise VideoLoadError("the video has no frames that can be decoded")
         mp4 = writer.data
     except av.error.FFmpegError as error:
         raise VideoLoadError(f"the video could not be decoded ({error.strerror or 'corrupt data'})") from error
+    except (UnicodeDecodeError, ValueError, ZeroDivisionError) as error:
+        if isinstance(error, VideoLoadError):
+            raise
+        raise VideoLoadError("the video could not be decoded (corrupt data)") from error
     finally:
         container.close()
+    representative_index = next(i for i, f in enumerate(frames) if f["frame"] == best[1])
     return VideoAnalysis(
         mp4=mp4,
         frames=frames,
@@ -176,10 +231,12 @@ def process_video(
         model=emotion_model.name,
         detector=detector,
         labels=emotion_model.labels,
-        representative_index=best[1],
+        representative_index=representative_index,
         representative=best[2],
         truncated=truncated,
         timings={"total_s": time.perf_counter() - started},
+        source_fps=source_fps,
+        analysed_seconds=last_seconds if truncated else min(duration, max_seconds) or last_seconds,
     )
 
 

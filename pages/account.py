@@ -6,7 +6,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from pages.common import md_escape, require_user, show_error, store
+from pages.common import md_escape, renew_session, require_user, show_error, store
 from studio import auth
 from studio.store import User
 
@@ -51,7 +51,8 @@ def password_form(user: User) -> None:
             "New password",
             type="password",
             key="password_new",
-            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters, with a letter and a digit.",
+            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters, with a letter and a digit; common or easily "
+            "guessed passwords are refused. Changing it logs out every other session of this account.",
         )
         repeat = st.text_input("Repeat new password", type="password", key="password_repeat")
         submitted = st.form_submit_button("Change password")
@@ -61,7 +62,8 @@ def password_form(user: User) -> None:
         except auth.AuthError as error:
             show_error(str(error))
             return
-        st.session_state[FLASH_KEY] = "Password changed."
+        renew_session(user)  # every other session and earlier cookie is revoked; this one goes on
+        st.session_state[FLASH_KEY] = "Password changed. Other sessions of this account have been logged out."
         st.rerun()
 
 

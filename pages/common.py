@@ -1,28 +1,56 @@
 """Helpers every page uses: the logged-in user, the store, plain-text messages, and the page list
 that app.py navigates and the home page links to; and what several pages share: emotion colours,
-the installed models, the PDF/JSON download pair and the cached FER2013 arrays."""
+the installed models, the PDF/JSON download pair and the cached FER2013 arrays.
+
+Two rules of the app live here, so that no page has to remember them:
+
+* The gate. Only app.py's st.navigation runs a page. On a fresh server Streamlit's legacy
+  ``pages/`` mode would run a page file requested by URL without app.py (and list app and common in
+  the sidebar). Every page imports from this module first, and this module's attributes refuse to be
+  read in such a run: the legacy mode is switched off for the process and the run restarts, now
+  through app.py, whose login decides (a deep link then lands on its page after login). The sidebar
+  list of Streamlit's own navigation is off (.streamlit/config.toml); app.py draws its own.
+* One session lifecycle. Logging in, out, or as someone else empties st.session_state of every key
+  but the authentication ones (``reset_session``), whichever page put them there.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import sys
+import types
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 import emotion
-from studio import reports
+from studio import auth, reports
 from studio.store import Store, User, get_store
 
 if TYPE_CHECKING:
     from emotion.datasets import ImageSet
 
 APP_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+# session_state keys that survive reset_session: streamlit-authenticator's, and ours below.
+LIBRARY_AUTH_KEYS = frozenset({"name", "username", "authentication_status", "email", "roles", "logout"})
+# The script that writes the latest change to the session cookie (set at login, deleted at logout);
+# app.py renders it on every run until the next change.
+COOKIE_SCRIPT_KEY = "_auth_cookie_script"
+SESSION_VERSION_KEY = "_auth_session_version"  # the account's session version this session runs under
+AUTH_KEYS = LIBRARY_AUTH_KEYS | {COOKIE_SCRIPT_KEY, SESSION_VERSION_KEY}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%@/])")
 _CODE_SPAN = re.compile(r"(`[^`\n]+`)")
 
@@ -63,16 +91,55 @@ def _reference(match: re.Match[str]) -> str:
 
 
 def require_user() -> User:
-    """The logged-in user (set by app.py); otherwise a message and st.stop()."""
+    """The logged-in user (set by app.py); otherwise a message and st.stop(). The gate (above) already
+    keeps a visitor who is not logged in away from every page; this is the pages' second line."""
     user = st.session_state.get("user")
     if user is None or not hasattr(user, "username"):  # duck-typed: survives a module reload
-        # A page URL opened as the server's very first request runs without app.py (Streamlit's legacy
-        # pages/ mode, left as soon as app.py calls st.navigation): send the visitor through the gate.
-        with suppress(StreamlitAPIException):
-            st.switch_page(APP_ROOT / "app.py")
         st.warning("Please log in first: open the studio's start page.")
         st.stop()
     return user
+
+
+# --- session lifecycle ------------------------------------------------------------------------------
+
+
+def reset_session(keep: frozenset[str] = AUTH_KEYS) -> int:
+    """Delete every session_state key but ``keep`` (results, uploads, Grad-CAM, downloads, filters,
+    widget values of any page); returns how many went. Called at login, logout and user switch."""
+    doomed = [key for key in list(st.session_state.keys()) if key not in keep]
+    for key in doomed:
+        with suppress(KeyError, StreamlitAPIException):
+            del st.session_state[key]
+    return len(doomed)
+
+
+def cookie_script(assignment: str) -> str:
+    """A <script> that assigns document.cookie (site-wide, SameSite=Strict)."""
+    literal = json.dumps(f"{assignment}; path=/; SameSite=Strict").replace("<", "\\u003c")
+    return f"<script>document.cookie = {literal};</script>"
+
+
+def issue_session_cookie(username: str, version: int) -> None:
+    """Run this session under ``version`` and have the browser store a cookie for it (written by
+    app.py's next run; see studio.auth for the lifetime and the revocation rule)."""
+    token, expires = auth.issue_session_token(username, version, auth.cookie_key())
+    when = format_datetime(datetime.fromtimestamp(expires, UTC), usegmt=True)
+    st.session_state[SESSION_VERSION_KEY] = version
+    st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{auth.COOKIE_NAME}={token}; expires={when}")
+
+
+def delete_session_cookie() -> None:
+    """Have the browser drop the session cookie (app.py's next run writes it)."""
+    st.session_state.pop(SESSION_VERSION_KEY, None)
+    st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{auth.COOKIE_NAME}=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+
+
+def renew_session(user: User) -> None:
+    """After this session revoked the account's earlier sessions (a password change): keep it, under
+    the new session version, with a fresh cookie."""
+    version = get_store().session_version(user.username)
+    if version is not None:
+        issue_session_cookie(user.username, version)
 
 
 def store() -> Store:
@@ -135,3 +202,42 @@ def fer2013_arrays(path: str, mtime_ns: int, size: int) -> ImageSet:
     from emotion import datasets
 
     return datasets.load_fer2013(Path(path))
+
+
+# --- the gate ---------------------------------------------------------------------------------------
+
+
+def _legacy_pages_run() -> bool:
+    """Whether this script run is Streamlit's legacy pages/ mode: its runner calls ``_mpa_v1`` (which
+    builds a navigation of every file in pages/ and runs the one the URL names) instead of app.py."""
+    if get_script_run_ctx(suppress_warning=True) is None:  # not in a Streamlit run (tests, scripts)
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_mpa_v1" and "streamlit" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _gate() -> None:
+    """Refuse a legacy pages/ run: leave that mode for the whole process and restart the run, which
+    then goes through app.py (its login, then the page the URL asked for)."""
+    if _legacy_pages_run():
+        PagesManager.uses_pages_directory = False  # what st.navigation does; app.py calls it every run
+        log.info("a page was requested before app.py ran: rerouted through app.py's login")
+        st.rerun()
+
+
+class _GatedModule(types.ModuleType):
+    """This module, whose public names can only be read in a run that app.py navigates. Every page
+    starts with ``from pages.common import ...`` (tests/test_app_auth.py checks), so a page run by
+    anything else stops there, before it renders anything."""
+
+    def __getattribute__(self, name: str) -> object:
+        if not name.startswith("_"):
+            _gate()
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _GatedModule

@@ -16,7 +16,7 @@ import streamlit as st
 
 from emotion import config, datasets
 from emotion.datasets import ImageSet, Progress
-from pages.common import fer2013_arrays, label_colors
+from pages.common import fer2013_arrays, label_colors, md_escape, show_error
 from studio import eda
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
@@ -81,10 +81,10 @@ def _open_dataset(source: str) -> tuple[ImageSet | None, str]:
         signature = datasets.folder_signature(root)
         ds = _cached(f"folder|{root}|{signature}", lambda report: datasets.scan_folder(root, report))
     except (OSError, ValueError) as error:
-        st.error(f"Cannot read {root.name}: {error}")
+        show_error(f"Cannot read {root.name}: {error}")
         return None, ""
     if len(ds) == 0:
-        st.error(f"No readable image under {root}.")
+        show_error(f"No readable image under {root}.")
         return None, ""
     return ds, f"folder|{root}|{signature}"
 
@@ -125,7 +125,7 @@ def _zip_input() -> Path | None:
         try:
             count = safe_extract_zip(data, target)
         except UnsafeArchiveError as error:
-            st.error(f"The archive was rejected: {error}")
+            show_error(f"The archive was rejected: {error}")
             return None
         st.caption(f"Extracted {count:,} images to a temporary folder.")
     return datasets.dataset_root(target)
@@ -172,7 +172,7 @@ def _samples_section(ds: ImageSet) -> None:
         st.session_state["eda_seed"] = st.session_state.get("eda_seed", 0) + 1
     picks = eda.sample_indices(ds.y, len(ds.labels), per_class, st.session_state.get("eda_seed", 0))
     for k, label in enumerate(ds.labels):
-        st.markdown(f"**{label}** ({int((ds.y == k).sum()):,} images)")
+        st.markdown(f"**{md_escape(label)}** ({int((ds.y == k).sum()):,} images)")
         st.image([eda.display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
 
 

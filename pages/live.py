@@ -13,6 +13,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
 from emotion import config
+from emotion.config import MAX_ANALYSIS_FPS
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
@@ -25,7 +26,7 @@ from emotion.video import (
     process_video,
     timeline_rows,
 )
-from pages.common import installed_models, report_downloads, require_user, rgb_css, show_error, store
+from pages.common import installed_models, md_escape, report_downloads, require_user, rgb_css, show_error, store
 from studio import reports
 
 log = logging.getLogger(__name__)
@@ -214,10 +215,10 @@ def _analyze_video(upload, options: dict, user) -> None:
             strength=options["strength"], progress=progress,
         )  # fmt: skip
     except VideoLoadError as error:
-        bar.empty()
         show_error(str(error))
         return
-    bar.progress(1.0, text=f"Done: {len(analysis.frames)} frames in {analysis.timings['total_s']:.1f} s")
+    finally:
+        bar.empty()  # on success too: the result below says what was done
     faces = [{k: f[k] for k in FACE_KEYS} for f in analysis.representative_faces]
     saved = store().add_analysis(
         user.id, source="video", model=analysis.model, detector=analysis.detector, faces=faces,
@@ -231,13 +232,14 @@ def _analyze_video(upload, options: dict, user) -> None:
         "name": upload.name, "id": saved.id, "mp4": analysis.mp4, "frames": analysis.frames,
         "csv": frames_to_csv(analysis.frames, analysis.labels), "json": analysis.to_json(), "report": report,
         "pdf": reports.pdf_report(report, analysis.representative), "truncated": analysis.truncated,
+        "notes": [*analysis.notes, f"{len(analysis.frames)} frames analysed in {analysis.timings['total_s']:.1f} s."],
     }  # fmt: skip
 
 
 def video_tab(options: dict, user) -> None:
     st.caption(
         f"Up to {MAX_VIDEO_BYTES // 2**20} MB and {MAX_VIDEO_SECONDS:.0f} s ({', '.join(VIDEO_EXTENSIONS)}). "
-        "Every frame is analysed; the annotated video is saved to your history."
+        f"Frames are analysed at up to {MAX_ANALYSIS_FPS:g} per second; the annotated video is saved to your history."
     )
     upload = st.file_uploader("Video file", type=list(VIDEO_EXTENSIONS), key="live_video_upload")
     if upload is not None and st.button("Analyse video", type="primary"):
@@ -245,9 +247,9 @@ def video_tab(options: dict, user) -> None:
     result = st.session_state.get(VIDEO_KEY)
     if not result:
         return
-    st.success(f"{result['name']}: saved to your history (analysis #{result['id']}).")
-    if result["truncated"]:
-        st.info(f"Only the first {MAX_VIDEO_SECONDS:.0f} seconds were analysed.")
+    st.success(f"{md_escape(result['name'])}: saved to your history (analysis #{result['id']}).")
+    for note in result.get("notes", []):
+        st.info(note)
     st.video(result["mp4"], format="video/mp4")
     st.plotly_chart(_faces_chart(result["frames"]), key="video_chart")
     stem = result["name"].rsplit(".", 1)[0]

@@ -1,6 +1,20 @@
-"""Account logic that is not tied to the UI: validation, bcrypt hashing, login backoff, the cookie
-key, and the credentials dict that streamlit-authenticator works on (loaded from and saved to the
-SQLite store, never to YAML)."""
+"""Account logic that is not tied to the UI: validation, bcrypt hashing, login backoff, session
+tokens and the cookie key, and the credentials dict that streamlit-authenticator works on (loaded
+from and saved to the SQLite store, never to YAML).
+
+Sessions, in one place:
+
+* A successful login writes a cookie ``COOKIE_NAME`` holding a JWT (HS256, signed with
+  ``cookie_key()``): the username, its expiry (``COOKIE_EXPIRY_DAYS`` after the login; the browser
+  drops the cookie then too) and the account's ``session_version`` at issue time.
+* Revocation: the store keeps one session version per account. Logging out and changing the
+  password bump it, so every cookie issued before (in any browser) stops working, and every open
+  session of that account meets the login page on its next interaction. A cookie is accepted only
+  when its signature, expiry, username and version all check out (``read_session_token``).
+* Login backoff: every attempt is reserved in the store in one transaction before the password is
+  checked, keyed by username and client (IP address); a much higher per-username cap bounds a
+  distributed guess. So an attacker hammering a name from one client slows down only that client.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +30,32 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import jwt
+from zxcvbn import zxcvbn
 
 from emotion.config import COOKIE_KEY_ENV, SECRETS_PATH
-from studio.store import Store, User
+from studio.store import DuplicateUserError, Store, User
 
 log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit
-FREE_ATTEMPTS = 3  # failures before the backoff starts
+# zxcvbn's score (0-4, an estimate of guesses needed from common-password lists, dictionaries,
+# names, dates and keyboard patterns); 2 means over about 10^6 guesses: below it a password falls to
+# an online guessing run despite the backoff, so it is refused with zxcvbn's own explanation.
+MIN_PASSWORD_SCORE = 2
+FREE_ATTEMPTS = 3  # failures per username and client before the backoff starts
+GLOBAL_FREE_ATTEMPTS = 50  # failures per username from all clients together before it starts
 BASE_DELAY_S = 2.0
 MAX_DELAY_S = 300.0
 BCRYPT_ROUNDS = 12
+COOKIE_NAME = "emotion_studio_session"
+COOKIE_EXPIRY_DAYS = 7.0  # how long a session cookie keeps a browser logged in (unless revoked first)
 
 INVALID_CREDENTIALS = "Incorrect username or password."
+# Registration never says which of username or email is taken: that would tell anyone whether a
+# person has an account.
+REGISTRATION_CONFLICT = "This account cannot be created with these details. Choose another username or email."
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -88,8 +114,10 @@ def validate_email(email: str) -> str:
     return value
 
 
-def validate_password(password: str, repeat: str | None = None) -> str:
-    """The password itself (never trimmed), or AuthError: 8+ characters with a letter and a digit."""
+def validate_password(password: str, repeat: str | None = None, user_inputs: tuple[str, ...] = ()) -> str:
+    """The password itself (never trimmed), or AuthError: 8+ characters with a letter and a digit, and
+    not easily guessed (zxcvbn score MIN_PASSWORD_SCORE or more; user_inputs are the account's own
+    name, username and email, which zxcvbn counts as guessable too)."""
     if not password:
         raise AuthError("Enter a password.")
     if password != password.strip():
@@ -102,6 +130,13 @@ def validate_password(password: str, repeat: str | None = None) -> str:
         raise AuthError("Password must contain at least one letter and one digit.")
     if repeat is not None and password != repeat:
         raise AuthError("The two passwords do not match.")
+    # Whole fields and their words ("Alice Liddell" -> alice, liddell): zxcvbn matches whole tokens.
+    words = {part.lower() for value in user_inputs for part in (value, *re.split(r"[\W_]+", value or "")) if part}
+    strength = zxcvbn(password, user_inputs=sorted(words))
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        warning = strength["feedback"].get("warning") or "This password is too easy to guess."
+        hint = " ".join(strength["feedback"].get("suggestions") or [])
+        raise AuthError(f"{warning} Choose a less common password. {hint}".strip())
     return password
 
 
@@ -140,11 +175,12 @@ def register(store: Store, *, username: str, name: str, email: str, password: st
     """Validate and create an account; AuthError (including duplicates) with a user-facing message."""
     username = validate_username(username)
     name, email = validate_name(name), validate_email(email)
-    validate_password(password, repeat)
+    validate_password(password, repeat, (username, name, email))
     try:
         return store.create_user(username, name, email, hash_password(password))
-    except ValueError as error:  # DuplicateUserError
-        raise AuthError(str(error)) from error
+    except DuplicateUserError:  # the same words whichever field is taken (see REGISTRATION_CONFLICT)
+        log.info("registration refused: username or email taken")
+        raise AuthError(REGISTRATION_CONFLICT) from None
 
 
 def update_profile(store: Store, user: User, *, name: str, email: str) -> User:
@@ -157,14 +193,15 @@ def update_profile(store: Store, user: User, *, name: str, email: str) -> User:
         raise AuthError(str(error)) from error
 
 
-def change_password(store: Store, user: User, *, current: str, new: str, repeat: str) -> None:
-    """Replace the password after checking the current one."""
+def change_password(store: Store, user: User, *, current: str, new: str, repeat: str) -> int:
+    """Replace the password after checking the current one; every session issued before is revoked.
+    Returns the new session version (the caller reissues its own session under it)."""
     if not verify_password(current, store.password_hash(user.username)):
         raise AuthError("The current password is not correct.")
-    validate_password(new, repeat)
+    validate_password(new, repeat, (user.username, user.name, user.email))
     if new == current:
         raise AuthError("The new password must differ from the current one.")
-    store.set_password_hash(user.id, hash_password(new))
+    return store.set_password_hash(user.id, hash_password(new))
 
 
 # --- login backoff ----------------------------------------------------------------------------------
@@ -177,10 +214,21 @@ def backoff_delay(failures: int) -> float:
     return min(BASE_DELAY_S * 2 ** (failures - FREE_ATTEMPTS), MAX_DELAY_S)
 
 
-def login_wait(store: Store, username: str, now: float | None = None) -> float:
-    """Seconds before this username may try again (0 when it may try now)."""
-    _, locked_until = store.login_state(normalize_username(username)[:64])
-    return max(0.0, locked_until - (time.time() if now is None else now))
+def global_backoff_delay(failures: int) -> float:
+    """The per-username cap over all clients: the same doubling, from GLOBAL_FREE_ATTEMPTS failures."""
+    return backoff_delay(failures - GLOBAL_FREE_ATTEMPTS + FREE_ATTEMPTS) if failures >= GLOBAL_FREE_ATTEMPTS else 0.0
+
+
+def throttle_keys(username: str, client: str | None) -> tuple[str, str]:
+    """(per username and client, per username) keys of the login_attempts table."""
+    name = normalize_username(username)[:64]
+    return f"{name}\x1f{(client or 'unknown')[:64]}", f"{name}\x1f*"
+
+
+def login_wait(store: Store, username: str, client: str | None = None, now: float | None = None) -> float:
+    """Seconds before this username may try again from this client (0 when it may try now)."""
+    now = time.time() if now is None else now
+    return max(0.0, *(store.login_state(key)[1] - now for key in throttle_keys(username, client)))
 
 
 def attempt_login(
@@ -189,18 +237,23 @@ def attempt_login(
     password: str,
     check: Callable[[str, str], bool] | None = None,
     now: float | None = None,
+    client: str | None = None,
 ) -> User:
     """Log in with backoff: LoginThrottled while the username waits, AuthError on bad credentials.
 
     ``check(username, password)`` verifies the pair; the app passes streamlit-authenticator's login,
-    the default verifies the bcrypt hash in the store. Unknown users and wrong passwords are treated
-    alike: same message, same bcrypt cost, same backoff.
+    the default verifies the bcrypt hash in the store. ``client`` identifies the caller (its IP
+    address): backoff is counted per username and client, with a higher cap per username. The attempt
+    is reserved in the store (checked and recorded in one transaction) before the password is
+    checked, so concurrent attempts get no more checks than sequential ones. Unknown users and wrong
+    passwords are treated alike: same message, same bcrypt cost, same backoff.
     """
     key = normalize_username(username)[:64]
     now = time.time() if now is None else now
     if not key or not password:
         raise AuthError("Enter your username and password.")
-    wait = login_wait(store, key, now)
+    scoped, overall = throttle_keys(key, client)
+    wait = store.reserve_login_attempt(((scoped, backoff_delay), (overall, global_backoff_delay)), now)
     if wait > 0:
         raise LoginThrottled(wait)
     user = store.get_user_by_username(key)
@@ -210,11 +263,40 @@ def attempt_login(
     else:
         ok = (check or (lambda u, p: verify_password(p, store.password_hash(u))))(key, password)
     if not ok or user is None:
-        failures, _ = store.record_login_failure(key, now, backoff_delay)
-        log.info("failed login for %r (%d in a row)", key, failures)
+        log.info("failed login for %r from %s (%d in a row)", key, client, store.login_state(scoped)[0])
         raise AuthError(INVALID_CREDENTIALS)
-    store.clear_login_failures(key)
+    store.clear_login_failures(scoped, overall)
     return user
+
+
+# --- session tokens ---------------------------------------------------------------------------------
+
+
+def issue_session_token(username: str, version: int, key: str, now: float | None = None) -> tuple[str, float]:
+    """(the signed cookie value, its expiry as unix time) for a session of ``username`` under the
+    account's session ``version``. The claims keep streamlit-authenticator's names (username,
+    exp_date) and add ``sv``."""
+    expires = (time.time() if now is None else now) + COOKIE_EXPIRY_DAYS * 86_400
+    token = jwt.encode({"username": username, "exp_date": expires, "sv": int(version)}, key, algorithm="HS256")
+    return token, expires
+
+
+def read_session_token(store: Store, token: str | None, key: str, now: float | None = None) -> tuple[str, int] | None:
+    """(username, session version) of a cookie that is still valid: signed with ``key``, not expired,
+    naming an existing account whose session version is the one it was issued under; else None."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    username, version, expires = claims.get("username"), claims.get("sv"), claims.get("exp_date")
+    if not isinstance(username, str) or not isinstance(version, int) or not isinstance(expires, (int, float)):
+        return None  # includes cookies from before session versions existed: they no longer log in
+    if expires <= (time.time() if now is None else now):
+        return None
+    current = store.session_version(username)
+    return (username, version) if current is not None and current == version else None
 
 
 # --- streamlit-authenticator credentials ------------------------------------------------------------

@@ -16,6 +16,8 @@ JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from typing import Any, Protocol
 
 import numpy as np
@@ -284,19 +286,32 @@ def describe_model_accuracy(report: dict) -> str:
 _PAGE_WIDTH_CM = 17.0  # A4 width minus 2 cm margins
 
 
+_FONT_LOCK = threading.Lock()
+_FONTS: tuple[str, str] | None = None  # (regular, bold), chosen once per process
+
+
 def _font_names() -> tuple[str, str]:
-    """(regular, bold): DejaVu Sans when installed (covers most scripts a title may use), else Helvetica."""
+    """(regular, bold): DejaVu Sans when installed (covers most scripts a title may use), else Helvetica.
+
+    Registered once per process under a lock, both faces before either name is handed out: without it,
+    concurrent first PDFs saw the regular face registered and the bold not yet, and failed."""
+    global _FONTS
+    if _FONTS is not None:
+        return _FONTS
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFError, TTFont
 
     folder = "/usr/share/fonts/truetype/dejavu/"
-    try:
-        if "DejaVuSans" not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont("DejaVuSans", folder + "DejaVuSans.ttf"))
-            pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", folder + "DejaVuSans-Bold.ttf"))
-        return "DejaVuSans", "DejaVuSans-Bold"
-    except (TTFError, OSError):  # no DejaVu on this machine
-        return "Helvetica", "Helvetica-Bold"
+    with _FONT_LOCK:
+        if _FONTS is None:
+            try:
+                faces = [TTFont(name, folder + f"{name}.ttf") for name in ("DejaVuSans", "DejaVuSans-Bold")]
+                for face in faces:
+                    pdfmetrics.registerFont(face)
+                _FONTS = ("DejaVuSans", "DejaVuSans-Bold")
+            except (TTFError, OSError):  # no DejaVu on this machine
+                _FONTS = ("Helvetica", "Helvetica-Bold")
+    return _FONTS
 
 
 def _rgb(label: str):

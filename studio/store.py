@@ -10,6 +10,13 @@ Design rules, all enforced here:
 * Every read, download and delete of an analysis is filtered by ``user_id``. Files live under
   ``media/<user_id>/`` with random names; nothing a user typed becomes part of a path.
 * The schema is versioned (table ``schema_version``); migrations run when a Store is opened.
+* Ids are never reused (``AUTOINCREMENT``): a deleted analysis's id, or a deleted account's id (and
+  so its media folder), never passes to a new row.
+* Each account has a ``session_version``; a session cookie carries the version it was issued under
+  and is accepted only while it matches (studio.auth states the rule). Changing the password bumps it.
+* Login throttling checks and records an attempt in one transaction (``reserve_login_attempt``).
+* ``sweep()`` (run once per process by ``get_store``) removes media files no row points to and stale
+  temporary files that a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
+import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +47,10 @@ log = logging.getLogger(__name__)
 SOURCES = ("photo", "snapshot", "video")
 MEDIA_EXTENSIONS = frozenset({"mp4", "webm", "avi", "mov", "mkv", "gif"})
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# The sweep leaves younger files alone: a writer may have written its file and not yet its row.
+SWEEP_GRACE_S = 15 * 60
+VIDEO_TMP_PREFIX = "emotion-video-"  # emotion.video's temporary folders under the system temp dir
 _WRITE_LOCK = threading.RLock()  # process-wide: one writer at a time in this process
 
 
@@ -132,7 +145,49 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     analyses.create_index(["user_id", "created_at"], index_name="idx_analyses_user_time")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migration_1, 2: _migration_2}
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """AUTOINCREMENT ids for users and analyses (a deleted id is never handed out again), and a
+    session version per user. SQLite cannot add AUTOINCREMENT to a table, so both are rebuilt with
+    their rows and ids kept (migrate() runs this with foreign keys off, checked before commit)."""
+    db.execute(
+        """CREATE TABLE users_v3 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            session_version INTEGER NOT NULL DEFAULT 0)"""
+    )
+    db.execute(
+        "INSERT INTO users_v3 (id, username, name, email, password_hash, created_at) "
+        "SELECT id, username, name, email, password_hash, created_at FROM users"
+    )
+    db.execute(
+        """CREATE TABLE analyses_v3 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('photo', 'snapshot', 'video')),
+            model TEXT NOT NULL,
+            detector TEXT NOT NULL,
+            faces TEXT NOT NULL,
+            image_file TEXT,
+            media_file TEXT,
+            original_name TEXT,
+            title TEXT,
+            extra TEXT NOT NULL DEFAULT '{}')"""
+    )
+    columns = "id, user_id, created_at, source, model, detector, faces, image_file, media_file, original_name, title"
+    db.execute(f"INSERT INTO analyses_v3 ({columns}, extra) SELECT {columns}, COALESCE(extra, '{{}}') FROM analyses")
+    db.execute("DROP TABLE analyses")
+    db.execute("DROP TABLE users")
+    db.execute("ALTER TABLE users_v3 RENAME TO users")
+    db.execute("ALTER TABLE analyses_v3 RENAME TO analyses")
+    db.execute("CREATE INDEX idx_analyses_user_time ON analyses (user_id, created_at)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 def _schema_version(db: sqlite_utils.Database) -> int:
@@ -184,15 +239,31 @@ def migrate(path: Path, target: int = SCHEMA_VERSION) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _reading(path) as db:
         db.execute("PRAGMA journal_mode = WAL")
-    with _writing(path) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-        current = _schema_version(db)
-        if current > SCHEMA_VERSION:
-            raise SchemaTooNewError(f"{path} has schema version {current}; this code knows up to {SCHEMA_VERSION}")
-        for version in range(current + 1, target + 1):
-            MIGRATIONS[version](db)
-            db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", [version, utc_now()])
-            log.info("store %s migrated to schema version %d", path, version)
+    # Foreign keys off while tables are rebuilt (SQLite's documented procedure: dropping the old users
+    # table would otherwise cascade to every analysis); the pragma only takes effect outside a
+    # transaction, and foreign_key_check verifies the result before the commit.
+    with _WRITE_LOCK, _reading(path) as db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = _schema_version(db)
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNewError(f"{path} has schema version {current}; this code knows up to {SCHEMA_VERSION}")
+            for version in range(current + 1, target + 1):
+                MIGRATIONS[version](db)
+                db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", [version, utc_now()])
+                log.info("store %s migrated to schema version %d", path, version)
+            problems = db.execute("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise RuntimeError(f"migration of {path} broke foreign keys: {problems[:5]}")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         return max(current, target)
 
 
@@ -315,10 +386,30 @@ class Store:
             row = db.execute("SELECT password_hash FROM users WHERE username = ?", [username]).fetchone()
         return row[0] if row else None
 
-    def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        """Replace an account's password hash."""
+    def set_password_hash(self, user_id: int, password_hash: str) -> int:
+        """Replace an account's password hash; a new hash also bumps the session version (every session
+        cookie issued before it stops working). Returns the session version now in force."""
         with _writing(self.path) as db:
-            db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id])
+            db.execute(
+                "UPDATE users SET session_version = session_version + (password_hash != ?), password_hash = ? "
+                "WHERE id = ?",
+                [password_hash, password_hash, user_id],
+            )
+            row = db.execute("SELECT session_version FROM users WHERE id = ?", [user_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    def session_version(self, username: str) -> int | None:
+        """The account's current session version, or None when there is no such user."""
+        with _reading(self.path) as db:
+            row = db.execute("SELECT session_version FROM users WHERE username = ?", [username]).fetchone()
+        return int(row[0]) if row else None
+
+    def bump_session_version(self, user_id: int) -> int:
+        """Revoke every session of this account issued so far (logout); returns the new version."""
+        with _writing(self.path) as db:
+            db.execute("UPDATE users SET session_version = session_version + 1 WHERE id = ?", [user_id])
+            row = db.execute("SELECT session_version FROM users WHERE id = ?", [user_id]).fetchone()
+        return int(row[0]) if row else 0
 
     def credential_rows(self) -> list[dict[str, Any]]:
         """username, name, email and password_hash of every account (for the authenticator)."""
@@ -327,31 +418,48 @@ class Store:
 
     # --- login throttling ---------------------------------------------------------------------------
 
-    def login_state(self, username: str) -> tuple[int, float]:
-        """(consecutive failures, locked-until unix time) recorded for a typed username."""
+    def login_state(self, key: str) -> tuple[int, float]:
+        """(failures, locked-until unix time) recorded for a throttling key."""
         with _reading(self.path) as db:
-            row = db.execute("SELECT failures, locked_until FROM login_attempts WHERE username = ?", [username])
+            row = db.execute("SELECT failures, locked_until FROM login_attempts WHERE username = ?", [key])
             found = row.fetchone()
         return (int(found[0]), float(found[1])) if found else (0, 0.0)
 
-    def record_login_failure(self, username: str, now: float, delay_for: Callable[[int], float]) -> tuple[int, float]:
-        """Count one more failure atomically; ``delay_for(failures)`` sets the lock. Returns the new state."""
+    def reserve_login_attempt(self, scopes: Sequence[tuple[str, Callable[[int], float]]], now: float) -> float:
+        """Check and record one login attempt in a single write transaction.
+
+        ``scopes``: (key, delay_for) pairs, e.g. one per username and client and one per username
+        alone. When any key is locked at ``now``, nothing is recorded and the longest wait (seconds) is
+        returned. Otherwise the attempt is counted as a failure under every key up front, each key's
+        lock set to ``now + delay_for(failures)``, and 0.0 is returned: the caller may check the
+        password once, and clears the keys on success. Since the check and the record are one
+        transaction, concurrent attempts cannot all pass the check before any is recorded.
+        """
         with _writing(self.path) as db:
             cutoff = (datetime.now(UTC) - timedelta(days=1)).isoformat()
             db.execute("DELETE FROM login_attempts WHERE updated_at < ? AND locked_until < ?", [cutoff, now])
-            row = db.execute("SELECT failures FROM login_attempts WHERE username = ?", [username]).fetchone()
-            failures = (int(row[0]) if row else 0) + 1
-            locked_until = now + delay_for(failures)
-            db.execute(
-                "INSERT OR REPLACE INTO login_attempts (username, failures, locked_until, updated_at) VALUES (?,?,?,?)",
-                [username, failures, locked_until, utc_now()],
-            )
-        return failures, locked_until
+            states = {}
+            for key, _ in scopes:
+                row = db.execute("SELECT failures, locked_until FROM login_attempts WHERE username = ?", [key])
+                found = row.fetchone()
+                states[key] = (int(found[0]), float(found[1])) if found else (0, 0.0)
+            wait = max((locked - now for _, locked in states.values()), default=0.0)
+            if wait > 0:
+                return wait
+            for key, delay_for in scopes:
+                failures = states[key][0] + 1
+                db.execute(
+                    "INSERT OR REPLACE INTO login_attempts (username, failures, locked_until, updated_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [key, failures, now + delay_for(failures), utc_now()],
+                )
+        return 0.0
 
-    def clear_login_failures(self, username: str) -> None:
-        """Forget the failures of a username (after a successful login)."""
+    def clear_login_failures(self, *keys: str) -> None:
+        """Forget the failures recorded under these keys (after a successful login)."""
         with _writing(self.path) as db:
-            db.execute("DELETE FROM login_attempts WHERE username = ?", [username])
+            for key in keys:
+                db.execute("DELETE FROM login_attempts WHERE username = ?", [key])
 
     # --- analyses -----------------------------------------------------------------------------------
 
@@ -481,6 +589,55 @@ class Store:
                     (self.media_root / name).unlink(missing_ok=True)
         return True
 
+    def sweep(self, grace_s: float = SWEEP_GRACE_S, now: float | None = None) -> dict[str, int]:
+        """Remove media files that no analysis row points to and stale temporary files (a writer killed
+        between its file and its row, or mid-write), then log what went. Files younger than
+        ``grace_s`` are kept, since a live writer may be about to commit the row that names them.
+        Returns {"orphans", "temporary", "bytes"}."""
+        now = time.time() if now is None else now
+        with _reading(self.path) as db:
+            referenced = {
+                name
+                for row in db.execute("SELECT image_file, media_file FROM analyses").fetchall()
+                for name in row
+                if name is not None
+            }
+        removed = {"orphans": 0, "temporary": 0, "bytes": 0}
+
+        def stale(path: Path) -> bool:
+            with suppress(OSError):
+                return now - path.lstat().st_mtime >= grace_s
+            return False
+
+        for folder in self.media_root.iterdir() if self.media_root.is_dir() else ():
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in folder.iterdir():
+                relative = f"{folder.name}/{path.name}"
+                temporary = path.name.endswith(".tmp")
+                if not path.is_file() or (not temporary and relative in referenced) or not stale(path):
+                    continue
+                size = path.lstat().st_size
+                with suppress(OSError):
+                    path.unlink()
+                    removed["temporary" if temporary else "orphans"] += 1
+                    removed["bytes"] += size
+        for path in Path(tempfile.gettempdir()).glob(f"{VIDEO_TMP_PREFIX}*"):
+            # A folder is stale when nothing in it was written lately (a long video is still being written).
+            if path.is_dir() and not path.is_symlink() and all(stale(f) for f in (path, *path.rglob("*"))):
+                size = sum(f.lstat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path, ignore_errors=True)
+                removed["temporary"] += 1
+                removed["bytes"] += size
+        log.info(
+            "start-up sweep of %s: removed %d orphan media files and %d stale temporary files (%.1f MB)",
+            self.media_root,
+            removed["orphans"],
+            removed["temporary"],
+            removed["bytes"] / 1e6,
+        )
+        return removed
+
     def count_analyses(self, user_id: int) -> dict[str, int]:
         """{"photo": n, "snapshot": n, "video": n, "total": n} from a COUNT query."""
         counts = dict.fromkeys(SOURCES, 0)
@@ -503,4 +660,8 @@ def get_store() -> Store:
     with _STORES_LOCK:
         if key not in _STORES:
             _STORES[key] = Store(key[0], key[1])
+            try:
+                _STORES[key].sweep()
+            except OSError as error:  # a sweep that cannot finish must not keep the studio from starting
+                log.warning("start-up sweep of %s failed: %s", key[1], error)
         return _STORES[key]

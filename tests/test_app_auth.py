@@ -56,6 +56,11 @@ def logged_in(at: AppTest) -> bool:
     return bool(at.session_state["authentication_status"]) and "user" in at.session_state
 
 
+def log_out(at: AppTest) -> AppTest:
+    next(b for b in at.sidebar.button if b.label == "Log out").click()
+    return at.run()
+
+
 def test_login_page_comes_first(app: AppTest) -> None:
     assert not app.exception
     assert app.title[0].value == "Emotion Studio"
@@ -66,9 +71,12 @@ def test_login_page_comes_first(app: AppTest) -> None:
 
 def test_register_then_login_then_logout(app: AppTest) -> None:
     register(app)
-    assert not errors(app) and "created" in app.success[0].value
+    assert not errors(app) and logged_in(app)  # registering logs the new user in
     user = get_store().get_user_by_username("alice")
     assert user is not None and auth.is_bcrypt_hash(get_store().password_hash("alice"))
+    assert app.session_state["user"].id == user.id
+    log_out(app)
+    assert not logged_in(app)
     login(app, username="  Alice ")
     assert not app.exception and not errors(app)
     assert logged_in(app) and app.session_state["user"].id == user.id
@@ -83,8 +91,17 @@ def test_register_then_login_then_logout(app: AppTest) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"register_username": "alice"}, "username is already taken"),
-        ({"register_username": "alice2", "register_email": "ALICE@example.com"}, "email is already taken"),
+        ({"register_username": "alice"}, auth.REGISTRATION_CONFLICT),
+        ({"register_username": "alice2", "register_email": "ALICE@example.com"}, auth.REGISTRATION_CONFLICT),
+        (
+            {
+                "register_username": "bob",
+                "register_email": "b@example.com",
+                "register_password": "password1",
+                "register_repeat": "password1",
+            },
+            "very common password",
+        ),
         ({"register_username": "bob", "register_email": "b@example.com", "register_password": "short1"}, "at least 8"),
         # The rest in the full suite only (each is a fresh app run; test_auth checks the rules themselves).
         pytest.param(
@@ -110,14 +127,16 @@ def test_register_then_login_then_logout(app: AppTest) -> None:
 )
 def test_registration_errors(app: AppTest, overrides: dict[str, str], message: str) -> None:
     register(app)
+    log_out(app)
     register(app, **overrides)
     assert not app.exception
-    assert any(message in e for e in errors(app)), errors(app)
+    assert any(md_escape(message) in e or message in e for e in errors(app)), errors(app)
     assert len(get_store().credential_rows()) == 1
 
 
 def test_wrong_password_and_unknown_user_look_the_same(app: AppTest) -> None:
     register(app)
+    log_out(app)
     login(app, password="wrong-passw0rd")
     wrong = errors(app)
     login(app, username="nobody")
@@ -129,19 +148,19 @@ def test_wrong_password_and_unknown_user_look_the_same(app: AppTest) -> None:
 
 def test_repeated_failures_are_slowed_down(app: AppTest) -> None:
     register(app)
+    log_out(app)
     for _ in range(3):
         login(app, password="wrong-passw0rd")
     login(app)  # the right password, but inside the backoff window
     assert any("Too many failed attempts" in e for e in errors(app))
     assert not logged_in(app)
-    failures, locked_until = get_store().login_state("alice")
+    failures, locked_until = get_store().login_state(auth.throttle_keys("alice", "unknown")[0])
     assert failures == 3 and locked_until > 0
 
 
 @pytest.mark.slow
 def test_edit_profile_and_change_password(app: AppTest) -> None:
     register(app)
-    login(app)
     app.switch_page(str(Path(pages.common.APP_ROOT, "pages/account.py"))).run()
     assert not app.exception and app.title[0].value == "Account"
     assert any(md_escape("alice@example.com") in m.value for m in app.markdown)
@@ -157,9 +176,10 @@ def test_edit_profile_and_change_password(app: AppTest) -> None:
     submit(app, "Change password", **fields)
     assert any("current password is not correct" in e for e in errors(app))
     submit(app, "Change password", **{**fields, "password_current": PASSWORD})
-    assert not errors(app) and app.success[0].value == "Password changed."
-    next(b for b in app.sidebar.button if b.label == "Log out").click()
-    app.run()
+    assert not errors(app) and app.success[0].value.startswith("Password changed.")
+    assert logged_in(app)  # this session goes on under the new session version
+    assert app.session_state[pages.common.SESSION_VERSION_KEY] == get_store().session_version("alice") == 1
+    log_out(app)
     login(app)
     assert not logged_in(app) and any("Incorrect" in e for e in errors(app))
     login(app, password=NEW_PASSWORD)
@@ -169,7 +189,6 @@ def test_edit_profile_and_change_password(app: AppTest) -> None:
 def test_user_text_is_never_markup(app: AppTest) -> None:
     name = "<img src=x onerror=alert(1)> [click](http://evil.example) :red[x] $x$"
     register(app, register_name=name)
-    login(app)
     shown = [m.value for m in app.markdown] + [c.value for c in app.sidebar.caption]
     with_name = [text for text in shown if "img" in text]
     assert len(with_name) == 2  # the home greeting and the sidebar
@@ -180,7 +199,6 @@ def test_user_text_is_never_markup(app: AppTest) -> None:
 
 def test_home_shows_recent_activity(app: AppTest) -> None:
     register(app)
-    login(app)
     user = app.session_state["user"]
     face = {"box": [0, 0, 9, 9], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
     get_store().add_analysis(
@@ -197,7 +215,6 @@ def test_a_failing_page_shows_a_friendly_error(app: AppTest, tmp_path: Path, mon
     boom.write_text("raise RuntimeError('secret internals')\n")
     monkeypatch.setattr(pages.common, "PAGES", (PageSpec(str(boom), "", "Home", ":material/home:", "boom"),))
     register(app)
-    login(app)
     assert not app.exception
     assert any("something went wrong" in e for e in errors(app))
     assert not any("secret internals" in e for e in errors(app))
@@ -218,3 +235,80 @@ def test_pages_alone_with_a_user(isolated_store: Path, repo_root: Path, page: st
     at.session_state["user"] = user
     at.run()
     assert not at.exception and at.title[0].value == title
+
+
+def test_switching_user_on_one_session_leaves_nothing_of_the_first(app: AppTest) -> None:
+    """Results, uploads and filters any page kept in session_state go at logout and at the next login."""
+    register(app)
+    app.session_state["classify_result"] = {"report": {"user": "alice"}}
+    app.session_state["history_filters"] = ("alice's filter",)
+    log_out(app)
+    assert "classify_result" not in app.session_state and "history_filters" not in app.session_state
+    app.session_state["left_behind"] = "by a page that ran after logout"
+    register(app, username="bob", email="bob@example.com", register_name="Bob")
+    assert logged_in(app) and app.session_state["user"].username == "bob"
+    assert "left_behind" not in app.session_state
+
+
+def test_a_session_revoked_elsewhere_meets_the_login(app: AppTest) -> None:
+    """Logging out (or changing the password) in another browser ends this session too."""
+    register(app)
+    get_store().bump_session_version(app.session_state["user"].id)
+    app.run()
+    assert not logged_in(app) and [t.label for t in app.tabs] == ["Log in", "Create account"]
+
+
+def test_every_page_reads_pages_common_before_anything_else() -> None:
+    """The gate (pages/common.py) acts when a page reads its first name from pages.common: that must be
+    the first thing every page file does, before any statement that could render."""
+    import ast
+
+    files = sorted(pages.common.APP_ROOT.joinpath("pages").glob("*.py"))
+    assert {spec.path.rsplit("/", 1)[-1] for spec in pages.common.PAGES} <= {f.name for f in files}
+    for path in files:
+        if path.name in ("__init__.py", "common.py"):
+            continue
+        body = ast.parse(path.read_text()).body
+        for node in body:
+            if isinstance(node, ast.ImportFrom) and node.module == "pages.common":
+                break
+            is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            assert is_docstring or isinstance(node, (ast.Import, ast.ImportFrom)), (path.name, ast.dump(node)[:80])
+        else:
+            raise AssertionError(f"{path.name} never imports from pages.common")
+
+
+def test_legacy_pages_run_is_rerouted_through_app(monkeypatch) -> None:
+    """In a run of Streamlit's legacy pages/ mode (its runner's _mpa_v1 on the stack), reading a name of
+    pages.common switches the mode off and restarts the run (through app.py); in any other run, or
+    outside a Streamlit run, nothing is guarded."""
+    from types import SimpleNamespace
+
+    import streamlit
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner_utils import script_run_context
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+
+    common = pages.common
+    assert common.md_escape("*") == "&#42;"  # no script run: no gate
+    reruns: list[bool] = []
+
+    def rerun() -> None:
+        reruns.append(True)
+        raise RerunException(None)
+
+    monkeypatch.setattr(streamlit, "rerun", rerun)
+    monkeypatch.setitem(vars(common), "get_script_run_ctx", lambda suppress_warning=False: SimpleNamespace())
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
+    assert common.md_escape("*") == "&#42;" and not reruns  # a run of app.py
+
+    namespace: dict = {"common": common}
+    # A function of that name in a file under a streamlit folder, as the runner's is.
+    exec(
+        compile("def _mpa_v1():\n    return common.md_escape('x')\n", "/x/streamlit/script_runner.py", "exec"),
+        namespace,
+    )
+    with pytest.raises(RerunException):
+        namespace["_mpa_v1"]()
+    assert reruns == [True] and PagesManager.uses_pages_directory is False
+    assert script_run_context.get_script_run_ctx is not None

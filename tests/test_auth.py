@@ -16,6 +16,7 @@ from studio.auth import AuthError, LoginThrottled
 from studio.store import Store
 
 PASSWORD = "s3cret-pass"
+NEW_PASSWORD = "new-mauve-kettle7"
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,8 @@ def alice(db: Store):
         ("12345678", "letter and one digit"),
         (" abcdefg1", "space"),
         ("a1" * 40, "at most 72 bytes"),
+        ("password1", "very common password"),
+        ("qwerty123", "very common password"),
     ],
 )
 def test_weak_passwords_are_refused(password: str, message: str) -> None:
@@ -53,9 +56,16 @@ def test_weak_passwords_are_refused(password: str, message: str) -> None:
 
 
 def test_password_repeat_must_match() -> None:
-    assert auth.validate_password("abcdefg1", "abcdefg1") == "abcdefg1"
+    assert auth.validate_password(NEW_PASSWORD, NEW_PASSWORD) == NEW_PASSWORD
     with pytest.raises(AuthError, match="do not match"):
-        auth.validate_password("abcdefg1", "abcdefg2")
+        auth.validate_password(NEW_PASSWORD, NEW_PASSWORD + "x")
+
+
+def test_password_built_from_the_account_is_refused() -> None:
+    """zxcvbn counts the account's own name and username as guessable."""
+    auth.validate_password("Liddell2024", user_inputs=())
+    with pytest.raises(AuthError, match="less common password"):
+        auth.validate_password("Liddell2024", user_inputs=("alice", "Alice Liddell", "alice@example.com"))
 
 
 @pytest.mark.parametrize(
@@ -91,11 +101,14 @@ def test_default_cost(monkeypatch) -> None:
     assert auth.hash_password("abcdefg1").startswith("$2b$12$")
 
 
-def test_duplicate_username_or_email_is_a_clear_error(db: Store, alice) -> None:
-    with pytest.raises(AuthError, match="username is already taken"):
+def test_registration_does_not_say_which_field_is_taken(db: Store, alice) -> None:
+    """A taken username and a taken email get the same words: nobody learns who has an account."""
+    with pytest.raises(AuthError) as by_name:
         auth.register(db, username="ALICE", name="A", email="new@example.com", password=PASSWORD, repeat=PASSWORD)
-    with pytest.raises(AuthError, match="email is already taken"):
+    with pytest.raises(AuthError) as by_email:
         auth.register(db, username="alice2", name="A", email="Alice@Example.com", password=PASSWORD, repeat=PASSWORD)
+    assert str(by_name.value) == str(by_email.value) == auth.REGISTRATION_CONFLICT
+    assert "username" not in auth.REGISTRATION_CONFLICT.split(".")[0] and "taken" not in auth.REGISTRATION_CONFLICT
 
 
 def test_update_profile_and_change_password(db: Store, alice) -> None:
@@ -107,11 +120,13 @@ def test_update_profile_and_change_password(db: Store, alice) -> None:
     with pytest.raises(AuthError, match="valid email"):
         auth.update_profile(db, alice, name="Alice", email="nope")
     with pytest.raises(AuthError, match="current password is not correct"):
-        auth.change_password(db, alice, current="wrong-pass1", new="newpass123", repeat="newpass123")
+        auth.change_password(db, alice, current="wrong-pass1", new=NEW_PASSWORD, repeat=NEW_PASSWORD)
     with pytest.raises(AuthError, match="at least 8"):
         auth.change_password(db, alice, current=PASSWORD, new="short1", repeat="short1")
-    auth.change_password(db, alice, current=PASSWORD, new="newpass123", repeat="newpass123")
-    assert auth.attempt_login(db, "alice", "newpass123").id == alice.id
+    before = db.session_version("alice")
+    assert auth.change_password(db, alice, current=PASSWORD, new=NEW_PASSWORD, repeat=NEW_PASSWORD) == before + 1
+    assert db.session_version("alice") == before + 1  # every earlier session cookie is revoked
+    assert auth.attempt_login(db, "alice", NEW_PASSWORD).id == alice.id
     with pytest.raises(AuthError, match="Incorrect"):
         auth.attempt_login(db, "alice", PASSWORD)
     assert auth.attempt_login(db, "bob", PASSWORD).id == bob.id  # untouched
@@ -139,21 +154,99 @@ def test_repeated_failures_back_off_then_recover(db: Store, alice, username: str
     for _ in range(2):
         with pytest.raises(AuthError, match="Incorrect"):
             auth.attempt_login(db, username, "wrong-pass1", now=now)
-        assert auth.login_wait(db, username, now) == 0
+        assert auth.login_wait(db, username, now=now) == 0
     with pytest.raises(AuthError, match="Incorrect"):
         auth.attempt_login(db, username.upper(), "wrong-pass1", now=now)
-    assert auth.login_wait(db, username, now) == pytest.approx(2.0)
+    assert auth.login_wait(db, username, now=now) == pytest.approx(2.0)
     with pytest.raises(LoginThrottled, match="Wait 1 s") as throttled:  # even the right password waits
         auth.attempt_login(db, username, PASSWORD, now=now + 1)
     assert throttled.value.wait_s == pytest.approx(1.0)
-    assert db.login_state(username)[0] == 3  # a refused try is not counted
+    scoped, overall = auth.throttle_keys(username, None)
+    assert db.login_state(scoped)[0] == 3 and db.login_state(overall)[0] == 3  # a refused try is not counted
     with pytest.raises(AuthError, match="Incorrect"):
         auth.attempt_login(db, username, "wrong-pass1", now=now + 2.5)
-    assert auth.login_wait(db, username, now + 2.5) == pytest.approx(4.0)
+    assert auth.login_wait(db, username, now=now + 2.5) == pytest.approx(4.0)
     if username == "alice":
         assert auth.attempt_login(db, "alice", PASSWORD, now=now + 7).id == alice.id
-        assert db.login_state("alice") == (0, 0.0)
-    assert auth.login_wait(db, "someone-else", now) == 0  # per username
+        assert db.login_state(scoped) == (0, 0.0) and db.login_state(overall) == (0, 0.0)
+    assert auth.login_wait(db, "someone-else", now=now) == 0  # per username
+
+
+def test_an_attacker_on_one_client_does_not_lock_the_owner_out(db: Store, alice) -> None:
+    """Failures from one client slow that client; the owner elsewhere logs in at once. Only a
+    per-username total of GLOBAL_FREE_ATTEMPTS failures slows every client down."""
+    now = 2_000_000.0
+    for _ in range(auth.FREE_ATTEMPTS):
+        with pytest.raises(AuthError, match="Incorrect"):
+            auth.attempt_login(db, "alice", "wrong-pass1", now=now, client="10.0.0.66")
+    with pytest.raises(LoginThrottled):
+        auth.attempt_login(db, "alice", "wrong-pass1", now=now, client="10.0.0.66")
+    assert auth.login_wait(db, "alice", "10.0.0.66", now=now) > 0
+    assert auth.login_wait(db, "alice", "192.168.1.5", now=now) == 0
+    assert auth.attempt_login(db, "alice", PASSWORD, now=now, client="192.168.1.5").id == alice.id
+    # Many clients together: the per-username cap.
+    for index in range(auth.GLOBAL_FREE_ATTEMPTS):
+        with pytest.raises(AuthError, match="Incorrect"):
+            auth.attempt_login(db, "alice", "wrong-pass1", now=now + 1, client=f"10.1.{index}.1")
+    with pytest.raises(LoginThrottled):
+        auth.attempt_login(db, "alice", PASSWORD, now=now + 1, client="192.168.1.5")
+    assert auth.global_backoff_delay(auth.GLOBAL_FREE_ATTEMPTS) == auth.BASE_DELAY_S
+
+
+def test_concurrent_attempts_get_at_most_the_allowed_checks(db: Store, alice) -> None:
+    """20 simultaneous attempts for one username from one client: the check and the record are one
+    transaction, so no more passwords are checked than FREE_ATTEMPTS sequential failures allow."""
+    import threading
+
+    checks: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def slow_check(username: str, password: str) -> bool:
+        with lock:
+            checks.append(password)
+        threading.Event().wait(0.05)  # a bcrypt-long check widens any race between check and record
+        return False
+
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        start.wait()
+        try:
+            auth.attempt_login(db, "alice", "wrong-pass1", check=slow_check, client="10.0.0.66")
+        except LoginThrottled:
+            outcomes.append("throttled")
+        except AuthError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 20
+    assert len(checks) <= auth.FREE_ATTEMPTS, checks
+    assert outcomes.count("refused") == len(checks) and outcomes.count("throttled") == 20 - len(checks)
+
+
+def test_session_tokens_are_revoked_by_the_session_version(db: Store, alice) -> None:
+    key = "k" * 48
+    token, expires = auth.issue_session_token("alice", db.session_version("alice"), key, now=100.0)
+    assert expires == pytest.approx(100.0 + auth.COOKIE_EXPIRY_DAYS * 86_400)
+    assert auth.read_session_token(db, token, key, now=200.0) == ("alice", 0)
+    assert auth.read_session_token(db, token, "another-key" * 4, now=200.0) is None  # forged
+    assert auth.read_session_token(db, token, key, now=expires + 1) is None  # expired
+    assert auth.read_session_token(db, "garbage", key) is None and auth.read_session_token(db, None, key) is None
+    db.bump_session_version(alice.id)  # logout
+    assert auth.read_session_token(db, token, key, now=200.0) is None
+    fresh, _ = auth.issue_session_token("alice", db.session_version("alice"), key, now=300.0)
+    assert auth.read_session_token(db, fresh, key, now=400.0) == ("alice", 1)
+    auth.change_password(db, alice, current=PASSWORD, new=NEW_PASSWORD, repeat=NEW_PASSWORD)
+    assert auth.read_session_token(db, fresh, key, now=400.0) is None
+    import jwt
+
+    legacy = jwt.encode({"username": "alice", "exp_date": 10.0**10}, key, algorithm="HS256")  # no version
+    assert auth.read_session_token(db, legacy, key) is None
 
 
 def test_check_callable_decides(db: Store, alice) -> None:
@@ -178,12 +271,12 @@ def test_credentials_round_trip(db: Store, alice) -> None:
         "first_name": "Carl",
         "last_name": "C",
         "email": "carl@example.com",
-        "password": auth.hash_password("carlpass1"),
+        "password": auth.hash_password("carl-mauve-kettle1"),
     }
     assert auth.save_credentials(db, credentials) == 2
     assert db.get_user_by_username("alice").name == "Changed"
     assert db.get_user_by_username("carl").name == "Carl C"
-    assert auth.attempt_login(db, "carl", "carlpass1").username == "carl"
+    assert auth.attempt_login(db, "carl", "carl-mauve-kettle1").username == "carl"
     credentials["usernames"]["dan"] = {"name": "Dan", "email": "dan@example.com", "password": "plain-text1"}
     with pytest.raises(ValueError, match="non-bcrypt"):
         auth.save_credentials(db, credentials)

@@ -54,9 +54,10 @@ def test_register_login_reload_logout(chromium_path: str, app_url: str, tmp_path
         register.get_by_label("Password", exact=True).fill("browser-pass1")
         register.get_by_label("Repeat password").fill("browser-pass1")
         register.get_by_role("button", name="Create account").click()
-        expect(page.get_by_text("created. Log in with it")).to_be_visible()
+        expect(page.get_by_text("Welcome, Browser Tester")).to_be_visible()  # registering logs in
+        page.get_by_role("button", name="Log out").click()
 
-        page.get_by_role("tab", name="Log in").click()
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible()
         login.get_by_label("Username", exact=True).fill("tester")
         login.get_by_label("Password", exact=True).fill("wrong-pass1")
         login.get_by_role("button", name="Log in").click()

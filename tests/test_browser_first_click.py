@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import bcrypt
-import jwt
 import pytest
 
+from studio import auth
 from studio.store import get_store
 from tests.browser_support import COOKIE_NAME, launch_chromium, serve_app, session_cookie, wait_for_cookie
 
@@ -38,9 +37,8 @@ def app_url(isolated_store: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def session_token(username: str) -> str:
-    """A session cookie as streamlit-authenticator 0.4.2 signs it (CookieModel._token_encode)."""
-    expires = (datetime.now() + timedelta(days=1)).timestamp()
-    return jwt.encode({"username": username, "exp_date": expires}, COOKIE_KEY, algorithm="HS256")
+    """A session cookie as the studio signs it, for the account's current session version."""
+    return auth.issue_session_token(username, get_store().session_version(username), COOKIE_KEY)[0]
 
 
 def test_login_at_once_then_navigate_and_submit_at_once(chromium_path: str, app_url: str) -> None:

@@ -139,3 +139,18 @@ def test_blazeface_min_face_and_pad(photos_dir):
     assert len(plain) == len(padded) == 2
     for a, b in zip(plain, padded, strict=True):
         assert abs(a.x - b.x) < 0.1 * a.w and abs(a.y - b.y) < 0.1 * a.h
+
+
+@pytest.mark.parametrize("name", ["blazeface", "haar", "hog"])
+def test_degenerate_shapes_find_no_face_and_never_fail(name: str) -> None:
+    """Strips, 1x1 and empty images, and minimum faces larger than the image, with every detector:
+    an empty list, never an OpenCV or dlib error."""
+    rng = np.random.default_rng(0)
+    shapes = [(20, 20000), (20000, 20), (1, 1), (2, 3), (1, 5000), (5000, 1), (30, 30), (0, 5), (5, 0)]
+    for min_face in (12, 24, 400, 5000):
+        detector = get_detector(name, min_face=min_face)
+        for height, width in shapes:
+            for channels in (None, 3, 4):
+                shape = (height, width) if channels is None else (height, width, channels)
+                image = rng.integers(0, 256, shape, dtype=np.uint8)
+                assert detector.detect(image) == [], (name, min_face, shape)

@@ -156,11 +156,11 @@ def test_migrate_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == store_module.SCHEMA_VERSION == 2
+    assert store.schema_version() == store_module.SCHEMA_VERSION == 3
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
-    assert Store(path, tmp_path / "media").schema_version() == 2  # opening again is a no-op
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+    assert Store(path, tmp_path / "media").schema_version() == 3  # opening again is a no-op
 
 
 def test_migrate_from_version_1(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
             ['[{"label": "happy"}]'],
         )
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     old = store.list_analyses(1)
     assert len(old) == 1 and old[0].title is None and old[0].extra == {} and old[0].original_name == "x.jpg"
     assert store.list_analyses(1, label="happy") == old
@@ -187,6 +187,101 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         indexes = [r[1] for r in conn.execute("PRAGMA index_list(analyses)")]
     assert "idx_analyses_user_time" in indexes
+
+
+def test_migration_3_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
+    """A version-2 database keeps its users, analyses and ids; afterwards a deleted id is never reused."""
+    path = tmp_path / "v2.db"
+    assert migrate(path, target=2) == 2
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        for uid in (1, 2):
+            conn.execute(
+                "INSERT INTO users VALUES (?, ?, 'U', ?, ?, '2024-01-01T00:00:00+00:00')",
+                [uid, f"user{uid}", f"u{uid}@example.com", HASH],
+            )
+        for aid in (1, 2, 3):
+            conn.execute(
+                "INSERT INTO analyses (id, user_id, created_at, source, model, detector, faces, image_file, title, "
+                "extra) VALUES (?, ?, ?, 'photo', 'm', 'haar', '[]', ?, ?, '{\"k\": 1}')",
+                [aid, 1 + aid % 2, f"2024-01-0{aid}T00:00:00+00:00", f"{1 + aid % 2}/f{aid}.png", f"t{aid}"],
+            )
+        conn.execute("DELETE FROM analyses WHERE id = 3")  # under v2 the next row would get id 3 again
+    store = Store(path, tmp_path / "media")
+    assert store.schema_version() == 3
+    assert [a.id for a in store.list_analyses(2)] == [1] and store.list_analyses(2)[0].extra == {"k": 1}
+    assert [a.id for a in store.list_analyses(1)] == [2] and store.list_analyses(1)[0].title == "t2"
+    assert store.get_user(2).username == "user2" and store.session_version("user2") == 0
+    newest = add(store, 1)
+    assert newest.id == 3  # 3 was never committed under AUTOINCREMENT's counter: the first free id
+    assert store.delete_analysis(1, newest.id)
+    assert add(store, 2).id == 4  # the deleted newest id is not handed out again (any user's)
+    with sqlite3.connect(path) as conn:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'analyses'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql and "REFERENCES users(id) ON DELETE CASCADE" in sql
+        assert "idx_analyses_user_time" in [r[1] for r in conn.execute("PRAGMA index_list(analyses)")]
+
+
+def test_ids_are_not_reused(db: Store) -> None:
+    """Deleting the newest analysis or account does not free its id for the next one."""
+    alice = db.create_user("alice", "A", "a@example.com", HASH)
+    first, second = add(db, alice.id), add(db, alice.id)
+    assert db.delete_analysis(alice.id, second.id)
+    third = add(db, alice.id)
+    assert third.id > second.id > first.id
+    bob = db.create_user("bob", "B", "b@example.com", HASH)
+    with sqlite3.connect(db.path) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("DELETE FROM users WHERE id = ?", [bob.id])
+    assert db.create_user("carol", "C", "c@example.com", HASH).id > bob.id  # media/<id>/ never inherited
+
+
+def test_password_change_and_logout_bump_the_session_version(db: Store) -> None:
+    alice = db.create_user("alice", "A", "a@example.com", HASH)
+    assert db.session_version("alice") == 0 and db.session_version("nobody") is None
+    assert db.set_password_hash(alice.id, HASH) == 0  # the same hash (a credentials save) revokes nothing
+    assert db.set_password_hash(alice.id, "$2b$12$" + "y" * 53) == 1
+    assert db.bump_session_version(alice.id) == 2 and db.session_version("ALICE") == 2
+
+
+def test_sweep_removes_orphans_and_stale_temporaries_only(db: Store, tmp_path: Path, caplog) -> None:
+    alice = db.create_user("alice", "A", "a@example.com", HASH)
+    kept = [add(db, alice.id), add(db, alice.id, media_bytes=b"video", media_ext="mp4")]
+    folder = db.media_root / str(alice.id)
+    orphan, tmp, fresh_orphan = folder / "deadbeef.png", folder / ".cafe.png.tmp", folder / "young.png"
+    for path in (orphan, tmp, fresh_orphan):
+        path.write_bytes(b"x" * 1000)
+    stranger = db.media_root / "99"
+    stranger.mkdir()
+    (stranger / "lost.mp4").write_bytes(b"y" * 10)  # a folder no user has: every file in it is an orphan
+    old = time.time() - 2 * store_module.SWEEP_GRACE_S
+    for path in (orphan, tmp, stranger / "lost.mp4", *folder.glob("*.png"), *folder.glob("*.mp4")):
+        if path != fresh_orphan:
+            os.utime(path, (old, old))
+    with caplog.at_level("INFO", logger="studio.store"):
+        removed = db.sweep()
+    assert removed["orphans"] == 2 and removed["temporary"] >= 1 and removed["bytes"] >= 2010
+    assert not orphan.exists() and not tmp.exists() and not (stranger / "lost.mp4").exists()
+    assert fresh_orphan.exists()  # younger than the grace period: its row may be on its way
+    for analysis in kept:  # every file a row points to is still there
+        assert db.read_image(alice.id, analysis.id) == b"\x89PNG-bytes"
+    assert db.read_media(alice.id, kept[1].id) == b"video"
+    assert any("removed 2 orphan media files" in r.getMessage() for r in caplog.records)
+    assert db.sweep(grace_s=0)["orphans"] == 1 and not fresh_orphan.exists()
+
+
+def test_get_store_sweeps_once_at_start_up(isolated_store: Path, tmp_path: Path) -> None:
+    orphan = tmp_path / "media" / "1" / "orphan.png"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x")
+    old = time.time() - 2 * store_module.SWEEP_GRACE_S
+    os.utime(orphan, (old, old))
+    store_module._STORES.clear()
+    try:
+        get_store()
+        assert not orphan.exists()
+    finally:
+        store_module._STORES.clear()
 
 
 def test_refuses_newer_schema(tmp_path: Path) -> None:
@@ -308,3 +403,48 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_row(tmp_path: Path) -> None
     rows_with_image = {a.id for a in after.list_analyses(child_user.id) if a.has_image}
     for analysis_id in rows_with_image:  # no committed row points at a missing or partial file
         assert after.read_image(child_user.id, analysis_id).startswith(b"child-")
+
+
+def test_twenty_concurrent_reservations_get_at_most_the_free_attempts(db: Store) -> None:
+    """reserve_login_attempt checks and records in one transaction: of 20 simultaneous attempts on one
+    key, exactly as many pass as sequential failures would allow; the others are told to wait."""
+    free = 3
+
+    def delay(failures: int) -> float:
+        return 0.0 if failures < free else 60.0
+
+    start = threading.Barrier(20)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        start.wait()
+        wait = db.reserve_login_attempt([("alice\x1f10.0.0.1", delay), ("alice\x1f*", lambda n: 0.0)], now=1000.0)
+        with lock:
+            waits.append(wait)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(waits)[:free] == [0.0] * free and all(w == pytest.approx(60.0) for w in sorted(waits)[free:])
+    assert db.login_state("alice\x1f10.0.0.1") == (free, 1060.0)
+    assert db.login_state("alice\x1f*")[0] == free  # refused attempts are not recorded
+    db.clear_login_failures("alice\x1f10.0.0.1", "alice\x1f*")
+    assert db.login_state("alice\x1f10.0.0.1") == (0, 0.0)
+
+
+def test_sweep_removes_stale_video_temp_folders_only(db: Store, tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "systemp"))
+    old = time.time() - 2 * store_module.SWEEP_GRACE_S
+    stale_dir, busy_dir = (tmp_path / "systemp" / f"{store_module.VIDEO_TMP_PREFIX}{n}" for n in ("a", "b"))
+    for folder in (stale_dir, busy_dir):
+        folder.mkdir(parents=True)
+        (folder / "annotated.mp4").write_bytes(b"v" * 100)
+        os.utime(folder, (old, old))
+    os.utime(stale_dir / "annotated.mp4", (old, old))  # busy_dir's file was written just now
+    removed = db.sweep()
+    assert not stale_dir.exists() and busy_dir.exists() and removed["temporary"] == 1

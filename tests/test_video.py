@@ -110,3 +110,63 @@ def test_write_y4m_layout(clip_frames, tmp_path):
     # BT.601 studio range, as cameras (and Chromium's fake camera) deliver: Y = 16 + 219/255 x luma.
     expected = 16 + cv2.cvtColor(clip_frames[0], cv2.COLOR_RGB2GRAY).astype(float) * 219 / 255
     assert np.abs(y - expected).mean() < 1.5
+
+
+def _synthetic_clip(path, *, fps: int, frames: int, size=(64, 48), latin1_metadata: bool = False):
+    """A small H.264 mp4 of moving grey bars (no shared data); optionally with Latin-1 metadata bytes
+    that are not valid UTF-8 (as some cameras and editors write them)."""
+    options = {"metadata_encoding": "latin-1"} if latin1_metadata else {}
+    with av.open(str(path), "w", **options) as output:
+        if latin1_metadata:
+            output.metadata["title"] = "caf\xe9 \xff"
+        stream = output.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        if latin1_metadata:
+            stream.metadata["handler_name"] = "h\xe9"
+        for index in range(frames):
+            rgb = np.full((size[1], size[0], 3), (index * 7) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+    return path
+
+
+def test_metadata_that_is_not_utf8_is_read(tmp_path):
+    path = _synthetic_clip(tmp_path / "latin1.mp4", fps=10, frames=6, latin1_metadata=True)
+    with pytest.raises(UnicodeDecodeError):  # what PyAV does by default, and what reached the page
+        av.open(str(path)).close()
+    analysis = process_video(path.read_bytes())
+    assert len(analysis.frames) == 6 and analysis.notes == []
+
+
+def test_high_frame_rates_are_sampled_to_the_analysis_rate(tmp_path):
+    """A 240 fps clip is analysed at max_fps: the work follows the analysis rate, not the file's."""
+    path = _synthetic_clip(tmp_path / "fast.mp4", fps=240, frames=240)  # one second
+    calls = []
+    analysis = process_video(path, max_fps=10, progress=lambda done, total: calls.append((done, total)))
+    assert len(analysis.frames) == 10 and analysis.fps == pytest.approx(10)
+    assert analysis.source_fps == pytest.approx(240)
+    times = [f["time"] for f in analysis.frames]
+    assert times == sorted(times) and np.allclose(np.diff(times), 0.1, atol=1 / 240 + 1e-6)
+    assert calls[-1][0] == 10 and all(total >= done for done, total in calls)
+    assert any("analysed at 10 per second" in note for note in analysis.notes)
+    _, decoded = decode(analysis.mp4)
+    assert len(decoded) == 10
+    assert analysis.representative_faces == analysis.frames[analysis.representative_index]["faces"]
+
+
+def test_decoded_frames_are_capped(tmp_path):
+    path = _synthetic_clip(tmp_path / "long.mp4", fps=30, frames=90)
+    analysis = process_video(path, max_fps=30, max_frames=40)
+    assert analysis.truncated and len(analysis.frames) == 40
+    assert any("Only the first" in note for note in analysis.notes)
+
+
+def test_oversized_frames_are_refused(tmp_path, monkeypatch):
+    from emotion import video
+
+    path = _synthetic_clip(tmp_path / "big.mp4", fps=10, frames=2, size=(128, 96))
+    monkeypatch.setattr(video, "MAX_VIDEO_FRAME_PIXELS", 64 * 48)
+    with pytest.raises(VideoLoadError, match="the limit is 3,072 pixels per frame"):
+        process_video(path)
