@@ -5,12 +5,17 @@ The serving runtime (LiteRT) has no gradients, so Grad-CAM runs on the model's K
 goes through the same preprocessing as serving (EmotionModel.preprocess), the gradient of the
 class probability is taken with respect to the last convolutional feature map with a spatial
 extent (H', W' > 1), and the channel-weighted map is ReLU'd, normalised to [0, 1] and resized
-to the crop. Pages call `gradcam_overlay` only; Keras and TensorFlow load lazily on first use.
+to the crop. Pages call `gradcam_overlay`; Keras and TensorFlow load lazily on first use, which takes
+seconds, so a page calls `warm_up(model)` as soon as an explanation may be asked for: the Keras model
+loads (once per process, shared by every session) in a background thread, and a click only waits for
+the gradient of one face.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,9 @@ from emotion.registry import EmotionModel, ModelInfo, ModelNotFoundError, list_m
 _CONV_CLASSES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 _keras_cache: dict[str, tuple[Any, Any]] = {}  # keras path -> (model, grad model)
 _keras_lock = threading.Lock()
+_warming: dict[str, threading.Thread] = {}  # model name -> its warm-up thread (started once)
+_warming_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class ExplainError(RuntimeError):
@@ -137,3 +145,26 @@ def gradcam_overlay(
     face = face_crop(image, box, margin)
     heatmap, _ = gradcam(face, model_name, class_index)
     return overlay(face, heatmap)
+
+
+def _warm(model_name: str) -> None:
+    try:
+        started = time.perf_counter()
+        gradcam(np.full((48, 48), 128, np.uint8), model_name)  # loads Keras and runs the eager kernels once
+        log.info("Grad-CAM for %s warm in %.1f s", model_name, time.perf_counter() - started)
+    except ExplainError as error:  # nothing to warm: the page says so when asked
+        log.info("no Grad-CAM warm-up for %s: %s", model_name, error)
+    except Exception:  # a background thread: logged, and the click gets the error itself
+        log.exception("Grad-CAM warm-up for %s failed", model_name)
+
+
+def warm_up(model_name: str) -> threading.Thread:
+    """Load the Keras model that explains `model_name` in a background (daemon) thread, once per
+    process; returns the thread (join it to wait). Calls after the first return the same thread."""
+    with _warming_lock:
+        thread = _warming.get(model_name)
+        if thread is None:
+            thread = threading.Thread(target=_warm, args=(model_name,), name=f"gradcam-warm-{model_name}", daemon=True)
+            _warming[model_name] = thread
+            thread.start()
+        return thread

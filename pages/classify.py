@@ -239,10 +239,12 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     cache_key = (result["key"], face["index"])
     if cache_key not in cache:
         with st.spinner("Computing Grad-CAM…"):
+            started = time.perf_counter()
             try:
                 cache[cache_key] = explain.gradcam_overlay(result["image"], face["box"], model, face["label"])
             except explain.ExplainError as error:
                 cache[cache_key] = str(error)
+            cache[(*cache_key, "ms")] = (time.perf_counter() - started) * 1000
     overlay = cache[cache_key]
     if isinstance(overlay, str):
         st.info(f"No explanation for this model: {overlay}")
@@ -250,6 +252,7 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     left, right = st.columns(2)
     left.image(explain.face_crop(result["image"], face["box"]), caption="face as classified", width="stretch")
     right.image(overlay, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
+    st.caption(f"Grad-CAM computed in {cache[(*cache_key, 'ms')]:.0f} ms")
 
 
 def _timing_caption(result: dict) -> str:
@@ -285,6 +288,7 @@ def show_result(result: dict, user=None, run_started: float | None = None) -> No
             "face size, or classify the whole image as one face if it is a close-up."
         )
         return
+    explain.warm_up(report["model"])  # in the background: a Grad-CAM click then waits for one face only
     count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
     st.subheader(f"{count} found")
     caption, saved_message = st.empty(), st.empty()  # filled once the result is shown and saved

@@ -84,3 +84,18 @@ def test_unknown_label_and_model_are_user_errors(photo_faces, model_name):
         explain.gradcam_overlay(image, faces[0].box, model_name, "bored")
     with pytest.raises(explain.ExplainError):
         explain.explained_model("no_such_model")
+
+
+def test_warm_up_loads_the_keras_model_once_in_the_background(model_name):
+    thread = explain.warm_up(model_name)
+    assert explain.warm_up(model_name) is thread and thread.daemon  # one warm-up per model and process
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    info, _ = explain.explained_model(model_name)
+    assert str(info.keras_path) in explain._keras_cache  # a click finds the model loaded
+
+
+def test_warm_up_of_an_unexplainable_model_only_logs(caplog):
+    with caplog.at_level("INFO", logger="emotion.explain"):
+        explain.warm_up("no-such-model").join(timeout=60)
+    assert "no Grad-CAM warm-up for no-such-model" in caplog.text
