@@ -104,6 +104,12 @@ class Track:
     probs: np.ndarray | None = None  # smoothed (K,) probabilities, None until first classified
     box_state: np.ndarray | None = None  # smoothed (x, y, w, h) float64
     template: np.ndarray | None = None  # grey (TEMPLATE_PX, TEMPLATE_PX) uint8 of the last detected face
+    detection_score: float | None = None  # the detector's confidence at its last detection (BlazeFace gives one)
+
+    def record(self, box: Box) -> None:
+        """A detection's confidence, when the detector gives one."""
+        if box.score is not None:
+            self.detection_score = box.score
 
     @property
     def center(self) -> tuple[float, float]:
@@ -149,6 +155,7 @@ class Tracker:
             track = assigned[i]
             if track is None:
                 track = Track(self._next_id, box, frame_index)
+                track.record(box)
                 self._next_id += 1
                 self.tracks.append(track)
                 assigned[i] = track
@@ -160,6 +167,7 @@ class Tracker:
     def observe(self, track: Track, box: Box, frame_index: int) -> None:
         """Record a detection already known to belong to `track` (ROI detection)."""
         track.box, track.last_seen, track.hits = box, frame_index, track.hits + 1
+        track.record(box)
 
     def prune(self, frame_index: int) -> None:
         self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= self.max_missed]
@@ -231,9 +239,15 @@ class TrackedFace:
     result: FaceResult  # smoothed scores and box
     raw_scores: dict[str, float]
     detected: bool  # False when the box was held from an earlier frame
+    detection_score: float | None = None  # the detector's confidence in this face (None: not given)
 
     def to_dict(self) -> dict:
-        return {"track_id": self.track_id, **self.result.to_dict(), "detected": self.detected}
+        return {
+            "track_id": self.track_id,
+            **self.result.to_dict(),
+            "detected": self.detected,
+            "detection_score": self.detection_score,
+        }
 
 
 @dataclass
@@ -444,7 +458,8 @@ class FrameProcessor:
             track.probs = ema(history, probs, strength)
             scores = {k: float(v) for k, v in zip(model.labels, track.probs, strict=True)}
             smoothed = FaceResult(face.box, max(scores, key=scores.get), scores, dict(face.timings))
-            faces.append(TrackedFace(track.id, smoothed, face.scores, track.last_seen == self._index))
+            detected = track.last_seen == self._index
+            faces.append(TrackedFace(track.id, smoothed, face.scores, detected, track.detection_score))
         return faces
 
     def _fps(self) -> float:
@@ -509,7 +524,8 @@ def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR)
     if not found:
         return None
     b = found[0]
-    return clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
+    box = clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
+    return replace(box, score=b.score) if box is not None else None
 
 
 def face_template(rgb: np.ndarray, box: Box) -> np.ndarray:

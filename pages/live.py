@@ -140,7 +140,7 @@ def _save_snapshot(processor: FrameProcessor, user) -> None:
     )  # fmt: skip
     report = reports.report_for_analysis(analysis, user.username)
     st.session_state[SNAPSHOT_KEY] = {
-        "id": analysis.id, "frame": frame, "report": report, "pdf": reports.pdf_report(report, frame),
+        "id": analysis.id, "frame": frame, "report": report,
     }  # fmt: skip
 
 
@@ -152,7 +152,8 @@ def _snapshot_result() -> None:
     st.image(saved["frame"], caption="Saved snapshot", width=320)
     report = saved["report"]
     report_downloads(
-        report, saved["pdf"], json.dumps(report, indent=2), labels=("PDF report", "JSON report"),
+        report, lambda: reports.pdf_report(report, saved["frame"]), json.dumps(report, indent=2),
+        labels=("PDF report", "JSON report"),
         keys=("snap_pdf", "snap_json"), on_click="rerun",
     )  # fmt: skip
 
@@ -204,9 +205,10 @@ def _analyze_video(upload, options: dict, user) -> None:
     data = upload.getvalue()
     bar = st.progress(0.0, text="Analysing frames…")
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int) -> None:  # two passes: analysing, then drawing the real tracks
         if done == total or done % 5 == 0:
-            bar.progress(min(1.0, done / total), text=f"Analysing frame {done} of about {total}")
+            step = "Analysing frames" if 2 * done <= total else "Drawing the faces found"
+            bar.progress(min(1.0, done / total), text=f"{step}… {min(1.0, done / total):.0%}")
 
     try:
         analysis = process_video(
@@ -224,13 +226,15 @@ def _analyze_video(upload, options: dict, user) -> None:
         image_png=encode_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
         media_bytes=analysis.mp4, media_ext="mp4",
         extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames,
-               "representative_frame": analysis.representative_index, "timings": analysis.timings},
+               "representative_frame": analysis.representative_index, "timings": analysis.timings,
+               "tracks": analysis.tracks, "dropped_tracks": len(analysis.dropped_tracks)},
     )  # fmt: skip
     report = reports.report_for_analysis(saved, user.username)
     st.session_state[VIDEO_KEY] = {
         "name": upload.name, "id": saved.id, "mp4": analysis.mp4, "frames": analysis.frames,
         "csv": frames_to_csv(analysis.frames, analysis.labels), "json": analysis.to_json(), "report": report,
-        "pdf": reports.pdf_report(report, analysis.representative), "truncated": analysis.truncated,
+        "frame": analysis.representative, "truncated": analysis.truncated,
+        "face_count": analysis.face_count, "dropped_tracks": len(analysis.dropped_tracks),
     }  # fmt: skip
 
 
@@ -246,6 +250,10 @@ def video_tab(options: dict, user) -> None:
     if not result:
         return
     st.success(f"{result['name']}: saved to your history (analysis #{result['id']}).")
+    st.caption(
+        f"{result['face_count']} face(s) tracked; {result['dropped_tracks']} brief or unsure detection(s) not "
+        "reported (a face must be followed for half a second with a confident detector)."
+    )
     if result["truncated"]:
         st.info(f"Only the first {MAX_VIDEO_SECONDS:.0f} seconds were analysed.")
     st.video(result["mp4"], format="video/mp4")
@@ -255,7 +263,10 @@ def video_tab(options: dict, user) -> None:
     cols[0].download_button("Annotated video", result["mp4"], f"{stem}-annotated.mp4", "video/mp4")
     cols[1].download_button("Per-frame CSV", result["csv"], f"{stem}-frames.csv", "text/csv")
     cols[2].download_button("Per-frame JSON", result["json"], f"{stem}-frames.json", "application/json")
-    cols[3].download_button("PDF report", result["pdf"], reports.report_filename(result["report"], "pdf"))
+    cols[3].download_button(  # built when clicked, not on every rerun
+        "PDF report", lambda: reports.pdf_report(result["report"], result["frame"]),
+        reports.report_filename(result["report"], "pdf"), "application/pdf", on_click="ignore",
+    )  # fmt: skip
     cols[4].download_button(
         "JSON report", json.dumps(result["report"], indent=2), reports.report_filename(result["report"], "json")
     )
