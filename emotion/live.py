@@ -502,9 +502,8 @@ class FrameProcessor:
         return [av.VideoFrame.from_ndarray(annotated, format="rgb24")]
 
     def on_ended(self) -> None:
-        """streamlit-webrtc `on_video_ended`: the next stream starts with fresh tracks."""
-        with self._lock:
-            self._reset_requested = True
+        """streamlit-webrtc `on_video_ended` (STOP): the panel empties and the next stream starts afresh."""
+        self.reset()
 
 
 def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR) -> Box | None:
@@ -555,12 +554,15 @@ def template_track(rgb: np.ndarray, previous: Box, template: np.ndarray) -> Box 
 
 
 def draw_stats(image: np.ndarray, result: FrameResult) -> None:
-    """Draw "NN FPS | NN ms | detect 1/N @side" top-left on an RGB (H, W, 3) image, in place."""
+    """Draw "NN FPS | NN ms | detect 1/N @side" bottom-left on an RGB (H, W, 3) image, in place: at the top
+    it hid the label of a face near the top edge (labels go above their box)."""
     text = (
         f"{result.fps:4.1f} FPS | {result.timings['total_ms']:4.1f} ms | "
         f"detect 1/{result.detect_every} @{result.detect_side}px | faces {len(result.faces)}"
     )
     scale = max(0.4, image.shape[1] / 1400)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(image, (0, 0), (tw + 10, th + base + 8), (0, 0, 0), -1)
-    cv2.putText(image, text, (5, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    height = image.shape[0]
+    top = height - (th + base + 8)
+    cv2.rectangle(image, (0, top), (tw + 10, height), (0, 0, 0), -1)
+    cv2.putText(image, text, (5, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)

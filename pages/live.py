@@ -31,6 +31,7 @@ from studio import reports
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
+PANEL_SECONDS = 1.0  # the live panel's refresh period while the camera plays
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
 FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
 
@@ -77,14 +78,6 @@ def _options() -> dict:
     }  # fmt: skip
 
 
-def _bars(scores: dict[str, float], title: str) -> go.Figure:
-    labels = sorted(scores, key=scores.get)
-    colors = [f"rgb{emotion.color_for(k)}" for k in labels]
-    figure = go.Figure(go.Bar(x=[scores[k] for k in labels], y=labels, orientation="h", marker_color=colors))
-    figure.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=30, b=0), xaxis=dict(range=[0, 1]))
-    return figure
-
-
 def _timeline(rows: list[dict], labels: tuple[str, ...]) -> go.Figure:
     figure = go.Figure()
     if rows:
@@ -118,7 +111,10 @@ def _live_panel(processor: FrameProcessor) -> None:
         return
     label = main.result.label
     st.markdown(f"**Face {main.track_id}: {label} ({main.result.confidence:.0%})** · {len(result.faces)} face(s)")
-    st.plotly_chart(_bars(main.result.scores, "Main face"), key="live_bars")
+    # Plain bars, not a chart: this panel redraws every second beside the video, and a plotly redraw cost
+    # the browser the frames it should have shown.
+    for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
+        st.progress(min(1.0, max(0.0, value)), text=f"{name} {value:.0%}")
     labels = tuple(main.result.scores)
     st.plotly_chart(_timeline(snap.timeline, labels), key="live_timeline")
 
@@ -184,7 +180,9 @@ def webcam_tab(options: dict, user) -> None:
             _save_snapshot(processor, user)
         _snapshot_result()
     with side_col:
-        st.fragment(run_every=0.5 if ctx.state.playing else None)(_live_panel)(processor)
+        if not ctx.state.playing and processor.snapshot().result is not None:
+            processor.reset()  # stopped: the panel starts empty (on_ended does the same from the media thread)
+        st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
 
 
 def _faces_chart(frames: list[dict]) -> go.Figure:
