@@ -374,3 +374,14 @@ def test_stop_empties_the_panel_and_restarts_tracking(obama):
     assert snap.result is None and snap.frame is None and snap.timeline == [] and snap.frames_processed == 0
     _, result = processor.process(webcam_frame(obama))  # the next stream
     assert result.index == 0 and [f.track_id for f in result.faces] == [1]
+
+
+def test_frames_go_back_as_yuv420p_with_the_same_picture(obama):
+    from emotion.live import to_video_frame
+
+    frame = webcam_frame(obama)
+    out = to_video_frame(frame)
+    assert out.format.name == "yuv420p" and (out.width, out.height) == (640, 480)
+    back = out.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(back - frame.astype(int)).mean() < 4  # colour conversion, not a different picture
+    assert to_video_frame(frame[:479, :639]).format.name == "rgb24"  # odd sizes: the encoder converts
