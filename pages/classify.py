@@ -255,6 +255,17 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     st.caption(f"Grad-CAM computed in {cache[(*cache_key, 'ms')]:.0f} ms")
 
 
+@st.fragment
+def _face_card(result: dict, face: dict, model: str) -> None:
+    """One face's bars and its Grad-CAM toggle; a fragment, so that the toggle reruns this card only (not
+    the whole page, its picture and every chart)."""
+    with st.container(border=True):
+        st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
+        st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
+        if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
+            _explanation(result, face, model)
+
+
 def _timing_caption(result: dict) -> str:
     """The user's wait from the Analyze click's rerun to the result on the page, with its parts."""
     report, timings = result["report"], result["report"]["timings"]
@@ -303,11 +314,8 @@ def show_result(result: dict, user=None, run_started: float | None = None) -> No
         st.plotly_chart(circumplex_chart(faces), key=f"circumplex_{result['key']}")
     columns = st.columns(min(2, len(faces)))
     for i, face in enumerate(faces):
-        with columns[i % len(columns)].container(border=True):
-            st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
-            st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
-            if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
-                _explanation(result, face, report["model"])
+        with columns[i % len(columns)]:
+            _face_card(result, face, report["model"])
     if result.get("pending_save") and user is not None:
         if run_started is not None:
             result["waited_ms"] = (time.perf_counter() - run_started) * 1000
