@@ -5,19 +5,24 @@ The serving runtime (LiteRT) has no gradients, so Grad-CAM runs on the model's K
 goes through the same preprocessing as serving (EmotionModel.preprocess), the gradient of the
 class probability is taken with respect to the last convolutional feature map with a spatial
 extent (H', W' > 1), and the channel-weighted map is ReLU'd, normalised to [0, 1] and resized
-to the crop. Pages call `gradcam_overlay`; Keras and TensorFlow load lazily on first use, which takes
-seconds, so a page calls `warm_up(model)` as soon as an explanation may be asked for: the Keras model
-loads (once per process, shared by every session) in a background thread, and a click only waits for
-the gradient of one face.
+to the crop. Pages call `gradcam_overlay`, which computes in a separate explainer process (`explainer`):
+Keras and TensorFlow load there, which takes seconds of CPU that would otherwise hold the server's GIL.
+A page calls `warm_up(model)` as soon as an explanation may be asked for: the Keras model loads in the
+explainer (once, shared by every session) while the user looks at the result, and a click only waits
+for the gradient of one face.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -28,9 +33,12 @@ from emotion.registry import EmotionModel, ModelInfo, ModelNotFoundError, list_m
 _CONV_CLASSES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 _keras_cache: dict[str, tuple[Any, Any]] = {}  # keras path -> (model, grad model)
 _keras_lock = threading.Lock()
-_warming: dict[str, threading.Thread] = {}  # model name -> its warm-up thread (started once)
+_explainer: ProcessPoolExecutor | None = None  # see explainer()
+_explainer_lock = threading.Lock()
+_warming: dict[str, Future] = {}  # model name -> its warm-up in the explainer (submitted once)
 _warming_lock = threading.Lock()
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ExplainError(RuntimeError):
@@ -134,6 +142,7 @@ def gradcam_overlay(
     """RGB uint8 (h, w, 3) overlay of Grad-CAM on the face crop of `box` in an RGB (H, W, 3) image.
 
     label: the class to explain (the face's predicted label); None explains the Keras argmax.
+    The gradient is computed in the explainer process (`explainer`), where the Keras model stays warm.
     Raises ExplainError when the model cannot be explained (no Keras file, unknown label).
     """
     info, _ = explained_model(model_name)
@@ -143,28 +152,64 @@ def gradcam_overlay(
             raise ExplainError(f"label {label!r} is not one of {info.name}'s labels")
         class_index = info.labels.index(label)
     face = face_crop(image, box, margin)
-    heatmap, _ = gradcam(face, model_name, class_index)
+    heatmap, _ = _in_explainer(gradcam, face, model_name, class_index)
     return overlay(face, heatmap)
 
 
-def _warm(model_name: str) -> None:
+def explainer() -> ProcessPoolExecutor:
+    """The process that runs Grad-CAM, started on first use (one per server process, shared by every
+    session). TensorFlow's import and a Keras load take seconds of CPU and would hold the server's GIL
+    (every user's page would stall); in their own process they do not, and the models stay warm there."""
+    global _explainer
+    with _explainer_lock:
+        if _explainer is None:
+            _explainer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _explainer
+
+
+def _in_explainer(function: Callable[..., T], *args: Any) -> T:
+    """function(*args) in the explainer process; a crashed explainer is started again once."""
+    global _explainer
+    for attempt in range(2):
+        try:
+            return explainer().submit(function, *args).result()
+        except BrokenProcessPool:
+            with _explainer_lock:
+                _explainer = None
+            with _warming_lock:
+                _warming.clear()
+            if attempt:
+                raise ExplainError("the explanation process stopped; try again") from None
+    raise AssertionError("unreachable")
+
+
+def _warm(model_name: str) -> str:
+    """In the explainer process: load the Keras model and run the eager kernels once; a message."""
+    started = time.perf_counter()
     try:
-        started = time.perf_counter()
-        gradcam(np.full((48, 48), 128, np.uint8), model_name)  # loads Keras and runs the eager kernels once
-        log.info("Grad-CAM for %s warm in %.1f s", model_name, time.perf_counter() - started)
+        gradcam(np.full((48, 48), 128, np.uint8), model_name)
     except ExplainError as error:  # nothing to warm: the page says so when asked
-        log.info("no Grad-CAM warm-up for %s: %s", model_name, error)
-    except Exception:  # a background thread: logged, and the click gets the error itself
-        log.exception("Grad-CAM warm-up for %s failed", model_name)
+        return f"no Grad-CAM warm-up for {model_name}: {error}"
+    return f"Grad-CAM for {model_name} warm in {time.perf_counter() - started:.1f} s"
 
 
-def warm_up(model_name: str) -> threading.Thread:
-    """Load the Keras model that explains `model_name` in a background (daemon) thread, once per
-    process; returns the thread (join it to wait). Calls after the first return the same thread."""
+def warm_up(model_name: str) -> Future:
+    """Load the Keras model that explains `model_name` in the explainer process, once per server process;
+    returns the Future of its message (do not wait on it in a page). Later calls return the same Future."""
     with _warming_lock:
-        thread = _warming.get(model_name)
-        if thread is None:
-            thread = threading.Thread(target=_warm, args=(model_name,), name=f"gradcam-warm-{model_name}", daemon=True)
-            _warming[model_name] = thread
-            thread.start()
-        return thread
+        future = _warming.get(model_name)
+        if future is None:
+            future = explainer().submit(_warm, model_name)
+            future.add_done_callback(_log_warm_up)
+            _warming[model_name] = future
+        return future
+
+
+def _log_warm_up(future: Future) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is None:
+        log.info("%s", future.result())
+    else:  # the click that follows gets the error itself
+        log.warning("Grad-CAM warm-up failed: %s", error)
