@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -163,7 +165,17 @@ def explainer() -> ProcessPoolExecutor:
     global _explainer
     with _explainer_lock:
         if _explainer is None:
-            _explainer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # A spawned child re-runs the parent's __main__ file, which under Streamlit is the page script:
+            # hide it while the worker starts (it starts on the first submit), so the child imports only this.
+            placeholder, main = types.ModuleType("__main__"), sys.modules.get("__main__")
+            sys.modules["__main__"] = placeholder
+            try:
+                pool.submit(int).result()
+            finally:
+                if sys.modules.get("__main__") is placeholder:
+                    sys.modules["__main__"] = main
+            _explainer = pool
         return _explainer
 
 
