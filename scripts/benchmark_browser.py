@@ -173,8 +173,9 @@ async def click_analyze(page) -> dict:
         )
     await page.get_by_role("button", name="Download PDF report").wait_for(timeout=TIMEOUT_MS)
     downloads = time.perf_counter() - started
-    answered = float(re.findall(r"Answered in (\d+) ms", await caption.inner_text())[0])
-    return {"visible_s": visible, "downloads_s": downloads, "page_says_ms": answered}
+    text = await caption.inner_text()
+    answered = float(re.findall(r"Answered in (\d+) ms", text)[0])
+    return {"visible_s": visible, "downloads_s": downloads, "page_says_ms": answered, "caption": text}
 
 
 async def click_gradcam(page, index: int) -> float:
@@ -221,6 +222,7 @@ async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: 
             "click_to_result_s": stats([c["visible_s"] for c in clicks[1:]]),
             "click_to_downloads_s": stats([c["downloads_s"] for c in clicks[1:]]),
             "page_says_ms": stats([c["page_says_ms"] for c in clicks[1:]], 0),
+            "last_caption": clicks[-1]["caption"],
         }
     await page.close()
     if gradcam:
