@@ -18,7 +18,7 @@ frame the same part of the face (forehead to chin).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -34,6 +34,7 @@ class Box:
     y: int
     w: int
     h: int
+    score: float | None = field(default=None, compare=False)  # the detector's confidence, when it gives one
 
     @property
     def area(self) -> int:
@@ -253,19 +254,19 @@ class BlazeFaceDetector:
         sizes = raw[keep, 2:4] / self.input_size  # (K, 2)
         corners = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1) * side  # x0, y0, x1, y1 px
         boxes = []
-        for x0, y0, x1, y1 in _weighted_nms(corners, scores, self.iou):
+        for (x0, y0, x1, y1), score in _weighted_nms(corners, scores, self.iou):
             w, h = (x1 - x0) * self.BOX_SCALE, (y1 - y0) * self.BOX_SCALE
             cx, cy = (x0 + x1) / 2 - border, (y0 + y1) / 2 - border + self.BOX_SHIFT_Y * h
             box = clip_box(cx - w / 2, cy - h / 2, w, h, width, height)
             # Like the padded detectors: drop faces under min_face and boxes mostly outside the image.
             if box is not None and min(w, h) >= self.min_face and box.area >= 0.35 * w * h:
-                boxes.append(box)
+                boxes.append(replace(box, score=round(float(score), 4)))
         return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
 
 
-def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[np.ndarray]:
+def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's weighted non-maximum suppression: each cluster of boxes overlapping the best
-    remaining one by more than iou_threshold is replaced by their score-weighted mean."""
+    remaining one by more than iou_threshold is replaced by their score-weighted mean, scored by its best."""
     order = np.argsort(-scores)
     corners, scores = corners[order], scores[order]
     areas = np.prod(corners[:, 2:] - corners[:, :2], axis=1)
@@ -280,7 +281,7 @@ def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float)
         overlap = inter / (areas[i] + areas - inter + 1e-9)
         cluster = remaining & (overlap > iou_threshold)
         cluster[i] = True
-        merged.append(np.average(corners[cluster], axis=0, weights=scores[cluster]))
+        merged.append((np.average(corners[cluster], axis=0, weights=scores[cluster]), float(scores[i])))
         remaining &= ~cluster
     return merged
 

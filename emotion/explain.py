@@ -5,14 +5,26 @@ The serving runtime (LiteRT) has no gradients, so Grad-CAM runs on the model's K
 goes through the same preprocessing as serving (EmotionModel.preprocess), the gradient of the
 class probability is taken with respect to the last convolutional feature map with a spatial
 extent (H', W' > 1), and the channel-weighted map is ReLU'd, normalised to [0, 1] and resized
-to the crop. Pages call `gradcam_overlay` only; Keras and TensorFlow load lazily on first use.
+to the crop. Pages call `gradcam_overlay`, which computes in a separate explainer process (`explainer`):
+Keras and TensorFlow load there, which takes seconds of CPU that would otherwise hold the server's GIL.
+A page calls `warm_up(model)` as soon as an explanation may be asked for: the Keras model loads in the
+explainer (once, shared by every session) while the user looks at the result, and a click only waits
+for the gradient of one face.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import sys
 import threading
+import time
+import types
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -23,6 +35,12 @@ from emotion.registry import EmotionModel, ModelInfo, ModelNotFoundError, list_m
 _CONV_CLASSES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 _keras_cache: dict[str, tuple[Any, Any]] = {}  # keras path -> (model, grad model)
 _keras_lock = threading.Lock()
+_explainer: ProcessPoolExecutor | None = None  # see explainer()
+_explainer_lock = threading.Lock()
+_warming: dict[str, Future] = {}  # model name -> its warm-up in the explainer (submitted once)
+_warming_lock = threading.Lock()
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ExplainError(RuntimeError):
@@ -118,6 +136,7 @@ def gradcam_overlay(
     """RGB uint8 (h, w, 3) overlay of Grad-CAM on the face crop of `box` in an RGB (H, W, 3) image.
 
     label: the class to explain (the face's predicted label); None explains the Keras argmax.
+    The gradient is computed in the explainer process (`explainer`), where the Keras model stays warm.
     Raises ExplainError when the model cannot be explained (no Keras file, unknown label).
     """
     info, _ = explained_model(model_name)
@@ -127,5 +146,74 @@ def gradcam_overlay(
             raise ExplainError(f"label {label!r} is not one of {info.name}'s labels")
         class_index = info.labels.index(label)
     face = face_crop(image, box, margin)
-    heatmap, _ = gradcam(face, model_name, class_index)
+    heatmap, _ = _in_explainer(gradcam, face, model_name, class_index)
     return overlay(face, heatmap)
+
+
+def explainer() -> ProcessPoolExecutor:
+    """The process that runs Grad-CAM, started on first use (one per server process, shared by every
+    session). TensorFlow's import and a Keras load take seconds of CPU and would hold the server's GIL
+    (every user's page would stall); in their own process they do not, and the models stay warm there."""
+    global _explainer
+    with _explainer_lock:
+        if _explainer is None:
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # A spawned child re-runs the parent's __main__ file, which under Streamlit is the page script:
+            # hide it while the worker starts (it starts on the first submit), so the child imports only this.
+            placeholder, main = types.ModuleType("__main__"), sys.modules.get("__main__")
+            sys.modules["__main__"] = placeholder
+            try:
+                pool.submit(int).result()
+            finally:
+                if sys.modules.get("__main__") is placeholder:
+                    sys.modules["__main__"] = main
+            _explainer = pool
+        return _explainer
+
+
+def _in_explainer(function: Callable[..., T], *args: Any) -> T:
+    """function(*args) in the explainer process; a crashed explainer is started again once."""
+    global _explainer
+    for attempt in range(2):
+        try:
+            return explainer().submit(function, *args).result()
+        except BrokenProcessPool:
+            with _explainer_lock:
+                _explainer = None
+            with _warming_lock:
+                _warming.clear()
+            if attempt:
+                raise ExplainError("the explanation process stopped; try again") from None
+    raise AssertionError("unreachable")
+
+
+def _warm(model_name: str) -> str:
+    """In the explainer process: load the Keras model and run the eager kernels once; a message."""
+    started = time.perf_counter()
+    try:
+        gradcam(np.full((48, 48), 128, np.uint8), model_name)
+    except ExplainError as error:  # nothing to warm: the page says so when asked
+        return f"no Grad-CAM warm-up for {model_name}: {error}"
+    return f"Grad-CAM for {model_name} warm in {time.perf_counter() - started:.1f} s"
+
+
+def warm_up(model_name: str) -> Future:
+    """Load the Keras model that explains `model_name` in the explainer process, once per server process;
+    returns the Future of its message (do not wait on it in a page). Later calls return the same Future."""
+    with _warming_lock:
+        future = _warming.get(model_name)
+        if future is None:
+            future = explainer().submit(_warm, model_name)
+            future.add_done_callback(_log_warm_up)
+            _warming[model_name] = future
+        return future
+
+
+def _log_warm_up(future: Future) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is None:
+        log.info("%s", future.result())
+    else:  # the click that follows gets the error itself
+        log.warning("Grad-CAM warm-up failed: %s", error)

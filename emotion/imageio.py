@@ -173,8 +173,8 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[:, :, ::-1])
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """RGB uint8 (H, W, 3) -> PNG bytes."""
+def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """RGB uint8 (H, W, 3) -> PNG bytes; compress_level 1 is several times faster for ~10% more bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()

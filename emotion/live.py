@@ -105,6 +105,12 @@ class Track:
     probs: np.ndarray | None = None  # smoothed (K,) probabilities, None until first classified
     box_state: np.ndarray | None = None  # smoothed (x, y, w, h) float64
     template: np.ndarray | None = None  # grey (TEMPLATE_PX, TEMPLATE_PX) uint8 of the last detected face
+    detection_score: float | None = None  # the detector's confidence at its last detection (BlazeFace gives one)
+
+    def record(self, box: Box) -> None:
+        """A detection's confidence, when the detector gives one."""
+        if box.score is not None:
+            self.detection_score = box.score
 
     @property
     def center(self) -> tuple[float, float]:
@@ -150,6 +156,7 @@ class Tracker:
             track = assigned[i]
             if track is None:
                 track = Track(self._next_id, box, frame_index)
+                track.record(box)
                 self._next_id += 1
                 self.tracks.append(track)
                 assigned[i] = track
@@ -161,6 +168,7 @@ class Tracker:
     def observe(self, track: Track, box: Box, frame_index: int) -> None:
         """Record a detection already known to belong to `track` (ROI detection)."""
         track.box, track.last_seen, track.hits = box, frame_index, track.hits + 1
+        track.record(box)
 
     def prune(self, frame_index: int) -> None:
         self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= self.max_missed]
@@ -232,9 +240,15 @@ class TrackedFace:
     result: FaceResult  # smoothed scores and box
     raw_scores: dict[str, float]
     detected: bool  # False when the box was held from an earlier frame
+    detection_score: float | None = None  # the detector's confidence in this face (None: not given)
 
     def to_dict(self) -> dict:
-        return {"track_id": self.track_id, **self.result.to_dict(), "detected": self.detected}
+        return {
+            "track_id": self.track_id,
+            **self.result.to_dict(),
+            "detected": self.detected,
+            "detection_score": self.detection_score,
+        }
 
 
 @dataclass
@@ -445,7 +459,8 @@ class FrameProcessor:
             track.probs = ema(history, probs, strength)
             scores = {k: float(v) for k, v in zip(model.labels, track.probs, strict=True)}
             smoothed = FaceResult(face.box, max(scores, key=scores.get), scores, dict(face.timings))
-            faces.append(TrackedFace(track.id, smoothed, face.scores, track.last_seen == self._index))
+            detected = track.last_seen == self._index
+            faces.append(TrackedFace(track.id, smoothed, face.scores, detected, track.detection_score))
         return faces
 
     def _fps(self) -> float:
@@ -480,17 +495,25 @@ class FrameProcessor:
         slow frame never delays the next. The returned frame is sent for each incoming frame until the
         next one is ready.
         """
-        import av
-
         started = time.perf_counter()
         rgb = frames[-1].to_ndarray(format="rgb24")
         annotated, _ = self.process(rgb, started=started, dropped=len(frames) - 1)
-        return [av.VideoFrame.from_ndarray(annotated, format="rgb24")]
+        return [to_video_frame(annotated)]
 
     def on_ended(self) -> None:
-        """streamlit-webrtc `on_video_ended`: the next stream starts with fresh tracks."""
-        with self._lock:
-            self._reset_requested = True
+        """streamlit-webrtc `on_video_ended` (STOP): the panel empties and the next stream starts afresh."""
+        self.reset()
+
+
+def to_video_frame(rgb: np.ndarray):
+    """An RGB (H, W, 3) frame as the yuv420p av.VideoFrame the VP8 encoder takes: OpenCV's conversion costs
+    about a third of an rgb24 frame's conversion inside the encoder (odd sizes take that path)."""
+    import av
+
+    height, width = rgb.shape[:2]
+    if height % 2 or width % 2:
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
 def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR) -> Box | None:
@@ -510,7 +533,8 @@ def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR)
     if not found:
         return None
     b = found[0]
-    return clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
+    box = clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
+    return replace(box, score=b.score) if box is not None else None
 
 
 def face_template(rgb: np.ndarray, box: Box) -> np.ndarray:
@@ -540,12 +564,15 @@ def template_track(rgb: np.ndarray, previous: Box, template: np.ndarray) -> Box 
 
 
 def draw_stats(image: np.ndarray, result: FrameResult) -> None:
-    """Draw "NN FPS | NN ms | detect 1/N @side" top-left on an RGB (H, W, 3) image, in place."""
+    """Draw "NN FPS | NN ms | detect 1/N @side" bottom-left on an RGB (H, W, 3) image, in place: at the top
+    it hid the label of a face near the top edge (labels go above their box)."""
     text = (
         f"{result.fps:4.1f} FPS | {result.timings['total_ms']:4.1f} ms | "
         f"detect 1/{result.detect_every} @{result.detect_side}px | faces {len(result.faces)}"
     )
     scale = max(0.4, image.shape[1] / 1400)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(image, (0, 0), (tw + 10, th + base + 8), (0, 0, 0), -1)
-    cv2.putText(image, text, (5, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    height = image.shape[0]
+    top = height - (th + base + 8)
+    cv2.rectangle(image, (0, top), (tw + 10, height), (0, 0, 0), -1)
+    cv2.putText(image, text, (5, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -6,9 +6,11 @@
     frames_to_csv(analysis.frames), analysis.to_json()
 
 Decoding and encoding use PyAV (its wheels bundle FFmpeg with libx264). Files are processed at full
-quality: full-frame detection on every analysed frame (no frame budget), with the same per-face
-tracking and EMA smoothing as the webcam. `write_y4m` writes raw YUV4MPEG2 (the fake-camera format of
-Chromium).
+quality: full-frame detection on every analysed frame (no frame budget), with the same per-face tracking and
+EMA smoothing as the webcam. A track is reported (drawn, counted, in the CSV/JSON) only when it lasted
+MIN_TRACK_SECONDS and its mean detection score reaches MIN_TRACK_SCORE (`real_tracks`); the mp4 is
+drawn in a second decoding pass, once the tracks are known. `write_y4m` writes raw YUV4MPEG2 (the
+fake-camera format of Chromium).
 
 Limits (emotion.config) bound the work whatever the file declares: the first MAX_VIDEO_SECONDS are
 analysed, frames are sampled down to MAX_ANALYSIS_FPS (the annotated video plays at that rate), at
@@ -24,7 +26,7 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,11 +35,21 @@ import av
 import cv2
 import numpy as np
 
-from emotion.config import MAX_ANALYSIS_FPS, MAX_DECODED_VIDEO_FRAMES, MAX_VIDEO_BYTES, MAX_VIDEO_FRAME_PIXELS, MAX_VIDEO_SECONDS, MAX_VIDEO_SIDE
+from emotion.config import (
+    MAX_ANALYSIS_FPS,
+    MAX_DECODED_VIDEO_FRAMES,
+    MAX_VIDEO_BYTES,
+    MAX_VIDEO_FRAME_PIXELS,
+    MAX_VIDEO_SECONDS,
+    MAX_VIDEO_SIDE,
+)
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.live import FrameProcessor, LiveSettings
+from emotion.pipeline import FaceResult, annotate
 from emotion.registry import load
 
+MIN_TRACK_SECONDS = 0.5  # a face track shorter than this (or half the clip) is not reported
+MIN_TRACK_SCORE = 0.7  # nor one whose mean detection score (BlazeFace) is below this
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
 
 
@@ -60,6 +72,8 @@ class VideoAnalysis:
     representative: np.ndarray
     truncated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    tracks: list[dict] = field(default_factory=list)  # the reported faces (track_summaries rows)
+    dropped_tracks: list[dict] = field(default_factory=list)  # too short or too unsure to report
     source_fps: float = 0.0  # the file's frame rate; `fps` is the analysed (and output) rate
     analysed_seconds: float = 0.0
 
@@ -77,6 +91,11 @@ class VideoAnalysis:
         return notes
 
     @property
+    def face_count(self) -> int:
+        """Distinct faces in the video: its real tracks."""
+        return len(self.tracks)
+
+    @property
     def representative_faces(self) -> list[dict]:
         return self.frames[self.representative_index]["faces"] if self.frames else []
 
@@ -90,6 +109,9 @@ class VideoAnalysis:
                 "labels": list(self.labels),
                 "truncated": self.truncated,
                 "source_fps": self.source_fps,
+                "face_count": self.face_count,
+                "tracks": self.tracks,
+                "dropped_tracks": self.dropped_tracks,
                 "frames": self.frames,
             }
         )
@@ -136,6 +158,82 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
     return container
 
 
+def _decoded(
+    source: str | Path | bytes,
+    max_seconds: float,
+    fps: float,
+    max_frames: int = MAX_DECODED_VIDEO_FRAMES,
+    cut: dict | None = None,
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index, seconds, RGB (H, W, 3) frame) of a video's first `max_seconds`, sampled evenly in time to
+    at most `fps` frames a second, at most `max_frames` decoded (cut["truncated"] is set when there was
+    more, cut["last_seconds"] to the last frame's time); raises VideoLoadError."""
+    container = _open(source)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        source_fps = float(stream.average_rate or stream.guessed_rate or Fraction(25))
+        next_sample = 0.0  # seconds: the next frame at or after this time is analysed
+        for index, frame in enumerate(container.decode(stream)):
+            seconds = float(frame.time) if frame.time is not None else index / source_fps
+            if seconds > max_seconds or index >= max_frames:
+                if cut is not None:
+                    cut["truncated"] = True
+                return
+            if seconds + 1e-6 < next_sample:
+                continue
+            next_sample = max(next_sample + 1 / fps, seconds + 0.5 / fps)
+            if cut is not None:
+                cut["last_seconds"] = seconds
+            yield index, seconds, frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as error:
+        raise VideoLoadError(f"the video could not be decoded ({error.strerror or 'corrupt data'})") from error
+    except (UnicodeDecodeError, ValueError, ZeroDivisionError) as error:
+        raise VideoLoadError("the video could not be decoded (corrupt data)") from error
+    finally:
+        container.close()
+
+
+def track_summaries(frames: list[dict], fps: float) -> dict[int, dict]:
+    """Per track id, over the frames where it was detected: first and last time (s), duration (s, one
+    frame counts 1/fps), their number, and its mean detection score (None when the detector gives none)."""
+    tracks: dict[int, dict] = {}
+    for frame in frames:
+        for face in frame["faces"]:
+            if not face.get("detected", True):  # a box held after the detector lost it is no evidence
+                continue
+            track = tracks.setdefault(
+                face["track_id"], {"track_id": face["track_id"], "first": frame["time"], "detected": 0, "scores": []}
+            )
+            track["last"] = frame["time"]
+            track["detected"] += 1
+            if face.get("detection_score") is not None:
+                track["scores"].append(face["detection_score"])
+    for track in tracks.values():
+        track["duration"] = round(track["last"] - track["first"] + 1 / fps, 4)
+        scores = track.pop("scores")
+        track["detection_score"] = round(float(np.mean(scores)), 4) if scores else None
+    return tracks
+
+
+def real_tracks(
+    summaries: dict[int, dict],
+    clip_seconds: float,
+    *,
+    min_seconds: float = MIN_TRACK_SECONDS,
+    min_score: float = MIN_TRACK_SCORE,
+) -> set[int]:
+    """The track ids reported: seen for at least `min_seconds` (or half of a shorter clip) and, when the
+    detector scores its boxes, with a mean detection score of at least `min_score`. A face is not
+    reported from a few frames of a shirt or a shadow the detector took for one."""
+    needed = min(min_seconds, 0.5 * clip_seconds)
+    return {
+        track_id
+        for track_id, track in summaries.items()
+        if track["duration"] >= needed and (track["detection_score"] is None or track["detection_score"] >= min_score)
+    }
+
+
 def process_video(
     source: str | Path | bytes,
     *,
@@ -147,14 +245,19 @@ def process_video(
     max_seconds: float = MAX_VIDEO_SECONDS,
     max_fps: float = MAX_ANALYSIS_FPS,
     max_frames: int = MAX_DECODED_VIDEO_FRAMES,
+    min_track_seconds: float = MIN_TRACK_SECONDS,
+    min_track_score: float = MIN_TRACK_SCORE,
     progress: Callable[[int, int], None] | None = None,
 ) -> VideoAnalysis:
     """Analyse a video file (path or bytes) and encode the annotated result as H.264 mp4.
 
     The first ``max_seconds`` are analysed, at most ``max_fps`` frames per second of them (frames are
     sampled evenly in time; the output plays at the analysed rate), and at most ``max_frames`` frames
-    are decoded. progress(done, total) is called after each analysed frame (total is an estimate from
-    the container; it is at least `done`). Raises VideoLoadError for unreadable input.
+    are decoded. Two passes over the file: the first tracks and classifies every analysed frame; only
+    the tracks that pass `real_tracks` are kept, in the per-frame results, the counts and the mp4 the
+    second pass draws. progress(done, total) is called after each analysed frame of both passes (total,
+    twice the frame count, is an estimate from the container; it is at least `done`).
+    Raises VideoLoadError for unreadable input.
     """
     started = time.perf_counter()
     emotion_model = load(model)
@@ -171,7 +274,6 @@ def process_video(
     container = _open(source)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         source_fps = float(rate)
         if source_fps > max_fps:  # sample down: the output plays at the analysed rate
@@ -183,60 +285,59 @@ def process_video(
             else (container.duration / av.time_base if container.duration else 0.0)
         )
         total = max(1, round(min(duration or max_seconds, max_seconds) * fps))
+        size = _even_size(stream.codec_context.width or 2, stream.codec_context.height or 2)
     except (av.error.FFmpegError, ValueError, ZeroDivisionError, TypeError) as error:
-        container.close()
         raise VideoLoadError("the video's header cannot be read") from error
-    frames: list[dict] = []
-    best: tuple[float, int, np.ndarray] | None = None
-    truncated = False
-    next_sample = 0.0  # seconds: the next frame at or after this time is analysed
-    last_seconds = 0.0
-    try:
-        with _Mp4Writer(rate) as writer:
-            for index, frame in enumerate(container.decode(stream)):
-                seconds = float(frame.time) if frame.time is not None else index / source_fps
-                if seconds > max_seconds or index >= max_frames:
-                    truncated = True
-                    break
-                if seconds + 1e-6 < next_sample:
-                    continue
-                next_sample = max(next_sample + 1 / fps, seconds + 0.5 / fps)
-                last_seconds = seconds
-                annotated, result = processor.process(writer.fit(frame.to_ndarray(format="rgb24")))
-                faces = [f.to_dict() for f in result.faces]
-                frames.append({"frame": index, "time": round(seconds, 4), "faces": faces})
-                score = len(faces) + max((f["confidence"] for f in faces), default=0.0)
-                if best is None or score > best[0]:
-                    best = (score, index, annotated)
-                writer.write(annotated)
-                if progress is not None:
-                    progress(len(frames), max(total, len(frames)))
-            if best is None:
-                raise VideoLoadError("the video has no frames that can be decoded")
-        mp4 = writer.data
-    except av.error.FFmpegError as error:
-        raise VideoLoadError(f"the video could not be decoded ({error.strerror or 'corrupt data'})") from error
-    except (UnicodeDecodeError, ValueError, ZeroDivisionError) as error:
-        if isinstance(error, VideoLoadError):
-            raise
-        raise VideoLoadError("the video could not be decoded (corrupt data)") from error
     finally:
         container.close()
-    representative_index = next(i for i, f in enumerate(frames) if f["frame"] == best[1])
+
+    def fit(rgb: np.ndarray) -> np.ndarray:
+        return rgb if (rgb.shape[1], rgb.shape[0]) == size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+    frames: list[dict] = []
+    cut = {"truncated": False, "last_seconds": 0.0}
+    for index, seconds, rgb in _decoded(source, max_seconds, fps, max_frames, cut):
+        _, result = processor.process(fit(rgb))
+        frames.append({"frame": index, "time": round(seconds, 4), "faces": [f.to_dict() for f in result.faces]})
+        if progress is not None:
+            progress(len(frames), 2 * max(total, len(frames)))
+    if not frames:
+        raise VideoLoadError("the video has no frames that can be decoded")
+    analysed = time.perf_counter()
+    clip_seconds = frames[-1]["time"] - frames[0]["time"] + 1 / fps
+    summaries = track_summaries(frames, fps)
+    kept = real_tracks(summaries, clip_seconds, min_seconds=min_track_seconds, min_score=min_track_score)
+    for frame in frames:
+        frame["faces"] = [face for face in frame["faces"] if face["track_id"] in kept]
+    scores = [len(f["faces"]) + max((face["confidence"] for face in f["faces"]), default=0.0) for f in frames]
+    best = int(np.argmax(scores))
+    representative: np.ndarray | None = None
+    with _Mp4Writer(rate) as writer:
+        for position, (_, _, rgb) in enumerate(_decoded(source, max_seconds, fps, max_frames)):
+            if position >= len(frames):
+                break
+            annotated = annotate(writer.fit(rgb), [FaceResult.from_dict(face) for face in frames[position]["faces"]])
+            if position == best:
+                representative = annotated
+            writer.write(annotated)
+            if progress is not None:
+                progress(len(frames) + position + 1, 2 * len(frames))
     return VideoAnalysis(
-        mp4=mp4,
+        mp4=writer.data,
         frames=frames,
         fps=fps,
         size=writer.size,
         model=emotion_model.name,
         detector=detector,
         labels=emotion_model.labels,
-        representative_index=representative_index,
-        representative=best[2],
-        truncated=truncated,
-        timings={"total_s": time.perf_counter() - started},
+        representative_index=best,
+        representative=representative if representative is not None else writer.fit(np.zeros((2, 2, 3), np.uint8)),
+        truncated=cut["truncated"],
+        timings={"analyse_s": analysed - started, "total_s": time.perf_counter() - started},
+        tracks=[summaries[t] for t in sorted(kept)],
+        dropped_tracks=[summaries[t] for t in sorted(set(summaries) - kept)],
         source_fps=source_fps,
-        analysed_seconds=last_seconds if truncated else min(duration, max_seconds) or last_seconds,
+        analysed_seconds=cut["last_seconds"] if cut["truncated"] else min(duration, max_seconds) or cut["last_seconds"],
     )
 
 

@@ -9,6 +9,8 @@ import sqlite3
 import time
 import uuid
 
+import cv2
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -17,13 +19,23 @@ from emotion import config, explain
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.labels import VALENCE_AROUSAL
-from pages.common import installed_models, md_escape, report_downloads, require_user, rgb_css, show_error, store
+from pages.common import (
+    installed_models,
+    md_escape,
+    report_downloads,
+    require_user,
+    rgb_css,
+    show_error,
+    store,
+    worker_pool,
+)
 from studio import reports
 
 log = logging.getLogger(__name__)
 RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns
 GRADCAM_KEY = "classify_gradcam"  # session_state: {(result key, face index): RGB overlay}
 WHOLE_IMAGE_DETECTOR = "none"
+DISPLAY_MAX_WIDTH = 1280  # px of the picture sent to the browser: its column, twice, on a wide layout
 _LABEL_POSITIONS = {"fear": "middle left", "angry": "top right", "disgust": "bottom center"}  # neighbours apart
 
 
@@ -33,11 +45,24 @@ def _model_label(info: emotion.ModelInfo) -> str:
     return f"{info.name} ({info.kind}, {measured})"
 
 
-def run_analysis(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> dict:
-    """Decode, analyse, annotate, save for the user and build the reports; raises ImageLoadError.
+def display_jpeg(image: np.ndarray, max_width: int = DISPLAY_MAX_WIDTH, quality: int = 85) -> bytes:
+    """What the browser gets of an RGB (H, W, 3) picture: JPEG at most `max_width` px wide (the column's
+    width on a high-density screen); a 2000 px PNG was megabytes and most of a second to encode."""
+    height, width = image.shape[:2]
+    if width > max_width:
+        image = cv2.resize(image, (max_width, max(1, round(height * max_width / width))), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the annotated image could not be encoded")
+    return data.tobytes()
 
-    Returns the session result: report (JSON dict), annotated PNG, PDF bytes, the RGB (H, W, 3) image
-    (for Grad-CAM), the upload (for a whole-image retry) and whether it was saved.
+
+def run_analysis(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> dict:
+    """Decode, analyse and annotate: what the user waits for; raises ImageLoadError.
+
+    Returns the session result: report (JSON dict, not saved yet: `save_result`), the annotated RGB
+    (H, W, 3) image and its display JPEG, the RGB (H, W, 3) image (for Grad-CAM), the upload (for a
+    whole-image retry). The PDF is built only when downloaded (`pdf_bytes`).
     """
     started = time.perf_counter()
     image = emotion.load_image(data, name=name)
@@ -46,21 +71,17 @@ def run_analysis(data: bytes, name: str | None, source: str, options: dict, user
     faces = emotion.analyze(
         image, options["model"], options["detector"], options["tta"], min_face=options["min_face"], detect=detect
     )
+    annotated = emotion.annotate(image, faces)
+    encoding = time.perf_counter()
+    display = display_jpeg(annotated)
     timings = {
         "decode_ms": load_ms,
         "detect_ms": faces[0].timings["detect_ms"] if faces else (time.perf_counter() - analyzed) * 1000,
         "classify_ms": sum(f.timings.get("classify_ms", 0.0) for f in faces),
+        "encode_ms": (time.perf_counter() - encoding) * 1000,
         "total_ms": (time.perf_counter() - started) * 1000,
     }
     detector = options["detector"] if detect else WHOLE_IMAGE_DETECTOR
-    annotated = emotion.annotate(image, faces)
-    result = {
-        "key": uuid.uuid4().hex,
-        "image": image,
-        "upload": {"data": data, "name": name, "source": source},
-        "no_faces": not faces,
-        "saved": False,
-    }
     face_dicts = [f.to_dict() for f in faces]
     size = (int(image.shape[1]), int(image.shape[0]))
     report = reports.json_report(
@@ -75,33 +96,71 @@ def run_analysis(data: bytes, name: str | None, source: str, options: dict, user
         original_name=name,
         timings=timings,
     )
-    annotated_png = encode_png(annotated)
-    if faces:  # an image with no face is not kept: the user is offered a whole-image analysis instead
-        try:
-            analysis = store().add_analysis(
-                user.id,
-                source=source,
-                model=options["model"],
-                detector=detector,
-                faces=face_dicts,
-                image_png=annotated_png,
-                original_name=name,
-                title=options["title"] or None,
-                extra={
-                    "image_size": list(size),
-                    "timings": timings,
-                    "tta": options["tta"],
-                    "min_face": options["min_face"],
-                },
-            )
-            report = reports.report_for_analysis(analysis, user.username)
-            result["saved"] = True
-        except (OSError, ValueError, sqlite3.Error) as error:  # results are still shown and downloadable
-            log.exception("saving an analysis failed")
-            result["save_error"] = str(error)
-    pdf = reports.pdf_report(report, annotated) if faces else b""
-    result.update(report=report, annotated_png=annotated_png, pdf=pdf)
+    return {
+        "key": uuid.uuid4().hex,
+        "image": image,
+        "annotated": annotated,
+        "display_jpeg": display,
+        "upload": {"data": data, "name": name, "source": source},
+        "no_faces": not faces,
+        "report": report,
+        "options": {**options, "detector": detector},
+        "saved": False,
+        "pending_save": bool(faces),  # an image with no face is not kept: a whole-image analysis is offered
+    }
+
+
+def save_result(result: dict, user) -> None:
+    """Keep an analysed result in the user's history (lossless PNG and the row), once; a failure is kept
+    in result["save_error"] and the result stays shown and downloadable. Runs after the result is on screen."""
+    if not result.pop("pending_save", False):
+        return
+    options, report = result["options"], result["report"]
+    started = time.perf_counter()
+    try:
+        analysis = store().add_analysis(
+            user.id,
+            source=report["source"],
+            model=report["model"],
+            detector=report["detector"],
+            faces=report["faces"],
+            image_png=encode_png(result["annotated"], compress_level=1),  # 2000 px: 0.4 s instead of 1.5-2 s
+            original_name=result["upload"]["name"],
+            title=report["title"],
+            extra={
+                "image_size": [report["image"]["width"], report["image"]["height"]],
+                "timings": report["timings"],
+                "tta": options["tta"],
+                "min_face": options["min_face"],
+            },
+        )
+        result["report"] = reports.report_for_analysis(analysis, user.username)
+        result["saved"] = True
+    except (OSError, ValueError, sqlite3.Error) as error:  # results are still shown and downloadable
+        log.exception("saving an analysis failed")
+        result["save_error"] = str(error)
+    result["save_ms"] = (time.perf_counter() - started) * 1000
+
+
+def _saved(result: dict) -> dict:
+    """The result once its save (running in the worker pool) is over: its report has the analysis id."""
+    future = result.get("save_future")
+    if future is not None:
+        future.result()
     return result
+
+
+def json_bytes(result: dict) -> bytes:
+    """The result's JSON report (built when downloaded)."""
+    return json.dumps(_saved(result)["report"], indent=2, ensure_ascii=False).encode()
+
+
+def pdf_bytes(result: dict) -> bytes:
+    """The result's PDF report, built on first use (a download click) and kept."""
+    _saved(result)
+    if result.get("pdf") is None:
+        result["pdf"] = reports.pdf_report(result["report"], result["annotated"])
+    return result["pdf"]
 
 
 def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> None:
@@ -109,7 +168,8 @@ def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict,
     st.session_state[GRADCAM_KEY] = {}  # explanations of an earlier result are not needed any more
     with st.spinner("Analyzing the photo…"):
         try:
-            st.session_state[RESULT_KEY] = run_analysis(data, name, source, options, user, detect=detect)
+            job = worker_pool().submit(run_analysis, data, name, source, options, user, detect=detect)
+            st.session_state[RESULT_KEY] = job.result()
         except emotion.ImageLoadError as error:
             st.session_state.pop(RESULT_KEY, None)
             show_error(f"This file cannot be analysed: {error}")
@@ -193,10 +253,12 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     cache_key = (result["key"], face["index"])
     if cache_key not in cache:
         with st.spinner("Computing Grad-CAM…"):
+            started = time.perf_counter()
             try:
                 cache[cache_key] = explain.gradcam_overlay(result["image"], face["box"], model, face["label"])
             except explain.ExplainError as error:
                 cache[cache_key] = str(error)
+            cache[(*cache_key, "ms")] = (time.perf_counter() - started) * 1000
     overlay = cache[cache_key]
     if isinstance(overlay, str):
         st.info(f"No explanation for this model: {overlay}")
@@ -204,10 +266,45 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     left, right = st.columns(2)
     left.image(explain.face_crop(result["image"], face["box"]), caption="face as classified", width="stretch")
     right.image(overlay, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
+    st.caption(f"Grad-CAM computed in {cache[(*cache_key, 'ms')]:.0f} ms")
 
 
-def show_result(result: dict) -> None:
-    """The annotated photo, per-face bars and circumplex, timings, Grad-CAM toggles and downloads."""
+@st.fragment
+def _face_card(result: dict, face: dict, model: str) -> None:
+    """One face's bars and its Grad-CAM toggle; a fragment, so that the toggle reruns this card only (not
+    the whole page, its picture and every chart)."""
+    with st.container(border=True):
+        st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
+        st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
+        if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
+            _explanation(result, face, model)
+
+
+def _timing_caption(result: dict) -> str:
+    """The user's wait from the Analyze click's rerun to the result on the page, with its parts."""
+    report, timings = result["report"], result["report"]["timings"]
+    parts = [
+        f"decode {timings.get('decode_ms', 0):.0f} ms",
+        f"detection {timings.get('detect_ms', 0):.0f} ms",
+        f"classification {timings.get('classify_ms', 0):.0f} ms",
+        f"image for the page {timings.get('encode_ms', 0):.0f} ms",
+    ]
+    if "page_ms" in result:
+        parts.append(f"charts and page {result['page_ms']:.0f} ms")
+    waited = result.get("waited_ms", timings.get("total_ms", 0))
+    saved = f" · saved in {result['save_ms']:.0f} ms after it was shown" if "save_ms" in result else ""
+    return (
+        f"Answered in {waited:.0f} ms ({', '.join(parts)}){saved} · model {report['model']} · "
+        f"detector {report['detector']}"
+    )
+
+
+def show_result(result: dict, user=None, run_started: float | None = None) -> None:
+    """The annotated photo, per-face bars and circumplex, timings, Grad-CAM toggles and downloads.
+
+    A fresh result (run_started: when this script run began, the Analyze click) is saved to `user`'s
+    history after it is on the page, and the caption then gives the time the user waited, end to end.
+    """
     report = result["report"]
     faces = report["faces"]
     if result["no_faces"]:
@@ -216,21 +313,13 @@ def show_result(result: dict) -> None:
             "face size, or classify the whole image as one face if it is a close-up."
         )
         return
+    explain.warm_up(report["model"])  # in the background: a Grad-CAM click then waits for one face only
     count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
-    timings = report["timings"]
     st.subheader(f"{count} found")
-    st.caption(
-        f"Processing time {timings.get('total_ms', 0):.0f} ms (decode {timings.get('decode_ms', 0):.0f} ms, "
-        f"detection {timings.get('detect_ms', 0):.0f} ms, classification {timings.get('classify_ms', 0):.0f} ms) · "
-        f"model {report['model']} · detector {report['detector']}"
-    )
-    if result["saved"]:
-        st.success(f"Saved to your history as analysis #{report.get('analysis_id')}.")
-    elif "save_error" in result:
-        show_error(f"The result could not be saved: {result['save_error']}")
+    caption, saved_message = st.empty(), st.empty()  # filled once the result is shown and saved
     picture, plane = st.columns([3, 2])
     picture.image(
-        result["annotated_png"],
+        result["display_jpeg"],
         caption=md_escape(report["title"] or report["image"]["original_name"] or ""),
         width="stretch",
     )
@@ -239,21 +328,31 @@ def show_result(result: dict) -> None:
         st.plotly_chart(circumplex_chart(faces), key=f"circumplex_{result['key']}")
     columns = st.columns(min(2, len(faces)))
     for i, face in enumerate(faces):
-        with columns[i % len(columns)].container(border=True):
-            st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
-            st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
-            if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
-                _explanation(result, face, report["model"])
-    report_downloads(
-        report,
-        result["pdf"],
-        json.dumps(report, indent=2, ensure_ascii=False).encode(),
+        with columns[i % len(columns)]:
+            _face_card(result, face, report["model"])
+    if result.get("pending_save") and user is not None:
+        if run_started is not None:
+            result["waited_ms"] = (time.perf_counter() - run_started) * 1000
+            result["page_ms"] = result["waited_ms"] - report["timings"].get("total_ms", 0)
+        result["save_future"] = worker_pool().submit(save_result, result, user)
+    report_downloads(  # deferred: built when clicked, after the save (the report then has its id)
+        result["report"],
+        lambda: pdf_bytes(result),
+        lambda: json_bytes(result),
         labels=("Download PDF report", "Download JSON"),
         keys=(f"pdf_{result['key']}", f"json_{result['key']}"),
     )
+    _saved(result).pop("save_future", None)  # the rest of the run (the messages, the counter) after the save
+    caption.caption(_timing_caption(result))
+    if result["saved"]:
+        saved_message.success(f"Saved to your history as analysis #{result['report'].get('analysis_id')}.")
+    elif "save_error" in result:
+        with saved_message.container():
+            show_error(f"The result could not be saved: {result['save_error']}")
 
 
 def main() -> None:
+    run_started = time.perf_counter()  # an Analyze click's wait starts with this run
     user = require_user()
     st.title("Classify a photo")
     counter = st.empty()
@@ -306,7 +405,7 @@ def main() -> None:
                 st.rerun()
         result = None
     if result is not None:
-        show_result(result)
+        show_result(result, user, run_started)
     counts = store().count_analyses(user.id)
     counter.metric(
         "Your saved analyses", counts["total"], help=f"{counts['photo']} photos, {counts['snapshot']} snapshots"

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import types
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -194,6 +196,13 @@ def report_downloads(
     for column, label, key, (extension, mime, data) in zip(st.columns(2), labels, keys, files, strict=True):
         file_name = reports.report_filename(report, extension)
         column.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=on_click)
+
+
+@st.cache_resource(show_spinner=False)
+def worker_pool() -> ThreadPoolExecutor:
+    """The process's pool for the heavy steps of a click (decode, analysis, encodes), shared by sessions:
+    at most one a core runs at once, so many users clicking together queue instead of thrashing."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="heavy")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

@@ -13,14 +13,11 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
 from emotion import config
-from emotion.config import MAX_ANALYSIS_FPS
+from emotion.config import MAX_ANALYSIS_FPS, MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_EXTENSIONS
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
 from emotion.video import (
-    MAX_VIDEO_BYTES,
-    MAX_VIDEO_SECONDS,
-    VIDEO_EXTENSIONS,
     VideoLoadError,
     frames_to_csv,
     process_video,
@@ -32,6 +29,7 @@ from studio import reports
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
+PANEL_SECONDS = 1.0  # the live panel's refresh period while the camera plays
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
 FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
 
@@ -78,14 +76,6 @@ def _options() -> dict:
     }  # fmt: skip
 
 
-def _bars(scores: dict[str, float], title: str) -> go.Figure:
-    labels = sorted(scores, key=scores.get)
-    colors = [rgb_css(k) for k in labels]
-    figure = go.Figure(go.Bar(x=[scores[k] for k in labels], y=labels, orientation="h", marker_color=colors))
-    figure.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=30, b=0), xaxis=dict(range=[0, 1]))
-    return figure
-
-
 def _timeline(rows: list[dict], labels: tuple[str, ...]) -> go.Figure:
     figure = go.Figure()
     if rows:
@@ -119,7 +109,10 @@ def _live_panel(processor: FrameProcessor) -> None:
         return
     label = main.result.label
     st.markdown(f"**Face {main.track_id}: {label} ({main.result.confidence:.0%})** · {len(result.faces)} face(s)")
-    st.plotly_chart(_bars(main.result.scores, "Main face"), key="live_bars")
+    # Plain bars, not a chart: this panel redraws every second beside the video, and a plotly redraw cost
+    # the browser the frames it should have shown.
+    for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
+        st.progress(min(1.0, max(0.0, value)), text=f"{name} {value:.0%}")
     labels = tuple(main.result.scores)
     st.plotly_chart(_timeline(snap.timeline, labels), key="live_timeline")
 
@@ -141,7 +134,7 @@ def _save_snapshot(processor: FrameProcessor, user) -> None:
     )  # fmt: skip
     report = reports.report_for_analysis(analysis, user.username)
     st.session_state[SNAPSHOT_KEY] = {
-        "id": analysis.id, "frame": frame, "report": report, "pdf": reports.pdf_report(report, frame),
+        "id": analysis.id, "frame": frame, "report": report,
     }  # fmt: skip
 
 
@@ -153,7 +146,8 @@ def _snapshot_result() -> None:
     st.image(saved["frame"], caption="Saved snapshot", width=320)
     report = saved["report"]
     report_downloads(
-        report, saved["pdf"], json.dumps(report, indent=2), labels=("PDF report", "JSON report"),
+        report, lambda: reports.pdf_report(report, saved["frame"]), json.dumps(report, indent=2),
+        labels=("PDF report", "JSON report"),
         keys=("snap_pdf", "snap_json"), on_click="rerun",
     )  # fmt: skip
 
@@ -184,7 +178,9 @@ def webcam_tab(options: dict, user) -> None:
             _save_snapshot(processor, user)
         _snapshot_result()
     with side_col:
-        st.fragment(run_every=0.5 if ctx.state.playing else None)(_live_panel)(processor)
+        if not ctx.state.playing and processor.snapshot().result is not None:
+            processor.reset()  # stopped: the panel starts empty (on_ended does the same from the media thread)
+        st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
 
 
 def _faces_chart(frames: list[dict]) -> go.Figure:
@@ -205,9 +201,10 @@ def _analyze_video(upload, options: dict, user) -> None:
     data = upload.getvalue()
     bar = st.progress(0.0, text="Analysing frames…")
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int) -> None:  # two passes: analysing, then drawing the real tracks
         if done == total or done % 5 == 0:
-            bar.progress(min(1.0, done / total), text=f"Analysing frame {done} of about {total}")
+            step = "Analysing frames" if 2 * done <= total else "Drawing the faces found"
+            bar.progress(min(1.0, done / total), text=f"{step}… {min(1.0, done / total):.0%}")
 
     try:
         analysis = process_video(
@@ -225,13 +222,15 @@ def _analyze_video(upload, options: dict, user) -> None:
         image_png=encode_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
         media_bytes=analysis.mp4, media_ext="mp4",
         extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames,
-               "representative_frame": analysis.representative_index, "timings": analysis.timings},
+               "representative_frame": analysis.representative_index, "timings": analysis.timings,
+               "tracks": analysis.tracks, "dropped_tracks": len(analysis.dropped_tracks)},
     )  # fmt: skip
     report = reports.report_for_analysis(saved, user.username)
     st.session_state[VIDEO_KEY] = {
         "name": upload.name, "id": saved.id, "mp4": analysis.mp4, "frames": analysis.frames,
         "csv": frames_to_csv(analysis.frames, analysis.labels), "json": analysis.to_json(), "report": report,
-        "pdf": reports.pdf_report(report, analysis.representative), "truncated": analysis.truncated,
+        "frame": analysis.representative, "truncated": analysis.truncated,
+        "face_count": analysis.face_count, "dropped_tracks": len(analysis.dropped_tracks),
         "notes": [*analysis.notes, f"{len(analysis.frames)} frames analysed in {analysis.timings['total_s']:.1f} s."],
     }  # fmt: skip
 
@@ -248,6 +247,10 @@ def video_tab(options: dict, user) -> None:
     if not result:
         return
     st.success(f"{md_escape(result['name'])}: saved to your history (analysis #{result['id']}).")
+    st.caption(
+        f"{result['face_count']} face(s) tracked; {result['dropped_tracks']} brief or unsure detection(s) not "
+        "reported (a face must be followed for half a second with a confident detector)."
+    )
     for note in result.get("notes", []):
         st.info(note)
     st.video(result["mp4"], format="video/mp4")
@@ -257,7 +260,10 @@ def video_tab(options: dict, user) -> None:
     cols[0].download_button("Annotated video", result["mp4"], f"{stem}-annotated.mp4", "video/mp4")
     cols[1].download_button("Per-frame CSV", result["csv"], f"{stem}-frames.csv", "text/csv")
     cols[2].download_button("Per-frame JSON", result["json"], f"{stem}-frames.json", "application/json")
-    cols[3].download_button("PDF report", result["pdf"], reports.report_filename(result["report"], "pdf"))
+    cols[3].download_button(  # built when clicked, not on every rerun
+        "PDF report", lambda: reports.pdf_report(result["report"], result["frame"]),
+        reports.report_filename(result["report"], "pdf"), "application/pdf", on_click="ignore",
+    )  # fmt: skip
     cols[4].download_button(
         "JSON report", json.dumps(result["report"], indent=2), reports.report_filename(result["report"], "json")
     )

@@ -5,8 +5,10 @@
 
 The pipeline figure is FrameProcessor.process on RGB frames built from a ../shared photo (the face drifts
 a few pixels a frame), timed with the default frame budget and with full detection on every frame, plus
-the av.VideoFrame <-> ndarray conversion the WebRTC callback adds. The browser figure counts frames the
-page's <video> element renders (requestVideoFrameCallback) and frames the server processed/dropped.
+the av.VideoFrame <-> ndarray conversion the WebRTC callback adds. The browser figures: frames the
+page's <video> element renders (requestVideoFrameCallback; all, and those showing a new camera frame),
+glass-to-glass latency (each camera frame carries its number in black/white squares, read where the local
+camera and the annotated video are presented), and frames the server processed/dropped.
 The browser helpers here are also used by tests/test_browser_live.py.
 """
 
@@ -144,16 +146,33 @@ def serve_live_page(workdir: Path, env: dict | None = None, timeout: float = 60)
         log.close()
 
 
-COUNT_FRAMES_JS = """async (ms) => {
-  const video = document.querySelector('video');
-  let count = 0, last = null;
-  const tick = (now, meta) => { count += 1; last = meta; video.requestVideoFrameCallback(tick); };
-  video.requestVideoFrameCallback(tick);
-  await new Promise(r => setTimeout(r, ms));
-  return {count, width: video.videoWidth, height: video.videoHeight,
-          presented: last ? last.presentedFrames : null};
-}"""
 PLAYING_JS = "() => { const v = document.querySelector('video'); return v && v.readyState >= 2 && v.currentTime > 1; }"
+# Before any page script: keep each RTCPeerConnection, so that its inbound video statistics can be read.
+KEEP_PEERS_JS = """(() => {
+  const Original = window.RTCPeerConnection;
+  if (!Original) return;
+  window.__peers = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Original(...args); window.__peers.push(pc); return pc;
+  };
+  window.RTCPeerConnection.prototype = Original.prototype;
+})();"""
+INBOUND_STATS_JS = """async () => {
+  const rows = [];
+  for (const pc of window.__peers || []) {
+    (await pc.getStats()).forEach(s => {
+      if ((s.type === 'inbound-rtp' || s.type === 'outbound-rtp') && s.kind === 'video') rows.push({
+        type: s.type, framesReceived: s.framesReceived, framesDecoded: s.framesDecoded, framesDropped: s.framesDropped,
+        framesSent: s.framesSent, framesEncoded: s.framesEncoded, packetsLost: s.packetsLost, nackCount: s.nackCount,
+        pliCount: s.pliCount, keyFramesDecoded: s.keyFramesDecoded, totalDecodeTime: s.totalDecodeTime,
+        totalEncodeTime: s.totalEncodeTime, jitterBufferDelay: s.jitterBufferDelay,
+        jitterBufferEmittedCount: s.jitterBufferEmittedCount, framesPerSecond: s.framesPerSecond,
+        qualityLimitationReason: s.qualityLimitationReason, frameWidth: s.frameWidth,
+      });
+    });
+  }
+  return rows;
+}"""
 GRAB_FRAME_JS = """() => {
   const video = document.querySelector('video');
   const canvas = document.createElement('canvas');
@@ -170,7 +189,12 @@ def metric(page, name: str) -> float:
 
 
 def run_browser(
-    url: str, y4m: Path, seconds: float = 10.0, screenshot: Path | None = None, snapshot: bool = False
+    url: str,
+    y4m: Path,
+    seconds: float = 10.0,
+    screenshot: Path | None = None,
+    snapshot: bool = False,
+    latency: bool = True,
 ) -> dict:
     """Open the live page in headless Chromium with `y4m` as its camera, press Start, measure, press Stop.
 
@@ -188,6 +212,7 @@ def run_browser(
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.add_init_script(KEEP_PEERS_JS)
             page.goto(url)
             component = page.frame_locator('iframe[title*="webrtc"]').first
             component.get_by_role("button", name=re.compile("^start$", re.I)).click(timeout=60_000)
@@ -201,8 +226,12 @@ def run_browser(
                 metric(page, "Frames dropped"),
                 time.monotonic(),
             )
-            counted = frame.evaluate(COUNT_FRAMES_JS, int(seconds * 1000))
-            page.wait_for_timeout(600)  # one more panel refresh
+            stats0 = frame.evaluate(INBOUND_STATS_JS)
+            counted = frame.evaluate(
+                LATENCY_JS, [int(seconds * 1000), CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y, latency]
+            )  # rendered frames and glass-to-glass latency over the same window
+            stats1 = frame.evaluate(INBOUND_STATS_JS)
+            page.wait_for_timeout(1100)  # one more panel refresh
             processed1, dropped1, t1 = (
                 metric(page, "Frames processed"),
                 metric(page, "Frames dropped"),
@@ -219,23 +248,116 @@ def run_browser(
             component.get_by_role("button", name=re.compile("^stop$", re.I)).click()
             page.wait_for_timeout(1000)
             elapsed = t1 - t0
+            arrived = processed1 + dropped1 - processed0 - dropped0
             return {
                 "snapshot_message": message,
                 "rendered_fps": round(counted["count"] / seconds, 1),
+                "rendered_distinct_fps": round(counted["distinct"] / seconds, 1),  # new camera frames shown
+                **latency_stats(counted["latencies"]),
+                "dropped_percent": round(100 * (dropped1 - dropped0) / arrived, 1) if arrived else None,
                 "video_size": [counted["width"], counted["height"]],
                 "server_processed_fps": round((processed1 - processed0) / elapsed, 1),
-                "server_arrived_fps": round((processed1 + dropped1 - processed0 - dropped0) / elapsed, 1),
+                "server_arrived_fps": round(arrived / elapsed, 1),
                 "frames_dropped": int(dropped1 - dropped0),
                 "seconds": seconds,
+                "webrtc_stats": webrtc_rates(stats0, stats1, seconds),
                 "last_frame": rendered,
             }
         finally:
             browser.close()
 
 
-def camera_y4m(photo: np.ndarray, path: Path, frames: int = 30) -> Path:
-    """A fake-camera file: `frames` 640x480 frames (Chromium loops it) of the photo."""
-    return write_y4m((camera_frame(photo) for _ in range(frames)), path, fps=30)
+CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y = 6, 20, 380, 2  # frame number in black/white blocks, top strip
+
+
+def stamp_code(frame: np.ndarray, number: int) -> np.ndarray:
+    """Write `number` (0..63) into an RGB (H, W, 3) frame as CODE_BITS squares (white = 1), in place; the top
+    strip is the camera's grey background, away from faces, labels and the stats banner (bottom)."""
+    for bit in range(CODE_BITS):
+        x = CODE_X + bit * (CODE_BLOCK + 4)
+        frame[CODE_Y : CODE_Y + CODE_BLOCK, x : x + CODE_BLOCK] = 255 if number >> bit & 1 else 0
+    return frame
+
+
+def camera_y4m(photo: np.ndarray, path: Path, frames: int = 60) -> Path:
+    """A fake-camera file: `frames` 640x480 frames (Chromium loops it) of the photo, each stamped with its
+    number (stamp_code) so that a frame can be recognised where the page shows it (glass-to-glass latency)."""
+    return write_y4m((stamp_code(camera_frame(photo), i % 2**CODE_BITS) for i in range(frames)), path, fps=30)
+
+
+# In the webrtc component's frame: a second getUserMedia (the same fake camera) plays locally; each frame's
+# number is read from both <video>s by requestVideoFrameCallback; latency = when the annotated frame with
+# number n is presented - when the camera's frame n was presented locally. Frames are counted at the same
+# time (rendered frames per second at the page's <video>).
+LATENCY_JS = """async ([ms, bits, block, x0, y0, withLocal]) => {
+  const out = document.querySelector('video');
+  const local = document.createElement('video');
+  local.muted = true; local.playsInline = true;
+  if (withLocal) {
+    local.srcObject = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+    await local.play();
+  }
+  const width = x0 + bits * (block + 4);
+  const canvas = document.createElement('canvas'); canvas.width = width; canvas.height = y0 + block;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const read = (video) => {
+    ctx.drawImage(video, 0, 0, width, y0 + block, 0, 0, width, y0 + block);
+    let n = 0;
+    for (let b = 0; b < bits; b++) {
+      const px = ctx.getImageData(x0 + b * (block + 4) + block / 2, y0 + block / 2, 1, 1).data;
+      if (px[1] > 128) n |= 1 << b;
+    }
+    return n;
+  };
+  const shown = new Map(); const latencies = []; let count = 0, distinct = 0, last = -1, running = true;
+  const onLocal = (now, meta) => {
+    const n = read(local);
+    if (!shown.has(n) || meta.expectedDisplayTime - shown.get(n) > 1000) shown.set(n, meta.expectedDisplayTime);
+    if (running) local.requestVideoFrameCallback(onLocal);
+  };
+  const onOut = (now, meta) => {
+    count += 1;
+    const n = read(out);
+    if (n !== last) {
+      distinct += 1;
+      if (shown.has(n)) latencies.push(meta.expectedDisplayTime - shown.get(n));
+    }
+    last = n;
+    if (running) out.requestVideoFrameCallback(onOut);
+  };
+  if (withLocal) local.requestVideoFrameCallback(onLocal);
+  out.requestVideoFrameCallback(onOut);
+  await new Promise(r => setTimeout(r, ms));
+  running = false;
+  if (withLocal) local.srcObject.getTracks().forEach(t => t.stop());
+  return {count, distinct, latencies, width: out.videoWidth, height: out.videoHeight};
+}"""
+
+
+def webrtc_rates(before: list[dict], after: list[dict], seconds: float) -> dict:
+    """Chromium's own counters over the window, per second: frames it encoded and sent (the camera, out) and
+    received, decoded and dropped (the annotated video, in); tells the network, decoder and renderer apart."""
+    rates = {}
+    for old, new in zip(before, after, strict=False):
+        prefix = "browser_in" if new["type"] == "inbound-rtp" else "browser_out"
+        for key, value in new.items():
+            if isinstance(value, (int, float)) and isinstance(old.get(key), (int, float)):
+                rates[f"{prefix}_{key}_per_s"] = round((value - old[key]) / seconds, 2)
+            elif key == "qualityLimitationReason":
+                rates[f"{prefix}_{key}"] = value
+    return rates
+
+
+def latency_stats(latencies: list[float]) -> dict:
+    """Median and p95 (ms) of glass-to-glass latencies, and how many frames were matched."""
+    if not latencies:
+        return {"latency_matched": 0}
+    values = np.array(latencies)
+    return {
+        "latency_median_ms": round(float(np.median(values)), 1),
+        "latency_p95_ms": round(float(np.percentile(values, 95)), 1),
+        "latency_matched": len(latencies),
+    }
 
 
 def main() -> None:

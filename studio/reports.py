@@ -16,7 +16,6 @@ JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from typing import Any, Protocol
 

@@ -109,8 +109,9 @@ def test_weighted_nms_merges_overlaps_and_keeps_separate_boxes():
     scores = np.array([0.9, 0.6, 0.8], np.float32)
     merged = _weighted_nms(corners, scores, 0.3)
     assert len(merged) == 2
-    assert np.allclose(merged[0], [0.4, 0.4, 10.4, 10.4])  # score-weighted mean of the first two
-    assert np.allclose(merged[1], [50, 50, 60, 60])
+    assert np.allclose(merged[0][0], [0.4, 0.4, 10.4, 10.4])  # score-weighted mean of the first two
+    assert np.allclose(merged[1][0], [50, 50, 60, 60])
+    assert [round(score, 2) for _, score in merged] == [0.9, 0.8]  # each cluster scored by its best box
 
 
 def test_blazeface_finds_both_small_faces(photos_dir):
@@ -119,6 +120,8 @@ def test_blazeface_finds_both_small_faces(photos_dir):
     for name in ("blazeface", "haar"):
         boxes = get_detector(name).detect(image)
         assert len(boxes) == 2, (name, boxes)
+        if name == "blazeface":  # BlazeFace scores its boxes (a video track's confidence); Haar does not
+            assert all(0.5 < b.score <= 1 for b in boxes)
 
 
 def test_detectors_frame_the_same_part_of_the_face(photos_dir):

@@ -85,3 +85,26 @@ def test_unknown_label_and_model_are_user_errors(photo_faces, model_name):
         explain.gradcam_overlay(image, faces[0].box, model_name, "bored")
     with pytest.raises(explain.ExplainError):
         explain.explained_model("no_such_model")
+
+
+def test_warm_up_loads_the_keras_model_once_in_the_explainer_process(photo_faces, model_name):
+    import os
+
+    future = explain.warm_up(model_name)
+    assert explain.warm_up(model_name) is future  # one warm-up per model and server process
+    assert future.result(timeout=300).startswith(f"Grad-CAM for {model_name} warm in")
+    # The overlay is computed there, and is the same as one computed here.
+    image, faces = photo_faces
+    face = explain.face_crop(image, faces[0].box)
+    index = emotion.load(model_name).labels.index(faces[0].label)
+    here, _ = explain.gradcam(face, model_name, index)
+    assert np.allclose(
+        explain.gradcam_overlay(image, faces[0].box, model_name, faces[0].label), explain.overlay(face, here), atol=1
+    )
+    assert explain.explainer().submit(os.getpid).result() != os.getpid()  # TensorFlow's GIL time is not the server's
+
+
+def test_warm_up_of_an_unexplainable_model_only_says_so():
+    assert explain.warm_up("no-such-model").result(timeout=300) == (
+        "no Grad-CAM warm-up for no-such-model: model 'no-such-model' is not registered"
+    )

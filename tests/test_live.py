@@ -77,8 +77,8 @@ def test_stats_banner_drawn(obama):
     frame = webcam_frame(obama)
     with_stats, _ = FrameProcessor().process(frame)
     without, _ = FrameProcessor(LiveSettings(draw_stats=False)).process(frame)
-    assert (with_stats[:12, :200] != without[:12, :200]).any()
-    assert (with_stats[200:] == without[200:]).all()
+    assert (with_stats[-12:, :200] != without[-12:, :200]).any()  # bottom-left, never over a label at the top
+    assert (with_stats[:440] == without[:440]).all()
 
 
 def test_ema_step_converges_at_documented_rate():
@@ -248,7 +248,7 @@ def test_snapshot_frame_without_the_stats_banner(obama):
     shown, _ = processor.process(webcam_frame(obama))
     snap = processor.snapshot()
     assert snap.frame is shown and snap.clean_frame.shape == shown.shape
-    assert (snap.clean_frame[:12, :150] == 90).all() and (shown[:12, :150] != 90).any()
+    assert (snap.clean_frame[-12:, :150] == 90).all() and (shown[-12:, :150] != 90).any()
 
 
 def test_recv_queued_processes_only_the_newest_frame(obama):
@@ -357,10 +357,33 @@ def test_twenty_webrtc_sessions_leave_no_threads_behind(obama):
     # Frames came back through WebRTC annotated: the stats banner and a box edge in the label colour.
     for image in (first, last):
         assert image.shape == (480, 640, 3)
-        assert image[:10, :150].mean() < 60  # black banner top-left (the camera frame is grey 90 there)
-    snap = processor.snapshot()
-    assert snap.result is not None and len(snap.result.faces) == 1 and snap.frames_processed >= 21
+        assert image[-10:, :150].mean() < 60  # black banner bottom-left (the camera frame is grey 90 there)
+    snap = processor.snapshot()  # each session's end (STOP) emptied the panel
+    assert snap.result is None and snap.frames_processed == 0 and snap.timeline == []
 
 
 async def _make_relay(factory):
     return factory()
+
+
+def test_stop_empties_the_panel_and_restarts_tracking(obama):
+    processor = FrameProcessor()
+    for _ in range(3):
+        processor.process(webcam_frame(obama))
+    assert processor.snapshot().frames_processed == 3
+    processor.on_ended()  # STOP
+    snap = processor.snapshot()
+    assert snap.result is None and snap.frame is None and snap.timeline == [] and snap.frames_processed == 0
+    _, result = processor.process(webcam_frame(obama))  # the next stream
+    assert result.index == 0 and [f.track_id for f in result.faces] == [1]
+
+
+def test_frames_go_back_as_yuv420p_with_the_same_picture(obama):
+    from emotion.live import to_video_frame
+
+    frame = webcam_frame(obama)
+    out = to_video_frame(frame)
+    assert out.format.name == "yuv420p" and (out.width, out.height) == (640, 480)
+    back = out.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(back - frame.astype(int)).mean() < 4  # colour conversion, not a different picture
+    assert to_video_frame(frame[:479, :639]).format.name == "rgb24"  # odd sizes: the encoder converts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from pathlib import Path
 
 import bcrypt
@@ -87,7 +88,9 @@ def test_upload_each_photo(photos_dir, user, name):
     assert reports.schema_errors(report) == []
     assert report["image"]["original_name"] == name and report["user"] == "alice" and report["source"] == "photo"
     assert report["face_count"] == faces and report["analysis_id"] > 0
-    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(result["pdf"])).pages)
+    assert result.get("pdf") is None  # built only when the download is clicked (test_pdf_is_built_only_when_asked)
+    pdf = reports.pdf_report(report, result["annotated"])
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     for face in report["faces"]:
         assert face["label"] in text and f"{face['confidence']:.1%}" in text
     saved = get_store().list_analyses(user.id)
@@ -108,6 +111,32 @@ def test_result_survives_reruns_and_counter_goes_up(photos_dir, user):
     report = at.session_state["classify_result"]["report"]
     assert report["analysis_id"] != first and report["title"] == "Second <b>try</b>"
     assert get_store().get_analysis(user.id, report["analysis_id"]).title == "Second <b>try</b>"
+
+
+def test_pdf_is_built_only_when_asked(photos_dir, user, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    built, deferred = [], {}
+    original_pdf, original_add = reports.pdf_report, MediaFileManager.add_deferred
+    monkeypatch.setattr(reports, "pdf_report", lambda *a, **k: built.append(1) or original_pdf(*a, **k))
+
+    def add_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = original_add(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+        deferred[file_id] = data_callable  # what a click on the button runs
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    at = _page("classify.py", user)
+    _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
+    at.text_input(key="classify_title").input("a rerun")
+    at.run()
+    assert built == [] and at.session_state["classify_result"].get("pdf") is None
+    buttons = {b.label: b.proto.deferred_file_id for b in at.get("download_button")}
+    assert buttons["Download PDF report"] in deferred and buttons["Download JSON"] in deferred
+    pdf = deferred[buttons["Download PDF report"]]()  # the click
+    assert built == [1] and pypdf.PdfReader(io.BytesIO(pdf)).pages
+    assert deferred[buttons["Download PDF report"]]() == pdf and built == [1]  # kept for a second click
+    assert json.loads(deferred[buttons["Download JSON"]]())["analysis_id"] > 0
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from emotion.video import (
     frames_to_csv,
     h264_encoder,
     process_video,
+    real_tracks,
     timeline_rows,
     write_video,
     write_y4m,
@@ -58,7 +59,8 @@ def test_process_video_end_to_end(clip_frames, tmp_path, extension):
     assert codec == "h264" and len(decoded) == N_FRAMES and decoded[0].shape == (240, 320, 3)
     assert analysis.mp4[4:8] == b"ftyp" and analysis.mp4.find(b"moov") < analysis.mp4.find(b"mdat")  # faststart
     assert analysis.size == (320, 240) and analysis.fps == pytest.approx(10)
-    assert [c[0] for c in calls] == list(range(1, N_FRAMES + 1)) and all(t >= d for d, t in calls)
+    # Two passes (analysis, then drawing the real tracks), each reporting every frame.
+    assert [c[0] for c in calls] == list(range(1, 2 * N_FRAMES + 1)) and all(t >= d for d, t in calls)
     assert [f["frame"] for f in analysis.frames] == list(range(N_FRAMES))
     assert analysis.frames[3]["time"] == pytest.approx(0.3, abs=1e-3)
     detected = [f for f in analysis.frames if f["faces"]]
@@ -72,6 +74,7 @@ def test_process_video_end_to_end(clip_frames, tmp_path, extension):
     assert diff[box[1] + box[3] // 2, box[0] - 1 : box[0] + 2].max() > 60
     assert diff[220:, 290:].mean() < 8
     assert analysis.representative.shape == (240, 320, 3) and analysis.representative_faces
+    assert analysis.face_count == 1 and analysis.tracks[0]["detection_score"] > 0.7
 
 
 def test_csv_json_and_timeline(clip_frames, tmp_path):
@@ -149,7 +152,7 @@ def test_high_frame_rates_are_sampled_to_the_analysis_rate(tmp_path):
     assert analysis.source_fps == pytest.approx(240)
     times = [f["time"] for f in analysis.frames]
     assert times == sorted(times) and np.allclose(np.diff(times), 0.1, atol=1 / 240 + 1e-6)
-    assert calls[-1][0] == 10 and all(total >= done for done, total in calls)
+    assert calls[-1] == (20, 20) and all(total >= done for done, total in calls)  # two passes of 10 frames
     assert any("analysed at 10 per second" in note for note in analysis.notes)
     _, decoded = decode(analysis.mp4)
     assert len(decoded) == 10
@@ -170,3 +173,36 @@ def test_oversized_frames_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(video, "MAX_VIDEO_FRAME_PIXELS", 64 * 48)
     with pytest.raises(VideoLoadError, match="the limit is 3,072 pixels per frame"):
         process_video(path)
+
+
+def test_short_false_tracks_are_dropped(photos_dir, tmp_path):
+    """A 2 s clip: obama.jpg's face drifting on the left throughout, and a second copy on the right for 3
+    frames (0.3 s): only the long track is reported, drawn, counted and in the per-frame results."""
+    obama = cv2.resize(load_image(photos_dir / "obama.jpg"), (144, 180), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(20):
+        frame = np.full((240, 400, 3), 80, np.uint8)
+        frame[30:210, 10 + i : 154 + i] = obama
+        if 8 <= i < 11:
+            frame[30:210, 246:390] = obama
+        frames.append(frame)
+    path = write_video(frames, tmp_path / "clip.mp4", fps=10)
+    analysis = process_video(path)
+    assert [t["track_id"] for t in analysis.tracks] == [1] and analysis.face_count == 1
+    assert len(analysis.dropped_tracks) == 1 and analysis.dropped_tracks[0]["duration"] < 0.5
+    assert all(len(f["faces"]) == 1 and f["faces"][0]["track_id"] == 1 for f in analysis.frames if f["faces"])
+    assert json.loads(analysis.to_json())["face_count"] == 1
+    assert "2" not in {row["track"][-1] for row in timeline_rows(analysis.frames)}
+    _, decoded = decode(analysis.mp4)
+    # Where the short face was, the output is the input up to compression: no box was drawn around it.
+    diff = np.abs(decoded[9].astype(int) - frames[9].astype(int)).max(axis=2)
+    assert (diff[30:210, 240:396] > 60).mean() < 0.005 < (diff[:, :200] > 60).mean()  # the real face's box
+    # The filter itself: too short, or (with a score) too unsure; a short clip needs half its length.
+    summaries = {
+        1: {"duration": 2.0, "detection_score": 0.95},
+        2: {"duration": 0.3, "detection_score": 0.95},
+        3: {"duration": 2.0, "detection_score": 0.55},
+        4: {"duration": 2.0, "detection_score": None},
+    }
+    assert real_tracks(summaries, clip_seconds=2.0) == {1, 4}
+    assert real_tracks(summaries, clip_seconds=0.5) == {1, 2, 4}

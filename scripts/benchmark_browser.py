@@ -1,0 +1,401 @@
+"""What a user gets, measured in headless Chromium against `streamlit run app.py` (the README's command,
+with the checkout's .streamlit/config.toml): every row of issue 22's target table.
+
+    python scripts/benchmark_browser.py                          # everything, 5 repeats
+    python scripts/benchmark_browser.py --only photo gradcam     # some rows
+    python scripts/benchmark_browser.py --users 10 20 --repeats 3 --live-seconds 10 --json out.json
+
+Rows (medians and p95 over the repeats):
+- idle: server CPU (% of one core) with one logged-in tab open on Home, over --idle-seconds;
+- photo: Analyze click to the annotated result visible (the new <img> loaded), per photo of ../shared/photos,
+  with the page's own "Answered in" figure and the time until the download buttons are there;
+- gradcam: "Explain (Grad-CAM)" click to the explanation visible, per face; the first click after the server
+  started (the Keras model may still be warming) apart from the others;
+- live: the webcam page with Chromium's fake 30 fps 640x480 camera (a .y4m made at run time from
+  ../shared/photos/obama.jpg in a temporary folder, never kept): frames rendered by the page's <video>,
+  frames dropped by the server, glass-to-glass latency (scripts/benchmark_live.py);
+- users: N users in separate browser contexts of one Chromium, logged in, each with two_people.jpg uploaded,
+  click Analyze at once: failures, p50/p95 click-to-result, and the login times.
+
+Figures depend on what else runs on the machine: the 1-minute load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from emotion.config import SHARED_DIR  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+PASSWORD = "benchmark-password-1"
+ROWS = ("idle", "photo", "gradcam", "live", "users")
+TIMEOUT_MS = 120_000
+# Images on the page, by src. The result is a new image loaded after a click, or (the same photo again makes
+# the same bytes, so the same URL) the image again fresh: the run marks the old one stale, then replaces it.
+IMAGES_JS = """() => { window.__sawStale = false;
+  return [...document.querySelectorAll('img[src*="/media/"]')].map(i => i.src); }"""
+NEW_IMAGE_JS = """(previous) => {
+  if (document.querySelector('[data-stale="true"] img[src*="/media/"]')) window.__sawStale = true;
+  return [...document.querySelectorAll('img[src*="/media/"]')].some(i => i.complete && i.naturalWidth > 0
+    && !i.closest('[data-stale="true"]') && (!previous.includes(i.src) || window.__sawStale));
+}"""
+
+
+def stats(values: list[float], digits: int = 3) -> dict:
+    """{"n", "median", "p95", "min", "max"} of a list of numbers (empty: {"n": 0})."""
+    if not values:
+        return {"n": 0}
+    array = np.array(values, dtype=float)
+    return {
+        "n": len(values),
+        "median": round(float(np.median(array)), digits),
+        "p95": round(float(np.percentile(array, 95)), digits),
+        "min": round(float(array.min()), digits),
+        "max": round(float(array.max()), digits),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc), its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_users(db: Path, count: int) -> list[str]:
+    """bench00..benchNN with PASSWORD (cheap bcrypt rounds: logins measure the app, not the hash)."""
+    import bcrypt
+
+    from studio.store import Store
+
+    store = Store(db, db.parent / "media")
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    names = [f"bench{i:02d}" for i in range(count)]
+    for name in names:
+        if store.get_user_by_username(name) is None:
+            store.create_user(name, f"Bench {name}", f"{name}@example.com", hashed)
+    return names
+
+
+@contextlib.contextmanager
+def serve_app(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run app.py` from the checkout (its .streamlit/config.toml applies) on a free port."""
+    from benchmark_live import free_port
+
+    port = free_port()
+    log = (workdir / "streamlit.log").open("w")
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    server = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
+                time.sleep(0.3)
+        yield url, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+async def log_in(page, url: str, username: str) -> float:
+    """Open the studio and log in through its form; seconds from the page load to "Signed in as"."""
+    started = time.perf_counter()
+    await page.goto(url)
+    form = page.get_by_role("tabpanel", name="Log in")
+    await form.get_by_label("Username", exact=True).fill(username)
+    await form.get_by_label("Password", exact=True).fill(PASSWORD)
+    await form.get_by_role("button", name="Log in").click()
+    await page.get_by_text("Signed in as").wait_for(timeout=TIMEOUT_MS)
+    return time.perf_counter() - started
+
+
+async def open_photo_page(page) -> None:
+    await page.get_by_role("link", name="Photo").first.click()
+    await page.get_by_role("heading", name="Classify a photo").wait_for(timeout=TIMEOUT_MS)
+
+
+async def upload(page, photo: Path) -> None:
+    """Choose the file and wait until the upload is done (the Analyze button enabled)."""
+    from playwright.async_api import expect
+
+    await page.locator('input[type="file"]').set_input_files(str(photo))
+    await page.get_by_text(photo.name).first.wait_for(timeout=TIMEOUT_MS)
+    await expect(page.get_by_role("button", name="Analyze")).to_be_enabled(timeout=TIMEOUT_MS)
+
+
+async def click_analyze(page) -> dict:
+    """Click Analyze; seconds until a new result image is loaded and until the downloads are there, and the
+    page's own figure (the "Answered in" caption, ms)."""
+    previous = await page.evaluate(IMAGES_JS)
+    downloads_before = await page.get_by_role("button", name="Download PDF report").count()
+    started = time.perf_counter()
+    await page.get_by_role("button", name="Analyze").click()
+    await page.wait_for_function(NEW_IMAGE_JS, arg=previous, polling=20, timeout=TIMEOUT_MS)
+    visible = time.perf_counter() - started
+    caption = page.get_by_text(re.compile(r"^Answered in \d+ ms")).last
+    await caption.wait_for(timeout=TIMEOUT_MS)
+    if downloads_before:  # wait for the new run's buttons: the old ones stay until replaced
+        await page.wait_for_function(
+            "() => ![...document.querySelectorAll('[data-stale=\"true\"]')].length", polling=20, timeout=TIMEOUT_MS
+        )
+    await page.get_by_role("button", name="Download PDF report").wait_for(timeout=TIMEOUT_MS)
+    downloads = time.perf_counter() - started
+    text = await caption.inner_text()
+    answered = float(re.findall(r"Answered in (\d+) ms", text)[0])
+    return {"visible_s": visible, "downloads_s": downloads, "page_says_ms": answered, "caption": text}
+
+
+async def click_gradcam(page, index: int) -> float:
+    """Turn on the index-th face's Grad-CAM toggle; seconds until its explanation is shown."""
+    done = page.get_by_text(re.compile(r"^Grad-CAM computed in"))
+    before = await done.count()
+    started = time.perf_counter()
+    await page.get_by_text("Explain (Grad-CAM)").nth(index).click()
+    await page.wait_for_function(
+        "(n) => [...document.querySelectorAll('p')].filter(p => p.textContent.startsWith('Grad-CAM computed in'))"
+        ".length > n",
+        arg=before,
+        polling=20,
+        timeout=TIMEOUT_MS,
+    )
+    return time.perf_counter() - started
+
+
+async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: int, gradcam: bool) -> dict:
+    """Analyze each photo `repeats` times in one logged-in tab; Grad-CAM on every face of the first photo."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(TIMEOUT_MS)
+    await log_in(page, url, user)
+    await open_photo_page(page)
+    rows: dict = {}
+    cams: list[float] = []
+    first_cam: float | None = None
+    for photo in photos:
+        clicks = []
+        await upload(page, photo)
+        for repeat in range(repeats + 1):  # the first click warms the models and is reported apart
+            clicks.append(await click_analyze(page))
+            if gradcam and photo == photos[0]:
+                faces = await page.get_by_text("Explain (Grad-CAM)").count()
+                for index in range(faces):
+                    seconds = await click_gradcam(page, index)
+                    if first_cam is None:
+                        first_cam = seconds
+                    else:
+                        cams.append(seconds)
+            del repeat
+        rows[photo.name] = {
+            "first_click_s": round(clicks[0]["visible_s"], 3),
+            "click_to_result_s": stats([c["visible_s"] for c in clicks[1:]]),
+            "click_to_downloads_s": stats([c["downloads_s"] for c in clicks[1:]]),
+            "page_says_ms": stats([c["page_says_ms"] for c in clicks[1:]], 0),
+            "last_caption": clicks[-1]["caption"],
+        }
+    await page.close()
+    if gradcam:
+        rows["gradcam"] = {"first_click_s": first_cam, "per_face_s": stats(cams)}
+    return rows
+
+
+async def idle_row(browser, url: str, user: str, server: subprocess.Popen, seconds: float) -> dict:
+    """Server CPU with one logged-in tab on Home, after a 3 s settle."""
+    page = await browser.new_page()
+    await log_in(page, url, user)
+    await page.wait_for_timeout(3000)
+    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+    await page.wait_for_timeout(seconds * 1000)
+    cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+    await page.close()
+    return {"server_cpu_percent_of_a_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2), "seconds": seconds}
+
+
+async def one_user(browser, url: str, user: str, photo: Path, start: asyncio.Event, ready: list) -> dict:
+    """A separate browser context: log in, upload, wait for everyone, click Analyze; its figures or its error."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 1200})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        login = await log_in(page, url, user)
+        await open_photo_page(page)
+        await upload(page, photo)
+        ready.append(user)
+        await start.wait()
+        return {"login_s": login, **await click_analyze(page)}
+    except Exception as error:  # a failure is a figure of this benchmark, not its end
+        ready.append(user)
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+    finally:
+        await context.close()
+
+
+async def users_row(browser, url: str, users: list[str], photo: Path) -> dict:
+    """len(users) users click Analyze at the same moment."""
+    start, ready = asyncio.Event(), []
+    tasks = [asyncio.create_task(one_user(browser, url, user, photo, start, ready)) for user in users]
+    while len(ready) < len(users):
+        await asyncio.sleep(0.2)
+    start.set()
+    results = await asyncio.gather(*tasks)
+    good = [r for r in results if "error" not in r]
+    return {
+        "users": len(users),
+        "failures": len(results) - len(good),
+        "errors": sorted({r["error"] for r in results if "error" in r}),
+        "click_to_result_s": stats([r["visible_s"] for r in good]),
+        "login_s": stats([r["login_s"] for r in good]),
+    }
+
+
+def live_row(seconds: float, repeats: int) -> dict:
+    """scripts/benchmark_live.py's browser run, `repeats` times, on its own server (the live page)."""
+    from benchmark_live import camera_y4m, run_browser, serve_live_page
+
+    from emotion import load_image
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        y4m = camera_y4m(load_image(SHARED_DIR / "photos" / "obama.jpg"), Path(tmp) / "camera.y4m")
+        env = {"EMOTION_DB_PATH": str(Path(tmp) / "live.db"), "EMOTION_MEDIA_DIR": str(Path(tmp) / "media")}
+        with serve_live_page(Path(tmp), env) as url:
+            for _ in range(repeats):
+                run = run_browser(url, y4m, seconds)
+                run.pop("last_frame")
+                runs.append(run)
+    keys = ("rendered_fps", "rendered_distinct_fps", "dropped_percent", "latency_median_ms", "latency_p95_ms")
+    return {
+        **{key: stats([r[key] for r in runs if r.get(key) is not None], 1) for key in keys},
+        "server_processed_fps": stats([r["server_processed_fps"] for r in runs], 1),
+        "runs": runs,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    from playwright.async_api import async_playwright
+
+    photos = [SHARED_DIR / "photos" / name for name in args.photos]
+    missing = [str(p) for p in photos if not p.is_file()]
+    if missing:
+        raise SystemExit(f"missing photos: {', '.join(missing)} (../shared/photos)")
+    report: dict = {"load_average_1min_before": round(os.getloadavg()[0], 2)}
+    browser_rows = [row for row in args.only if row != "live"]
+    if browser_rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            users = make_users(work / "studio.db", max([1, *args.users]))
+            env = {
+                "EMOTION_DB_PATH": str(work / "studio.db"),
+                "EMOTION_MEDIA_DIR": str(work / "media"),
+                "EMOTION_LOG_DIR": str(work / "logs"),
+                "EMOTION_COOKIE_KEY": "benchmark-browser-cookie-key-" + "x" * 32,
+            }
+            with serve_app(work, env) as (url, server):
+                async with async_playwright() as playwright:
+                    browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                    try:
+                        if "idle" in args.only:
+                            report["idle"] = await idle_row(browser, url, users[0], server, args.idle_seconds)
+                        if "photo" in args.only or "gradcam" in args.only:
+                            report["photo"] = await photo_rows(
+                                browser, url, users[0], photos, args.repeats, "gradcam" in args.only
+                            )
+                        if "users" in args.only:
+                            for count in args.users:
+                                report[f"users_{count}"] = await users_row(browser, url, users[:count], photos[0])
+                    finally:
+                        await browser.close()
+    if "live" in args.only:
+        report["live"] = live_row(args.live_seconds, max(1, min(args.repeats, 3)))
+    report["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    return report
+
+
+def summary(report: dict) -> list[str]:
+    """The issue's target table, one line per row, from the report."""
+    lines = ["what the user gets | measured (median / p95) | target"]
+    if "idle" in report:
+        lines.append(f"server CPU, one idle tab | {report['idle']['server_cpu_percent_of_a_core']}% of a core | < 2%")
+    live = report.get("live")
+    if live:
+        lines.append(
+            f"webcam: frames rendered | {live['rendered_fps'].get('median')} fps (new camera frames "
+            f"{live['rendered_distinct_fps'].get('median')}); dropped {live['dropped_percent'].get('median')}%; "
+            f"latency p95 {live['latency_p95_ms'].get('median')} ms | >= 25 fps, < 10%, < 150 ms"
+        )
+    targets = {"two_people.jpg": 0.8, "obama_and_biden.jpg": 1.5}
+    for name, row in report.get("photo", {}).items():
+        if name == "gradcam":
+            lines.append(
+                f"Grad-CAM, one face | {row['per_face_s'].get('median')} / {row['per_face_s'].get('p95')} s "
+                f"(first click after start {row['first_click_s']} s) | <= 0.5 s"
+            )
+            continue
+        click = row["click_to_result_s"]
+        lines.append(
+            f"Analyze click to result, {name} | {click.get('median')} / {click.get('p95')} s "
+            f"(page says {row['page_says_ms'].get('median')} ms) | <= {targets.get(name, '?')} s"
+        )
+    for key, row in report.items():
+        if key.startswith("users_"):
+            click = row["click_to_result_s"]
+            lines.append(
+                f"{row['users']} users at once | {row['failures']} failures, {click.get('median')} / "
+                f"{click.get('p95')} s (login p50 {row['login_s'].get('median')} s) | 0 failures, p95 <= "
+                f"{2.5 if row['users'] <= 10 else 5} s"
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS), help="rows to measure")
+    parser.add_argument("--repeats", type=int, default=5, help="clicks per photo (after one warm-up click)")
+    parser.add_argument("--photos", nargs="+", default=["two_people.jpg", "obama_and_biden.jpg"])
+    parser.add_argument("--users", nargs="+", type=int, default=[10, 20], help="users clicking at once")
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument("--json", type=Path, help="also write the full report here")
+    args = parser.parse_args()
+    if not CHROMIUM.exists():
+        raise SystemExit(f"{CHROMIUM} is missing (Debian's chromium)")
+    report = asyncio.run(main_async(args))
+    print(json.dumps(report, indent=2))
+    print("\n".join(summary(report)))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
