@@ -201,7 +201,7 @@ def run_studio(authenticator: stauth.Authenticate, user: User) -> None:
 
 def main() -> None:
     """Gate, then the studio."""
-    st.set_page_config(page_title="Emotion Studio", page_icon=":material/mood:", layout="wide")
+    st.set_page_config(page_title="Emotion Studio", page_icon="🙂", layout="wide")
     setup_logging("app")
     try:
         store = get_store()
