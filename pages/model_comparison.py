@@ -21,6 +21,7 @@ from pages.common import fer2013_arrays
 from studio import comparison
 
 EVALUATE_HINT = "Measure one with `python -m training.evaluate --model NAME`."
+MAX_LABELLED_POINTS = 16  # above this the accuracy-latency chart names only the front and family roots
 ROW_PX = 35  # st.dataframe's row height: the table is sized to show every row without scrolling
 
 
@@ -61,7 +62,7 @@ def _table_section(view: View) -> None:
     if view.folded:  # say on each family's root what folding hides
         for root, text in comparison.family_summary(view.table, view.lineage).items():
             if root in table.index:
-                table.loc[root, "Lineage"] = f"{table.loc[root, 'Lineage']}; {text}"
+                table.loc[root, "Lineage"] = text
     columns = list(table.columns) if all_columns else list(comparison.KEY_COLUMNS)
     st.dataframe(
         comparison.styled_table(table),
@@ -91,14 +92,25 @@ def _per_class_section(view: View) -> None:
     labels += [label for label in matrix.columns if label not in labels]
     matrix = matrix.reindex(index=[n for n in view.names if n in matrix.index], columns=labels)
     matrix.insert(0, "macro", matrix.mean(axis=1))
-    fig = px.imshow(
-        matrix.round(1), text_auto=".1f", aspect="auto", color_continuous_scale="Blues",
-        labels={"x": "class", "y": "model", "color": "F1 %"},
+    # Shade by rank within each column (best model of a class darkest), so that a class every model
+    # finds easy (happy) does not wash out the differences; the cells print the F1 itself.
+    low, high = matrix.min(), matrix.max()
+    shade = (matrix - low) / (high - low).where(high > low, 1.0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shade.to_numpy(), x=list(matrix.columns), y=list(matrix.index), text=matrix.round(1).to_numpy(),
+            texttemplate="%{text:.1f}", colorscale="Blues", showscale=False, zmin=0, zmax=1,
+            hovertemplate="%{y}, %{x}: F1 %{text:.1f} %<extra></extra>",
+        )
     )  # fmt: skip
     fig.update_xaxes(side="top")
-    fig.update_layout(height=110 + 30 * len(matrix), margin={"t": 60, "b": 10}, coloraxis_showscale=False)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=90 + 30 * len(matrix), margin={"t": 40, "b": 10})
     st.plotly_chart(fig)
-    st.caption("F1 % per class on PrivateTest; macro = their mean. Rows grouped by backbone family.")
+    st.caption(
+        "F1 % per class on PrivateTest; macro = their mean. The darker a cell, the better that model does on "
+        "that class compared with the other models shown. Rows grouped by backbone family."
+    )
 
 
 def _confusion_section(view: View) -> None:
@@ -146,10 +158,15 @@ def _pareto_section(view: View) -> None:
     x_range = (float(frame["log_latency"].min()) - 0.1, float(frame["log_latency"].max()) + 0.15)
     pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
     y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
-    ranked = frame.sort_values("accuracy", ascending=False)  # the best models get the first pick
+    # Many points: name only those on the front and each family's first run, the rest on hover.
+    crowded = len(frame) > MAX_LABELLED_POINTS
+    named = frame["front"] | ~(frame["tta"] | frame["model"].map(lambda n: view.lineage[n].is_checkpoint))
+    frame["shown_label"] = np.where(named | (not crowded), frame["label"], "")
+    ranked = frame[frame["shown_label"] != ""].sort_values("accuracy", ascending=False)  # best first
     positions = comparison.label_positions(ranked["log_latency"], ranked["accuracy"], ranked["label"], x_range, y_range)
-    frame["position"] = pd.Series(positions, index=ranked.index)
+    frame["position"] = pd.Series(positions, index=ranked.index).reindex(frame.index).fillna("top center")
     fig = go.Figure()
+    sizes = pd.Series([view.lineage[n].family for n in frame["model"].unique()]).value_counts()
     front = frame[frame["front"]].sort_values("latency")
     fig.add_scatter(x=front["latency"], y=front["accuracy"], mode="lines", name="Pareto front",
                     line={"color": "#888", "dash": "dot"}, hoverinfo="skip")  # fmt: skip
@@ -158,12 +175,14 @@ def _pareto_section(view: View) -> None:
         if pts.empty:
             continue
         family = view.lineage[name].family
+        title = family if sizes[family] > 1 else None  # a family of one: its name once, not twice
         fig.add_scatter(
-            x=pts["latency"], y=pts["accuracy"], mode="markers+text", name=name, text=pts["label"],
-            textposition=pts["position"].tolist(), legendgroup=family, legendgrouptitle_text=family,
+            x=pts["latency"], y=pts["accuracy"], mode="markers+text", name=name, text=pts["shown_label"],
+            customdata=pts["label"],
+            textposition=pts["position"].tolist(), legendgroup=family, legendgrouptitle_text=title,
             marker={"color": view.colors[name], "size": 11, "symbol": np.where(pts["tta"], "diamond", "circle"),
                     "line": {"width": np.where(pts["front"], 2, 0), "color": "black"}},
-            hovertemplate="%{text}<br>%{x:.2f} ms per face<br>%{y:.1f} %<extra></extra>",
+            hovertemplate="%{customdata}<br>%{x:.2f} ms per face<br>%{y:.1f} %<extra></extra>",
         )  # fmt: skip
     ticks = comparison.log_ticks(10 ** x_range[0], 10 ** x_range[1])
     fig.update_xaxes(type="log", range=list(x_range), tickvals=ticks, ticktext=[comparison.tick_text(t) for t in ticks],
@@ -173,7 +192,8 @@ def _pareto_section(view: View) -> None:
     st.plotly_chart(fig)
     st.caption(
         "Circles: one pass; diamonds: with flip TTA. Outlined and joined by the dotted line: the Pareto front "
-        "(no other model is both at least as fast and at least as accurate). Click a legend entry to hide a model."
+        "(no other model is both at least as fast and at least as accurate). Hover a point for its name; click a "
+        "legend entry to hide a model."
     )
 
 
