@@ -94,10 +94,11 @@ def studio(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 @contextmanager
-def recorded_page(chromium_path: str, url: str) -> Iterator[tuple[object, object, RequestLog]]:
-    """A playwright (context, page, RequestLog) whose every request is recorded and kept local."""
+def recorded_page(chromium_path: str, url: str, height: int = 1000) -> Iterator[tuple[object, object, RequestLog]]:
+    """A playwright (context, page, RequestLog) whose every request is recorded and kept local. A tall
+    `height` gives whole-page screenshots (Streamlit scrolls inside its main block, not the page)."""
     with launch_chromium(chromium_path) as browser:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": height})
         log = RequestLog(url)
         context.route("**/*", log.route)
         page = context.new_page()
@@ -106,10 +107,23 @@ def recorded_page(chromium_path: str, url: str) -> Iterator[tuple[object, object
         yield context, page, log
 
 
+# Streamlit 1.67 marks its root with the script's state ("running" while the page is computed); the
+# status widget has no data-testid any more.
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const state = app && app.getAttribute('data-test-script-state');
+  return state && state !== 'running' && state !== 'initial'
+    && !document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"]');
+}"""
+
+
 def settle(page, timeout_ms: int = TIMEOUT_MS) -> None:
-    """Until Streamlit has finished running the script (its status widget gone), then a moment more."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(700)
+    """Until Streamlit has finished running the script (no spinner or skeleton left either), twice in
+    a row 0.5 s apart (a rerun may follow the first run)."""
+    for _ in range(2):
+        page.wait_for_timeout(500)
+        page.wait_for_function(IDLE_JS, timeout=timeout_ms)
+    page.wait_for_timeout(300)
 
 
 def log_in(context, page, url: str) -> None:

@@ -74,7 +74,7 @@ def test_walk_every_page_and_tab(state, chromium_path, tmp_path, capsys):
     else:
         env["EMOTION_SHARED_DIR"] = str(require_shared(FER2013_CSV).parents[2])
     shots = screenshot_dir(tmp_path / "shots")
-    with studio(tmp_path, env) as url, recorded_page(chromium_path, url) as (context, page, log):
+    with studio(tmp_path, env) as url, recorded_page(chromium_path, url, height=2400) as (context, page, log):
         page.set_default_timeout(TIMEOUT_MS)
         visited = walk(context, page, url, log, shots, state)
     with capsys.disabled():
