@@ -112,6 +112,7 @@ class Lineage:
     teacher: str = ""
     seed: int | None = None
     members: tuple[str, ...] = ()
+    vote: str = ""  # a committee's: "soft" or "majority"
 
     @property
     def is_checkpoint(self) -> bool:
@@ -121,7 +122,7 @@ class Lineage:
     def describe(self) -> str:
         """A few words for the table: "fine-tune of vgg_wide", "seed 7 of vgg_wide", ..."""
         if self.relation == "committee":
-            return "committee of " + ", ".join(self.members)
+            return f"{self.vote} vote of {len(self.members)}: " + ", ".join(self.members)
         if self.relation == "distilled":
             return f"{self.parent} distilled from {self.teacher}"
         if self.relation in ("restart", "fine-tune"):
@@ -147,7 +148,7 @@ def lineages(models: Sequence[ModelInfo]) -> dict[str, Lineage]:
     roots: dict[str, list[ModelInfo]] = {}
     for info in models:
         if info.kind == "committee":
-            out[info.name] = Lineage(COMMITTEE, "committee", members=info.members)
+            out[info.name] = Lineage(COMMITTEE, "committee", members=info.members, vote=info.vote)
             continue
         config = info.training_config
         family = str(config.get("model") or info.manifest.get("backbone") or info.name)
