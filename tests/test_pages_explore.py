@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import time
 from pathlib import Path
@@ -219,6 +220,10 @@ def test_comparison_on_the_shipped_models(no_dataset):
     full = at.dataframe[0].value
     assert len(folded) < len(full) == len(list_models())
     assert not folded["Family"].isna().any() and len(at.get("plotly_chart")) >= 3
+    axes = [json.loads(chart.proto.spec)["layout"].get("xaxis", {}) for chart in at.get("plotly_chart")]
+    latency_axis = next(axis for axis in axes if axis.get("type") == "log")
+    ticks = [float(t) for t in latency_axis["ticktext"]]
+    assert ticks == [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50) if ticks[0] <= t <= ticks[-1]] and len(ticks) >= 3
 
 
 @pytest.mark.shared
