@@ -200,8 +200,9 @@ def _pareto_section(view: View) -> None:
 def _history_section(view: View) -> None:
     frame = comparison.history_frame(view.shown)
     if frame.empty:
-        st.info("No training history among the models shown (committees have none). Turn on "
-                "'Show lineage checkpoints' above to include the fine-tuned runs.")  # fmt: skip
+        more = " Turn on 'Show lineage checkpoints' above to include the other runs." if view.folded else ""
+        st.info(f"No training history among the models shown (committees have none; `python -m training.train` "
+                f"writes one beside each model it trains).{more}")  # fmt: skip
         return
     kind = st.radio("Curve", ["accuracy", "loss", "learning rate"], horizontal=True)
     wanted = {"accuracy": ["accuracy", "val_accuracy"], "loss": ["loss", "val_loss"], "learning rate": ["lr"]}[kind]
