@@ -188,7 +188,9 @@ def _pareto_section(view: View) -> None:
     fig.update_xaxes(type="log", range=list(x_range), tickvals=ticks, ticktext=[comparison.tick_text(t) for t in ticks],
                      title="latency (ms per face, log scale)")  # fmt: skip
     fig.update_yaxes(range=list(y_range), title="PrivateTest accuracy %")
-    fig.update_layout(height=520, margin={"t": 20}, legend={"groupclick": "toggleitem"})
+    fig.update_layout(
+        height=520, margin={"t": 20}, legend={"groupclick": "toggleitem", "traceorder": "grouped", "tracegroupgap": 12}
+    )
     st.plotly_chart(fig)
     st.caption(
         "Circles: one pass; diamonds: with flip TTA. Outlined and joined by the dotted line: the Pareto front "
@@ -204,19 +206,35 @@ def _history_section(view: View) -> None:
         st.info(f"No training history among the models shown (committees have none; `python -m training.train` "
                 f"writes one beside each model it trains).{more}")  # fmt: skip
         return
-    kind = st.radio("Curve", ["accuracy", "loss", "learning rate"], horizontal=True)
-    wanted = {"accuracy": ["accuracy", "val_accuracy"], "loss": ["loss", "val_loss"], "learning rate": ["lr"]}[kind]
+    controls = st.columns(2)
+    kind = controls[0].radio("Curve", ["accuracy", "loss", "learning rate"], horizontal=True)
+    split = controls[1].radio("Split", ["validation (PublicTest)", "training"], horizontal=True,
+                              disabled=kind == "learning rate")  # fmt: skip
+    metric = {"accuracy": "accuracy", "loss": "loss", "learning rate": "lr"}[kind]
     if kind == "learning rate" and "lr" not in set(frame.metric):
-        wanted = ["learning_rate"]
-    shown = frame[frame.metric.isin(wanted)]
+        metric = "learning_rate"
+    elif kind != "learning rate" and split.startswith("validation"):
+        metric = f"val_{metric}"
+    shown = frame[frame.metric == metric]
     fig = px.line(
-        shown, x="epoch", y="value", color="model", line_dash="metric", color_discrete_map=view.colors,
-        category_orders={"model": view.names},
+        shown, x="epoch", y="value", color="model", color_discrete_map=view.colors,
+        category_orders={"model": [n for n in view.names if n in set(shown.model)]},
     )  # fmt: skip
-    fig.update_layout(height=420, margin={"t": 20}, yaxis_title=kind)
+    _group_legend(fig, view)
+    fig.update_layout(height=460, margin={"t": 20}, yaxis_title=f"{kind}, {split}" if kind != "learning rate" else kind)
     st.plotly_chart(fig)
-    if kind != "learning rate":
-        st.caption("Solid: training split; dashed: validation (PublicTest).")
+    st.caption("A fine-tune or restart starts again at epoch 1 from its parent's weights (see the table's Lineage).")
+
+
+def _group_legend(fig: go.Figure, view: View) -> None:
+    """One legend group per backbone family (a title only over families with several models)."""
+    families = [view.lineage[trace.name].family for trace in fig.data if trace.name in view.lineage]
+    for trace in fig.data:
+        if trace.name in view.lineage:
+            family = view.lineage[trace.name].family
+            title = family if families.count(family) > 1 else None
+            trace.update(legendgroup=family, legendgrouptitle_text=title)
+    fig.update_layout(legend={"groupclick": "toggleitem", "title": None, "traceorder": "grouped", "tracegroupgap": 12})
 
 
 def _published_section(view: View) -> None:
