@@ -63,7 +63,8 @@ def _table_section(view: View) -> None:
         for root, text in comparison.family_summary(view.table, view.lineage).items():
             if root in table.index:
                 table.loc[root, "Lineage"] = text
-    columns = list(table.columns) if all_columns else list(comparison.KEY_COLUMNS)
+    columns = list(comparison.KEY_COLUMNS)  # the key columns keep their place; the others follow them
+    columns += [c for c in table.columns if c not in columns] if all_columns else []
     st.dataframe(
         comparison.styled_table(table),
         column_order=columns,
