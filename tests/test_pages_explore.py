@@ -15,6 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from emotion import config, list_models
+from studio import comparison
 from tests.test_comparison import write_models, write_tiny_tflite
 
 EXPLORER = str(config.REPO_ROOT / "pages" / "dataset_explorer.py")
@@ -190,7 +191,12 @@ def test_comparison_with_models(no_dataset, tmp_path, monkeypatch):
     at.selectbox[1].set_value("committee").run()
     at.radio[0].set_value("Row-normalised %").run()
     at.toggle(key="f1_tta").set_value(True).run()
+    shown = at.dataframe[0].proto
+    assert list(shown.column_order) == list(comparison.KEY_COLUMNS) and "Latency ms/face" in shown.column_order
+    assert json.loads(shown.columns)["_index"]["pinned"] is True  # the model name stays in view
     at.toggle(key="all_columns").set_value(True).run()
+    every = list(at.dataframe[0].proto.column_order)
+    assert every[: len(comparison.KEY_COLUMNS)] == list(comparison.KEY_COLUMNS) and "Parameters" in every
     at.radio[1].set_value("loss").run()
     assert not at.exception
     assert "The most confident mistakes need FER2013" in _texts(at)
