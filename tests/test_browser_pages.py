@@ -38,6 +38,15 @@ def check_page(page, where: str) -> None:
 def walk(context, page, url: str, log, shots: Path, state: str) -> list[str]:
     """Log in, then every page of the navigation and every tab on it; returns what was visited."""
     visited = []
+    page.goto(url)  # the login page and its tabs first
+    page.get_by_role("tab", name="Log in").wait_for()
+    settle(page)
+    for k, name in enumerate(("Log in", "Create account")):
+        page.get_by_role("tab", name=name).click()
+        page.wait_for_timeout(400)
+        check_page(page, f"{state}/login/{name}")
+        log.check_dom(page)
+        page.screenshot(path=str(shots / f"{state}_login_tab{k}.png"), full_page=True)
     log_in(context, page, url)
     nav = page.locator('[data-testid="stSidebarNav"]')
     for spec in (s for s in PAGES if s.exists()):
