@@ -259,7 +259,7 @@ def run_login(authenticator: stauth.Authenticate, store: Store) -> None:
 
 def main() -> None:
     """Gate, then the studio."""
-    st.set_page_config(page_title="Emotion Studio", page_icon=":material/mood:", layout="wide")
+    st.set_page_config(page_title="Emotion Studio", page_icon="🙂", layout="wide")
     setup_logging("app")
     try:
         store = get_store()

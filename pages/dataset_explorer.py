@@ -21,6 +21,15 @@ from studio import eda
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
 DATASET_CHOICES = ("FER2013", "Folder on this machine", "Upload a zip")
+NO_SAMPLES = (
+    "Sample images need the dataset itself: add FER2013 as the note above says, or pick "
+    '"Folder on this machine" or "Upload a zip" at the top to explore your own images.'
+)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 image', '2 images', '1,234 images' ('1 class', '7 classes' with words="classes")."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
 # ------------------------------------------------------------------------------ cached loading
@@ -81,10 +90,13 @@ def _open_dataset(source: str) -> tuple[ImageSet | None, str]:
         signature = datasets.folder_signature(root)
         ds = _cached(f"folder|{root}|{signature}", lambda report: datasets.scan_folder(root, report))
     except (OSError, ValueError) as error:
-        show_error(f"Cannot read {root.name}: {error}")
+        show_error(f"Cannot read {root.name}: {error}. Check the folder's permissions, or choose another one.")
         return None, ""
     if len(ds) == 0:
-        show_error(f"No readable image under {root}.")
+        show_error(
+            f"No readable image under {root}. Put the images in one folder per class, "
+            "`<folder>/<class>/<image>.jpg` (or `<folder>/<split>/<class>/<image>.jpg`), and try again."
+        )
         return None, ""
     return ds, f"folder|{root}|{signature}"
 
@@ -103,10 +115,13 @@ def _folder_input() -> Path | None:
         return None
     root = config.resolve_dataset_path(text)
     if root is None:
-        st.error(f"For safety the app only reads datasets inside: {roots}.")
+        st.error(
+            f"For safety the app only reads datasets inside: {roots}. Move or link the dataset there, or add "
+            "its parent folder to EMOTION_DATASET_ROOTS and restart the app."
+        )
         return None
     if not root.is_dir():
-        st.error("That folder does not exist on this machine.")
+        st.error("That folder does not exist on this machine: check the path (relative paths start in data/).")
         return None
     return datasets.dataset_root(root)
 
@@ -125,9 +140,9 @@ def _zip_input() -> Path | None:
         try:
             count = safe_extract_zip(data, target)
         except UnsafeArchiveError as error:
-            show_error(f"The archive was rejected: {error}")
+            show_error(f"The archive was rejected: {error}. Zip the dataset folder again and upload the new file.")
             return None
-        st.caption(f"Extracted {count:,} images to a temporary folder.")
+        st.caption(f"Extracted {plural(count, 'image')} to a temporary folder.")
     return datasets.dataset_root(target)
 
 
@@ -172,7 +187,7 @@ def _samples_section(ds: ImageSet) -> None:
         st.session_state["eda_seed"] = st.session_state.get("eda_seed", 0) + 1
     picks = eda.sample_indices(ds.y, len(ds.labels), per_class, st.session_state.get("eda_seed", 0))
     for k, label in enumerate(ds.labels):
-        st.markdown(f"**{md_escape(label)}** ({int((ds.y == k).sum()):,} images)")
+        st.markdown(f"**{md_escape(label)}** ({plural(int((ds.y == k).sum()), 'image')})")
         st.image([eda.display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
 
 
@@ -274,7 +289,7 @@ def _examples(title: str, groups: list[list[int]], total: int, ds: ImageSet, sin
     shown = sum(len(g) for g in groups) if singles else len(groups)
     with st.expander(f"{title}: {total:,}" + (f" (first {shown} shown)" if total > shown else "")):
         if not groups:
-            st.write("None found.")
+            st.caption("No such image in this dataset.")
         for group in groups:
             captions = [f"{ds.labels[ds.y[i]]} · {ds.splits[ds.split[i]]} · {ds.sources[i]}" for i in group]
             st.image([eda.display_image(ds, i) for i in group], caption=captions, width=120, output_format="PNG")
@@ -293,17 +308,21 @@ def main() -> None:
         stats, summary = _cached(f"stats|{key}", lambda report: _stats(ds, report))
         mean, std = stats.mean_faces, stats.std_faces
         st.caption(
-            f"{summary['dataset']}: {summary['images']:,} images, {len(summary['labels'])} classes, splits "
-            f"{', '.join(summary['splits'])}; ready in {time.perf_counter() - started:.1f} s."
+            f"{summary['dataset']}: {plural(summary['images'], 'image')}, "
+            f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; "
+            f"ready in {time.perf_counter() - started:.1f} s."
         )
         if ds.problems:
-            with st.expander(f"{len(ds.problems):,} files or rows could not be read"):
+            with st.expander(f"Files or rows that could not be read: {len(ds.problems):,} (open for the list)"):
                 st.text("\n".join(ds.problems[:200]))
     elif source == "FER2013" and config.find_fer2013_csv() is None:
         st.warning(config.FER2013_MISSING_HELP)
         derived = eda.read_derived()
         if derived is None:
-            st.info("No derived statistics shipped either (data/derived/); run `python -m studio.eda --derive`.")
+            st.info(
+                "No derived statistics shipped either (data/derived/). With FER2013 on this machine, "
+                "`python -m studio.eda --derive` writes them; meanwhile pick another source above."
+            )
             return
         summary, mean, std = derived, None, None
         st.subheader("FER2013 statistics computed by the project")
@@ -321,7 +340,10 @@ def main() -> None:
     with shown[0]:
         _class_section(summary)
     with shown[1]:
-        _samples_section(ds) if ds is not None else st.info("Samples are shown when the dataset is on this machine.")
+        if ds is not None:
+            _samples_section(ds)
+        else:
+            st.info(NO_SAMPLES)
     with shown[2]:
         if mean is None:
             st.info("Mean and std faces are computed from the images: they need the dataset on this machine.")

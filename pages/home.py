@@ -55,7 +55,10 @@ def main() -> None:
         column.metric(label, counts.get(key, 0))
     recent = the_store.list_analyses(user.id, limit=RECENT)
     if not recent:
-        st.info("No analyses yet. Start with **Photo** to analyse a picture, or **Live & video** for the webcam.")
+        st.info(
+            "No analyses yet. Pick **Photo** above to analyse a picture, or **Live & video** for the webcam or a "
+            "video file; each analysis you save shows up here."
+        )
         return
     st.caption(f"Your {len(recent)} most recent analyses (all of them are in History).")
     st.dataframe([activity_row(a) for a in recent], hide_index=True, width="stretch")

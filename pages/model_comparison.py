@@ -1,6 +1,12 @@
-"""Model comparison: every registered model side by side (UI only; logic in studio.comparison)."""
+"""Model comparison: every registered model side by side (UI only; logic in studio.comparison).
+
+The page is a table and a list of SECTIONS, one function each taking the same View; a new section
+is a function and a line in SECTIONS."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,6 +20,30 @@ from emotion.registry import ModelInfo, ModelNotFoundError, load
 from pages.common import fer2013_arrays
 from studio import comparison
 
+EVALUATE_HINT = "Measure one with `python -m training.evaluate --model NAME`."
+MAX_LABELLED_POINTS = 16  # above this the accuracy-latency chart names only the front and family roots
+ROW_PX = 35  # st.dataframe's row height: the table is sized to show every row without scrolling
+
+
+@dataclass(frozen=True)
+class View:
+    """What every section draws from: the models shown (lineage checkpoints folded or not), in
+    family order, their table rows, lineage and one colour each."""
+
+    shown: list[ModelInfo]
+    table: pd.DataFrame  # comparison.model_table of every registered model, indexed by name
+    lineage: dict[str, comparison.Lineage]
+    colors: dict[str, str]  # model -> CSS colour, grouped by family (comparison.family_colors)
+    folded: bool  # True when lineage checkpoints are hidden
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.shown]
+
+    @property
+    def evaluated(self) -> list[ModelInfo]:
+        return [m for m in self.shown if m.metrics]
+
 
 @st.cache_resource(show_spinner=False)
 def _predictions_memo() -> dict[tuple, np.ndarray]:
@@ -21,31 +51,73 @@ def _predictions_memo() -> dict[tuple, np.ndarray]:
     return {}
 
 
-def _table_section(models: list[ModelInfo]) -> pd.DataFrame:
-    table = comparison.model_table(models)
-    st.dataframe(comparison.styled_table(table))
+# ------------------------------------------------------------------------------------ sections
+
+
+def _table_section(view: View) -> None:
+    """The models table: key columns at first (model name pinned), every column on demand."""
+    all_columns = st.toggle("All columns", key="all_columns", help="Parameters, PublicTest and unseen-image "
+                            "accuracy, latency with TTA, number of test images, evaluation date.")  # fmt: skip
+    table = view.table.loc[view.names].copy()
+    if view.folded:  # say on each family's root what folding hides
+        for root, text in comparison.family_summary(view.table, view.lineage).items():
+            if root in table.index:
+                table.loc[root, "Lineage"] = text
+    columns = list(comparison.KEY_COLUMNS)  # the key columns keep their place; the others follow them
+    columns += [c for c in table.columns if c not in columns] if all_columns else []
+    st.dataframe(
+        comparison.styled_table(table),
+        column_order=columns,
+        column_config={
+            "_index": st.column_config.TextColumn("Model", pinned=True),
+            "Lineage": st.column_config.TextColumn(width="large"),
+        },
+        height=ROW_PX * (len(table) + 1) + 3,
+    )
     st.caption(
         "FER2013 PrivateTest (never used for training or model selection). TTA = averaged with the horizontal "
         "flip. Latency: serving runtime, batch 1, median per face. The best value of each column is highlighted; "
         "click a header to sort."
     )
-    return table
 
 
-def _per_class_section(models: list[ModelInfo]) -> None:
+def _per_class_section(view: View) -> None:
+    """Per-class F1 as a heatmap, one row per model in family order (reads with any number of models)."""
     tta = st.toggle("With flip TTA", key="f1_tta")
-    frame = comparison.per_class_f1(models, tta=tta)
+    frame = comparison.per_class_f1(view.evaluated, tta=tta)
     if frame.empty:
-        st.info("No evaluated model yet.")
+        st.info(f"No evaluated model yet. {EVALUATE_HINT}")
         return
-    fig = px.bar(frame, x="label", y="f1", color="model", barmode="group", labels={"f1": "F1 %"}, text_auto=".0f")
-    fig.update_layout(height=380, margin={"t": 20})
+    matrix = frame.pivot_table(index="model", columns="label", values="f1", aggfunc="first")
+    labels = [label for label in view.evaluated[0].labels if label in matrix.columns]
+    labels += [label for label in matrix.columns if label not in labels]
+    matrix = matrix.reindex(index=[n for n in view.names if n in matrix.index], columns=labels)
+    matrix.insert(0, "macro", matrix.mean(axis=1))
+    # Shade by rank within each column (best model of a class darkest), so that a class every model
+    # finds easy (happy) does not wash out the differences; the cells print the F1 itself.
+    low, high = matrix.min(), matrix.max()
+    shade = (matrix - low) / (high - low).where(high > low, 1.0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shade.to_numpy(), x=list(matrix.columns), y=list(matrix.index), text=matrix.round(1).to_numpy(),
+            texttemplate="%{text:.1f}", colorscale="Blues", showscale=False, zmin=0, zmax=1,
+            hovertemplate="%{y}, %{x}: F1 %{text:.1f} %<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(side="top")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=90 + 30 * len(matrix), margin={"t": 40, "b": 10})
     st.plotly_chart(fig)
+    st.caption(
+        "F1 % per class on PrivateTest; macro = their mean. The darker a cell, the better that model does on "
+        "that class compared with the other models shown. Rows grouped by backbone family."
+    )
 
 
-def _confusion_section(evaluated: list[ModelInfo]) -> None:
+def _confusion_section(view: View) -> None:
+    evaluated = view.evaluated
     if not evaluated:
-        st.info("No evaluated model yet.")
+        st.info(f"No evaluated model yet. {EVALUATE_HINT}")
         return
     names = [m.name for m in evaluated]
     controls = st.columns(4)
@@ -57,7 +129,7 @@ def _confusion_section(evaluated: list[ModelInfo]) -> None:
     for side, (column, name) in enumerate(zip(st.columns(2), (first, second), strict=True)):
         result = comparison.confusion(by_name[name].metrics, tta=tta, normalise=mode != "Counts")
         if result is None:
-            column.info(f"{name}: no confusion matrix in its metrics.")
+            column.info(f"{name}: no confusion matrix in its metrics. {EVALUATE_HINT}")
             continue
         matrix, labels = result
         fig = px.imshow(
@@ -68,88 +140,145 @@ def _confusion_section(evaluated: list[ModelInfo]) -> None:
         column.plotly_chart(fig, key=f"confusion_{side}")
 
 
-def _pareto_section(table: pd.DataFrame) -> None:
+def _pareto_section(view: View) -> None:
+    """Accuracy against latency on a log axis with 1-2-5 ticks; a colour per model (shades of its
+    family's hue), circles without TTA and diamonds with it; the Pareto front joined by a line."""
+    table = view.table.loc[view.names]
     points = []
     for name, row in table.iterrows():
-        points.append((name, row["Latency ms/face"], row["Accuracy %"]))
-        points.append((f"{name} + TTA", row["Latency TTA ms/face"], row["Accuracy TTA %"]))
-    frame = pd.DataFrame(points, columns=["model", "latency", "accuracy"]).dropna()
-    frame = frame[frame["latency"] > 0].assign(log_latency=lambda f: np.log10(f["latency"].astype(float)))  # log axis
+        points.append((name, name, False, row["Latency ms/face"], row["Accuracy %"]))
+        points.append((name, f"{name} + TTA", True, row["Latency TTA ms/face"], row["Accuracy TTA %"]))
+    frame = pd.DataFrame(points, columns=["model", "label", "tta", "latency", "accuracy"]).dropna()
+    frame = frame[frame["latency"] > 0].reset_index(drop=True)
     if frame.empty:
-        st.info("No model with both accuracy and latency measured yet.")
+        st.info(f"No model with both accuracy and latency measured yet. {EVALUATE_HINT}")
         return
-    on_front = comparison.pareto_front(frame["latency"].to_numpy(), frame["accuracy"].to_numpy())
-    frame["position"] = np.where(on_front, "Pareto front", "dominated")
-    palette = {"Pareto front": "#d62728", "dominated": "#7f7f7f"}
-    fig = px.scatter(
-        frame, x="latency", y="accuracy", text="model", color="position", color_discrete_map=palette,
-        labels={"latency": "latency (ms per face, log scale)", "accuracy": "PrivateTest accuracy %"}, log_x=True,
-    )  # fmt: skip
-    front = frame[on_front].sort_values("latency")
-    line = {"color": palette["Pareto front"], "dash": "dot"}
-    fig.add_trace(go.Scatter(x=front["latency"], y=front["accuracy"], mode="lines", line=line, showlegend=False))
-    # Log scale: single nets (under 1 ms to 2 ms) would crowd the left tenth of a linear axis that
-    # reaches the committees with TTA (over 15 ms). Plotly takes a log axis's range in log10 units.
+    frame["log_latency"] = np.log10(frame["latency"].astype(float))
+    frame["front"] = comparison.pareto_front(frame["latency"].to_numpy(), frame["accuracy"].to_numpy())
+    # Plotly takes a log axis's range in log10 units.
     x_range = (float(frame["log_latency"].min()) - 0.1, float(frame["log_latency"].max()) + 0.15)
     pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
     y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
-    frame = frame.sort_values("accuracy", ascending=False)  # the best models get the first pick
-    positions = comparison.label_positions(frame["log_latency"], frame["accuracy"], frame["model"], x_range, y_range)
-    label_at = dict(zip(frame["model"], positions, strict=True))
-    for trace in fig.data:  # one trace per colour; place each of its labels
-        if trace.mode == "markers+text":
-            trace.textposition = [label_at[text] for text in trace.text]
-    fig.update_layout(height=420, margin={"t": 20}, xaxis_range=list(x_range), yaxis_range=list(y_range))
+    # Many points: name only those on the front and each family's first run, the rest on hover.
+    crowded = len(frame) > MAX_LABELLED_POINTS
+    named = frame["front"] | ~(frame["tta"] | frame["model"].map(lambda n: view.lineage[n].is_checkpoint))
+    frame["shown_label"] = np.where(named | (not crowded), frame["label"], "")
+    ranked = frame[frame["shown_label"] != ""].sort_values("accuracy", ascending=False)  # best first
+    positions = comparison.label_positions(ranked["log_latency"], ranked["accuracy"], ranked["label"], x_range, y_range)
+    frame["position"] = pd.Series(positions, index=ranked.index).reindex(frame.index).fillna("top center")
+    fig = go.Figure()
+    sizes = pd.Series([view.lineage[n].family for n in frame["model"].unique()]).value_counts()
+    front = frame[frame["front"]].sort_values("latency")
+    fig.add_scatter(x=front["latency"], y=front["accuracy"], mode="lines", name="Pareto front",
+                    line={"color": "#888", "dash": "dot"}, hoverinfo="skip")  # fmt: skip
+    for name in view.names:
+        pts = frame[frame["model"] == name]
+        if pts.empty:
+            continue
+        family = view.lineage[name].family
+        title = family if sizes[family] > 1 else None  # a family of one: its name once, not twice
+        fig.add_scatter(
+            x=pts["latency"], y=pts["accuracy"], mode="markers+text", name=name, text=pts["shown_label"],
+            customdata=pts["label"],
+            textposition=pts["position"].tolist(), legendgroup=family, legendgrouptitle_text=title,
+            marker={"color": view.colors[name], "size": 11, "symbol": np.where(pts["tta"], "diamond", "circle"),
+                    "line": {"width": np.where(pts["front"], 2, 0), "color": "black"}},
+            hovertemplate="%{customdata}<br>%{x:.2f} ms per face<br>%{y:.1f} %<extra></extra>",
+        )  # fmt: skip
+    ticks = comparison.log_ticks(10 ** x_range[0], 10 ** x_range[1])
+    fig.update_xaxes(type="log", range=list(x_range), tickvals=ticks, ticktext=[comparison.tick_text(t) for t in ticks],
+                     title="latency (ms per face, log scale)")  # fmt: skip
+    fig.update_yaxes(range=list(y_range), title="PrivateTest accuracy %")
+    fig.update_layout(
+        height=520, margin={"t": 20}, legend={"groupclick": "toggleitem", "traceorder": "grouped", "tracegroupgap": 12}
+    )
     st.plotly_chart(fig)
-    st.caption("On the front: no other model is both at least as fast and at least as accurate.")
+    st.caption(
+        "Circles: one pass; diamonds: with flip TTA. Outlined and joined by the dotted line: the Pareto front "
+        "(no other model is both at least as fast and at least as accurate). Hover a point for its name; click a "
+        "legend entry to hide a model."
+    )
 
 
-def _history_section(models: list[ModelInfo]) -> None:
-    frame = comparison.history_frame(models)
+def _history_section(view: View) -> None:
+    frame = comparison.history_frame(view.shown)
     if frame.empty:
-        st.info("No training history yet (committees have none).")
+        more = " Turn on 'Show lineage checkpoints' above to include the other runs." if view.folded else ""
+        st.info(f"No training history among the models shown (committees have none; `python -m training.train` "
+                f"writes one beside each model it trains).{more}")  # fmt: skip
         return
-    kind = st.radio("Curve", ["accuracy", "loss", "learning rate"], horizontal=True)
-    wanted = {"accuracy": ["accuracy", "val_accuracy"], "loss": ["loss", "val_loss"], "learning rate": ["lr"]}[kind]
+    controls = st.columns(2)
+    kind = controls[0].radio("Curve", ["accuracy", "loss", "learning rate"], horizontal=True)
+    split = controls[1].radio("Split", ["validation (PublicTest)", "training"], horizontal=True,
+                              disabled=kind == "learning rate")  # fmt: skip
+    metric = {"accuracy": "accuracy", "loss": "loss", "learning rate": "lr"}[kind]
     if kind == "learning rate" and "lr" not in set(frame.metric):
-        wanted = ["learning_rate"]
-    shown = frame[frame.metric.isin(wanted)]
-    fig = px.line(shown, x="epoch", y="value", color="model", line_dash="metric", markers=True)
-    fig.update_layout(height=380, margin={"t": 20}, yaxis_title=kind)
+        metric = "learning_rate"
+    elif kind != "learning rate" and split.startswith("validation"):
+        metric = f"val_{metric}"
+    shown = frame[frame.metric == metric]
+    fig = px.line(
+        shown, x="epoch", y="value", color="model", color_discrete_map=view.colors,
+        category_orders={"model": [n for n in view.names if n in set(shown.model)]},
+    )  # fmt: skip
+    _group_legend(fig, view)
+    fig.update_layout(height=460, margin={"t": 20}, yaxis_title=f"{kind}, {split}" if kind != "learning rate" else kind)
     st.plotly_chart(fig)
+    st.caption("A fine-tune or restart starts again at epoch 1 from its parent's weights (see the table's Lineage).")
 
 
-def _published_section(models: list[ModelInfo]) -> None:
+def _group_legend(fig: go.Figure, view: View) -> None:
+    """One legend group per backbone family (a title only over families with several models)."""
+    families = [view.lineage[trace.name].family for trace in fig.data if trace.name in view.lineage]
+    for trace in fig.data:
+        if trace.name in view.lineage:
+            family = view.lineage[trace.name].family
+            title = family if families.count(family) > 1 else None
+            trace.update(legendgroup=family, legendgrouptitle_text=title)
+    fig.update_layout(legend={"groupclick": "toggleitem", "title": None, "traceorder": "grouped", "tracegroupgap": 12})
+
+
+def _published_section(view: View) -> None:
+    _published(view.shown)
+
+
+def _published(models: list[ModelInfo]) -> None:
     frame = comparison.published_table(models)
     fig = px.bar(
         frame, x="Accuracy %", y="Result", color="Source", orientation="h", text="Range",
         color_discrete_map={"quoted": "#9aa5b1", "measured here": "#1f77b4"},
     )  # fmt: skip
     order = frame["Result"].tolist()[::-1]  # highest at the top, quoted and measured interleaved
-    fig.update_layout(height=120 + 34 * len(frame), margin={"t": 20}, xaxis_range=[0, 100])
-    fig.update_yaxes(categoryorder="array", categoryarray=order)
+    fig.update_layout(height=120 + 30 * len(frame), margin={"t": 20}, xaxis_range=[0, 100])
+    fig.update_yaxes(categoryorder="array", categoryarray=order, title=None)
     st.plotly_chart(fig)
-    st.dataframe(frame, hide_index=True)
+    st.dataframe(
+        frame, hide_index=True, column_config={"Accuracy %": st.column_config.NumberColumn(format="%.1f")},
+        height=ROW_PX * (len(frame) + 1) + 3,
+    )  # fmt: skip
     st.caption(
         '"quoted": taken from the literature or the project brief, not re-run here. "measured here": our '
         "metrics.json on FER2013 PrivateTest. Ranges are shown by their lower end."
     )
 
 
-def _mistakes_section(models: list[ModelInfo]) -> None:
+def _mistakes_section(view: View) -> None:
     csv = config.find_fer2013_csv()
     if csv is None:
         st.info(f"The most confident mistakes need FER2013 on this machine. {config.FER2013_MISSING_HELP}")
         return
-    usable = [m for m in models if comparison.label_index_map(m.labels, FER2013_LABELS) is not None]
+    usable = [m for m in view.shown if comparison.label_index_map(m.labels, FER2013_LABELS) is not None]
     if not usable:
-        st.info("No registered model predicts FER2013's seven classes.")
+        st.info(
+            "No model shown predicts FER2013's seven classes; train one with `python -m training.train --model vgg`."
+        )
         return
     cols = st.columns([2, 1, 1])
     name = cols[0].selectbox("Model", [m.name for m in usable], key="mistakes_model")
     per_class = cols[1].slider("Per class", 3, 12, 6)
     if not cols[2].button("Find mistakes", type="primary") and not st.session_state.get("mistakes_shown"):
-        st.caption("Runs the model on the 3,589 PrivateTest faces (a few seconds the first time, cached afterwards).")
+        st.caption("Press Find mistakes: it runs the model on the 3,589 PrivateTest faces (a few seconds the first "
+                   "time, cached afterwards).")  # fmt: skip
         return
     st.session_state["mistakes_shown"] = True
     info = csv.stat()
@@ -177,12 +306,54 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
     for k, indices in comparison.confident_mistakes(probs, y_true, per_class).items():
         st.markdown(f"**true: {model_info.labels[k]}**")
         if not len(indices):
-            st.write("no mistake")
+            st.caption("No mistake on this class.")
             continue
         captions = [
             f"{model_info.labels[probs[i].argmax()]} {probs[i].max():.0%} · {ds.sources[test[i]]}" for i in indices
         ]
         st.image([ds.thumbs[test[i]] for i in indices], caption=captions, width=96, output_format="PNG")
+
+
+# (tab title, section): the tabs under the table, in order. Add a section here.
+SECTIONS: list[tuple[str, Callable[[View], None]]] = [
+    ("Per-class F1", _per_class_section),
+    ("Confusion matrices", _confusion_section),
+    ("Accuracy vs latency", _pareto_section),
+    ("Training curves", _history_section),
+    ("Published results", _published_section),
+    ("Confident mistakes", _mistakes_section),
+]
+
+
+# ----------------------------------------------------------------------------------------- page
+
+
+def _view(models: list[ModelInfo]) -> View:
+    """The View for the lineage toggle's state (shown only when some model is a checkpoint)."""
+    lineage = comparison.lineages(models)
+    order = comparison.family_order(models, lineage)
+    checkpoints = [n for n in order if lineage[n].is_checkpoint]
+    show_all = True
+    if checkpoints:
+        show_all = st.toggle(
+            f"Show lineage checkpoints ({len(checkpoints)})", key="show_checkpoints",
+            help="Warm restarts, fine-tunes, runs with other seeds and distilled models, read from each model's "
+                 "config.json (init_from, teacher, seed). Hidden, each backbone shows its first run from scratch.",
+        )  # fmt: skip
+    names = order if show_all else [n for n in order if not lineage[n].is_checkpoint]
+    by_name = {m.name: m for m in models}
+    if not show_all:
+        st.caption(
+            f"{len(names)} of {len(models)} models: each backbone's first run from scratch and the committees. "
+            f"Folded: {', '.join(checkpoints)}."
+        )
+    return View(
+        shown=[by_name[n] for n in names],
+        table=comparison.model_table(models),
+        lineage=lineage,
+        colors=comparison.family_colors(order, lineage),
+        folded=not show_all,
+    )
 
 
 def main() -> None:
@@ -191,30 +362,19 @@ def main() -> None:
     if not models:
         st.info(
             f"No model is registered yet (none in {config.MODELS_DIR}). Train one with "
-            "`python -m training.train --model vgg`, then evaluate it with `python -m training.evaluate`."
+            "`python -m training.train --model vgg`, then evaluate it with `python -m training.evaluate --model vgg`."
         )
         st.subheader("Published results on FER2013")
-        _published_section(models)
+        _published([])
         return
-    evaluated = [m for m in models if m.metrics]
-    if len(evaluated) < len(models):
-        missing = ", ".join(m.name for m in models if not m.metrics)
-        st.caption(f"Not evaluated yet (no metrics.json): {missing}. Run `python -m training.evaluate`.")
-    table = _table_section(models)
-    tabs = st.tabs(["Per-class F1", "Confusion matrices", "Accuracy vs latency", "Training curves", "Published results",
-                    "Confident mistakes"])  # fmt: skip
-    with tabs[0]:
-        _per_class_section(evaluated)
-    with tabs[1]:
-        _confusion_section(evaluated)
-    with tabs[2]:
-        _pareto_section(table)
-    with tabs[3]:
-        _history_section(models)
-    with tabs[4]:
-        _published_section(models)
-    with tabs[5]:
-        _mistakes_section(models)
+    missing = [m.name for m in models if not m.metrics]
+    if missing:
+        st.caption(f"Not evaluated yet (no metrics.json): {', '.join(missing)}. {EVALUATE_HINT}")
+    view = _view(models)
+    _table_section(view)
+    for tab, (_, section) in zip(st.tabs([title for title, _ in SECTIONS]), SECTIONS, strict=True):
+        with tab:
+            section(view)
 
 
 main()

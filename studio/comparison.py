@@ -1,6 +1,8 @@
-"""Model comparison: the table of registered models, per-class F1, confusion matrices, the Pareto
-front of accuracy against latency, training curves, the most confident mistakes and published
-results. Reads each model's metrics.json / history.json (format in docs/ARCHITECTURE.md).
+"""Model comparison: the table of registered models, their lineage (backbone family, and which
+checkpoint started which), a palette grouped by family, per-class F1, confusion matrices, the
+Pareto front of accuracy against latency, training curves, the most confident mistakes and
+published results. Reads each model's manifest.json / config.json / metrics.json / history.json
+(formats in docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ SCORE_COLUMNS: dict[str, bool] = {
     "Latency TTA ms/face": False,
 }
 HIGHLIGHT = "background-color: rgba(33, 195, 84, 0.25); font-weight: bold"
+# The table's columns shown at first (besides the model name); the others come with "All columns".
+KEY_COLUMNS = ("Family", "Accuracy %", "Accuracy TTA %", "Macro-F1 %", "Latency ms/face", "Size MB", "Lineage")
+COMMITTEE = "committee"
+# Relations that make a model a lineage checkpoint, folded under its family unless asked for.
+CHECKPOINT_RELATIONS = ("seed", "restart", "fine-tune", "distilled", "variant")
+# One sequential scale per family (in order of first appearance), committees in reds: members of a
+# family share a hue and differ in shade, so a chart reads by backbone first, then by checkpoint.
+FAMILY_SCALES = ("Blues", "Greens", "Oranges", "Purples", "Greys", "YlOrBr", "PuRd", "BuGn", "GnBu", "OrRd")
+COMMITTEE_SCALE = "Reds"
 
 
 @dataclass(frozen=True)
@@ -46,10 +57,8 @@ class Published:
 
 
 PUBLISHED: tuple[Published, ...] = (
-    Published("mini-Xception (`fer` package)", 58.2, 58.2, "on this PrivateTest copy, per the project brief"),
-    Published(
-        "mini-Xception (`fer` package) + flip TTA", 59.5, 59.5, "on this PrivateTest copy, per the project brief"
-    ),
+    Published("mini-Xception (fer package)", 58.2, 58.2, "on this PrivateTest copy, per the project brief"),
+    Published("mini-Xception (fer package) + flip TTA", 59.5, 59.5, "on this PrivateTest copy, per the project brief"),
     Published("Kaggle 2013 winner (Tang, SVM-loss CNN)", 71.2, 71.2, "competition private leaderboard"),
     Published("Best published single CNNs, FER2013 only", 73.0, 74.0, "range reported in the literature"),
     Published("Seven-model ensemble", 76.8, 76.8, "best published ensemble on FER2013"),
@@ -84,16 +93,179 @@ def _size_mb(info: ModelInfo, by_name: dict[str, ModelInfo]) -> float:
     return _num(size) / 1e6
 
 
-def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
-    """One row per model, indexed by name: kind, classes, the SCORE_COLUMNS (NaN when not measured)
-    and "Evaluated" (the evaluation date, or NOT_EVALUATED)."""
+# ------------------------------------------------------------------------------------ lineage
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model comes from, read from its manifest and training config (config.json).
+
+    family: the backbone (config "model", else manifest "backbone", else the model's own name), or
+    COMMITTEE. relation: "from scratch" (the family's first root), "seed" / "variant" (another run
+    from scratch of the same backbone, with another seed / the same one), "restart" (init_from a
+    checkpoint at a learning rate of at least the parent's times restart_lr_scale: a new warm
+    cycle), "fine-tune" (init_from at a lower rate), "distilled" (init_from with a teacher), or "committee"."""
+
+    family: str
+    relation: str
+    parent: str = ""  # init_from: the model whose weights started this one
+    teacher: str = ""
+    seed: int | None = None
+    members: tuple[str, ...] = ()
+    vote: str = ""  # a committee's: "soft" or "majority"
+
+    @property
+    def is_checkpoint(self) -> bool:
+        """True for the runs folded under their family by default (restarts, fine-tunes, seeds, kd)."""
+        return self.relation in CHECKPOINT_RELATIONS
+
+    def describe(self) -> str:
+        """A few words for the table: "fine-tune of vgg_wide", "seed 7 of vgg_wide", ..."""
+        if self.relation == "committee":
+            return f"{self.vote} vote of {len(self.members)}: " + ", ".join(self.members)
+        if self.relation == "distilled":
+            return f"{self.parent} distilled from {self.teacher}"
+        if self.relation in ("restart", "fine-tune"):
+            return f"{'warm restart' if self.relation == 'restart' else 'fine-tune'} of {self.parent}"
+        if self.relation == "seed":
+            return f"seed {self.seed} of {self.family}"
+        if self.relation == "variant":
+            return f"another run of {self.family}"
+        return "from scratch"
+
+
+def _learning_rate(info: ModelInfo | None) -> float | None:
+    value = info.training_config.get("learning_rate") if info is not None else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def lineages(models: Sequence[ModelInfo]) -> dict[str, Lineage]:
+    """{model name: Lineage} from each model's manifest and config.json (init_from, teacher, seed,
+    learning_rate), never from its name. Among a family's runs from scratch the root is the one named
+    like the family, else the earliest created; the others are its seeds (or variants)."""
     by_name = {m.name: m for m in models}
+    out: dict[str, Lineage] = {}
+    roots: dict[str, list[ModelInfo]] = {}
+    for info in models:
+        if info.kind == "committee":
+            out[info.name] = Lineage(COMMITTEE, "committee", members=info.members, vote=info.vote)
+            continue
+        config = info.training_config
+        family = str(config.get("model") or info.manifest.get("backbone") or info.name)
+        seed = config.get("seed") if isinstance(config.get("seed"), int) else None
+        parent, teacher = str(config.get("init_from") or ""), str(config.get("teacher") or "")
+        if parent:
+            # A warm restart starts a new cycle at the parent's rate times the trainer's restart_lr_scale
+            # (training.train); a fine-tune runs well below that.
+            parent_lr, own_lr = _learning_rate(by_name.get(parent)), _learning_rate(info)
+            scale = config.get("restart_lr_scale", 0.5)
+            scale = float(scale) if isinstance(scale, int | float) else 0.5
+            restart = parent_lr is not None and own_lr is not None and own_lr >= scale * parent_lr
+            relation = "distilled" if teacher else "restart" if restart else "fine-tune"
+            out[info.name] = Lineage(family, relation, parent, teacher, seed)
+        else:
+            roots.setdefault(family, []).append(info)
+    for family, runs in roots.items():
+        runs.sort(key=lambda m: (m.name != family, str(m.manifest.get("created", "")), m.name))
+        head_seed = runs[0].training_config.get("seed")
+        for k, info in enumerate(runs):
+            seed = info.training_config.get("seed")
+            relation = "from scratch" if k == 0 else "seed" if seed != head_seed else "variant"
+            out[info.name] = Lineage(family, relation, seed=seed if isinstance(seed, int) else None)
+    return {m.name: out[m.name] for m in models}
+
+
+def family_order(models: Sequence[ModelInfo], lineage: dict[str, Lineage]) -> list[str]:
+    """Model names grouped by family (families by best PrivateTest accuracy of their root, committees
+    last), each family's root first and the rest by accuracy: the order of every chart and legend."""
+
+    def accuracy(name: str) -> float:
+        value = by_name[name].metrics.get("accuracy")
+        return float(value) if isinstance(value, int | float) else -1.0
+
+    by_name = {m.name: m for m in models}
+    families: dict[str, list[str]] = {}
+    for info in models:
+        families.setdefault(lineage[info.name].family, []).append(info.name)
+    for names in families.values():
+        names.sort(key=lambda n: (lineage[n].is_checkpoint, -accuracy(n), n))
+    ranked = sorted(families, key=lambda f: (f == COMMITTEE, -accuracy(families[f][0]), f))
+    return [name for family in ranked for name in families[family]]
+
+
+def family_colors(order: Sequence[str], lineage: dict[str, Lineage]) -> dict[str, str]:
+    """{model: CSS colour}: one hue per family (FAMILY_SCALES, committees COMMITTEE_SCALE), the
+    family's members spread over that hue's shades, darkest first; models in `order`."""
+    import plotly.colors  # only the comparison page draws
+
+    families: dict[str, list[str]] = {}
+    for name in order:
+        families.setdefault(lineage[name].family, []).append(name)
+    colors, k = {}, 0
+    for family, names in families.items():
+        if family == COMMITTEE:
+            scale = COMMITTEE_SCALE
+        else:
+            scale, k = FAMILY_SCALES[k % len(FAMILY_SCALES)], k + 1
+        shades = [0.8] if len(names) == 1 else np.linspace(0.95, 0.4, len(names)).tolist()
+        colors |= dict(zip(names, plotly.colors.sample_colorscale(scale, shades), strict=True))
+    return colors
+
+
+def family_summary(table: pd.DataFrame, lineage: dict[str, Lineage]) -> dict[str, str]:
+    """{family root: "N folded, best NAME ACC%"} for families with checkpoints: what folding hides."""
+    out = {}
+    for family in {lin.family for lin in lineage.values()} - {COMMITTEE}:
+        names = [n for n, lin in lineage.items() if lin.family == family and n in table.index]
+        root = next((n for n in names if not lineage[n].is_checkpoint), None)
+        folded = [n for n in names if lineage[n].is_checkpoint]
+        if root is None or not folded:
+            continue
+        accuracy = table.loc[names, "Accuracy %"].astype(float)
+        text = f"{len(folded)} checkpoint{'s' if len(folded) != 1 else ''} folded"
+        if accuracy.notna().any():
+            best = accuracy.idxmax()
+            text += f"; best {best} ({accuracy[best]:.1f})"
+        out[root] = text
+    return out
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values 1-2-5 per decade (0.5, 1, 2, 5, 10 ...) covering [low, high] (both > 0), for a
+    log axis that reads in plain numbers. A span inside one step gets its two neighbours."""
+    if not (low > 0 and high >= low):
+        return []
+    ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+             for m in (1, 2, 5)]  # fmt: skip
+    inside = [t for t in ticks if low <= t <= high]
+    if len(inside) >= 2:
+        return inside
+    below = max(t for t in ticks if t <= low)
+    above = min(t for t in ticks if t >= high)
+    return sorted({below, *inside, above})
+
+
+def tick_text(value: float) -> str:
+    """0.5 -> "0.5", 1.0 -> "1", 20.0 -> "20"."""
+    return f"{value:g}"
+
+
+# ------------------------------------------------------------------------------------ table
+
+
+def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """One row per model, indexed by name: family and lineage (see lineages), kind, classes, the
+    SCORE_COLUMNS (NaN when not measured) and "Evaluated" (the evaluation date, or NOT_EVALUATED)."""
+    by_name = {m.name: m for m in models}
+    lineage = lineages(models)
     rows = []
     for info in models:
         metrics = info.metrics
         rows.append(
             {
                 "Model": info.name,
+                "Family": lineage[info.name].family,
+                "Lineage": lineage[info.name].describe(),
                 "Kind": info.kind,
                 "Classes": len(info.labels),
                 "Accuracy %": _pct(metrics.get("accuracy")),
@@ -110,7 +282,7 @@ def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
                 "Evaluated": str(metrics.get("evaluated_at", ""))[:16].replace("T", " ") or NOT_EVALUATED,
             }
         )
-    columns = ["Model", "Kind", "Classes", *SCORE_COLUMNS, "Test images", "Evaluated"]
+    columns = ["Model", "Family", "Lineage", "Kind", "Classes", *SCORE_COLUMNS, "Test images", "Evaluated"]
     return pd.DataFrame(rows, columns=columns).set_index("Model")
 
 
@@ -279,7 +451,7 @@ def published_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
         metrics = info.metrics
         for suffix, key in (("", "accuracy"), (" + flip TTA", "accuracy_tta")):
             if isinstance(metrics.get(key), int | float):
-                value = 100.0 * metrics[key]
+                value = round(100.0 * metrics[key], 1)  # shown as 72.1 everywhere, never 72.0814
                 rows.append(
                     {
                         "Result": f"ours: {info.name}{suffix}",

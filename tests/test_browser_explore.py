@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_support import ROOT, launch_chromium, screenshot_dir, serve_streamlit
+from tests.test_browser_offline import IDLE_JS
 from tests.test_comparison import write_models
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -50,9 +51,8 @@ def _ready(page, text: str, timeout_s: float = 60) -> float:
     """Seconds until `text` is visible and Streamlit has stopped running the script."""
     started = time.perf_counter()
     page.get_by_text(text).first.wait_for(state="visible", timeout=timeout_s * 1000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000
-    )
+    page.wait_for_timeout(300)
+    page.wait_for_function(IDLE_JS, timeout=timeout_s * 1000)
     return time.perf_counter() - started
 
 
@@ -121,6 +121,13 @@ def test_model_comparison_in_browser(browser, shots, tmp_path):
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(800)
             page.screenshot(path=str(shots / f"comparison_{name}.png"), full_page=True)
+            chart = page.get_by_role("tabpanel", name=tab).locator(".js-plotly-plot").first
+            if name == "pareto":  # a log axis that reads 0.5 1 2 5, not "5 6 7 8 9 1 2"
+                ticks = chart.locator(".xaxislayer-above .xtick text").all_text_contents()
+                assert ticks == ["0.5", "1", "2", "5"], ticks
+            if name == "published":  # plain labels, no Markdown backticks
+                labels = chart.locator(".yaxislayer-above .ytick text").all_text_contents()
+                assert "mini-Xception (fer package)" in labels and not any("`" in t for t in labels), labels
         assert "Traceback" not in page.content()
 
 
@@ -155,7 +162,7 @@ def test_explorer_zip_upload_in_browser(browser, shots, tmp_path):
         page = _new_page(browser)
         page.goto(url)
         _ready(page, "FER2013 was not found")
-        page.get_by_text("Upload a zip").click()
+        page.get_by_text("Upload a zip", exact=True).click()
         page.locator("input[type=file]").set_input_files(str(archive))
         _ready(page, "dataset: 36 images, 9 classes")
         page.get_by_role("tab", name="Sizes & colour modes").click()

@@ -149,7 +149,9 @@ def test_history_and_published(models):
     assert set(ours.Result) >= {"ours: committee", "ours: alpha + flip TTA"} and len(ours) == 6
     assert published["Accuracy %"].is_monotonic_decreasing
     quoted = published.set_index("Result")
-    assert quoted.loc["mini-Xception (`fer` package)", "Accuracy %"] == 58.2
+    assert quoted.loc["mini-Xception (fer package)", "Accuracy %"] == 58.2
+    assert not any("`" in text for text in published.Result), "labels are plain text, not Markdown"
+    assert (ours["Accuracy %"] == ours["Accuracy %"].round(1)).all(), "72.1, never 72.0814"
     assert quoted.loc["Best published single CNNs, FER2013 only", "Range"] == "73–74"
 
 
@@ -194,3 +196,89 @@ def test_label_positions_keep_labels_inside_the_plot():
     assert positions[0] in ("bottom center", "middle right")
     # Away from the edges the first choice, above, stands.
     assert comparison.label_positions([4.0], [67.0], ["vgg"], (0.0, 8.0), (62.0, 72.0)) == ["top center"]
+
+
+def _write_lineage_models(root: Path) -> list:
+    """models/ shaped like the shipped ones but named so that no name pattern gives the lineage away:
+    a family "wide" (root, another seed, a warm restart of that seed, a fine-tune of the restart,
+    a fine-tune of the root), a family "small" (root and a distilled child) and a committee."""
+    runs = {  # name: (backbone, init_from, teacher, seed, learning rate, accuracy)
+        "wide": ("wide", "", "", 1, 0.002, 0.69),
+        "p": ("wide", "", "", 7, 0.002, 0.66),
+        "q": ("wide", "p", "", 7, 0.001, 0.68),
+        "r": ("wide", "q", "", 7, 0.0002, 0.691),
+        "s": ("wide", "wide", "", 1, 0.0002, 0.705),
+        "small": ("small", "", "", 1, 0.002, 0.68),
+        "t": ("small", "small", "board", 1, 0.0003, 0.67),
+    }
+    for name, (backbone, init, teacher, seed, lr, accuracy) in runs.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        manifest = {"name": name, "labels": LABELS, "backbone": backbone, "config_file": "config.json",
+                    "metrics_file": "metrics.json", "created": "2026-11-21T00:00:00+00:00"}  # fmt: skip
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        config = {"model": backbone, "name": name, "init_from": init, "teacher": teacher, "seed": seed,
+                  "learning_rate": lr, "restart_lr_scale": 0.5}  # fmt: skip
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps(_metrics(name, accuracy, 1.0, 1)))
+    board = root / "board"
+    board.mkdir()
+    (board / "manifest.json").write_text(
+        json.dumps({"name": "board", "labels": LABELS, "kind": "committee", "members": ["s", "small"]})
+    )
+    return list_models(root)
+
+
+def test_lineage_comes_from_each_models_config(tmp_path):
+    models = _write_lineage_models(tmp_path / "models")
+    lineage = comparison.lineages(models)
+    relations = {name: (lin.family, lin.relation, lin.parent) for name, lin in lineage.items()}
+    assert relations == {
+        "board": ("committee", "committee", ""),
+        "wide": ("wide", "from scratch", ""),
+        "p": ("wide", "seed", ""),
+        "q": ("wide", "restart", "p"),  # half the parent's rate: a new warm cycle
+        "r": ("wide", "fine-tune", "q"),
+        "s": ("wide", "fine-tune", "wide"),
+        "small": ("small", "from scratch", ""),
+        "t": ("small", "distilled", "small"),
+    }
+    assert [n for n, lin in lineage.items() if lin.is_checkpoint] == ["p", "q", "r", "s", "t"]
+    assert lineage["q"].describe() == "warm restart of p" and lineage["p"].describe() == "seed 7 of wide"
+    assert lineage["t"].describe() == "small distilled from board"
+    assert lineage["board"].describe() == "soft vote of 2: s, small"
+    order = comparison.family_order(models, lineage)
+    assert order == ["wide", "s", "r", "q", "p", "small", "t", "board"]  # roots first, then by accuracy
+    table = comparison.model_table(models)
+    assert table.loc["r", "Family"] == "wide" and table.loc["r", "Lineage"] == "fine-tune of q"
+    summary = comparison.family_summary(table, lineage)
+    assert summary == {"wide": "4 checkpoints folded; best s (70.5)", "small": "1 checkpoint folded; best small (68.0)"}
+
+
+def test_models_without_config_are_their_own_family(models):
+    lineage = comparison.lineages(models)
+    assert {n: lin.relation for n, lin in lineage.items()} == {
+        "alpha": "from scratch", "beta": "from scratch", "committee": "committee", "gamma": "from scratch"}  # fmt: skip
+    assert not any(lin.is_checkpoint for lin in lineage.values())
+
+
+def test_family_colors_keep_every_model_distinct(tmp_path):
+    models = _write_lineage_models(tmp_path / "models")
+    lineage = comparison.lineages(models)
+    order = comparison.family_order(models, lineage)
+    colors = comparison.family_colors(order, lineage)
+    assert set(colors) == set(order) and len(set(colors.values())) == len(order)
+
+    def hue(css: str) -> str:  # the dominant channel: blue, green or red
+        r, g, b = (int(v) for v in css[4:-1].split(","))
+        return "rgb"[int(np.argmax([r, g, b]))] if max(r, g, b) - min(r, g, b) > 20 else "grey"
+
+    assert {hue(colors[n]) for n in ("wide", "p", "q", "r", "s")} == {"b"}  # one family, one hue
+    assert {hue(colors[n]) for n in ("small", "t")} == {"g"} and hue(colors["board"]) == "r"
+
+
+def test_log_ticks_read_as_plain_numbers():
+    assert comparison.log_ticks(0.45, 14.0) == [0.5, 1.0, 2.0, 5.0, 10.0]
+    assert [comparison.tick_text(t) for t in comparison.log_ticks(0.45, 14.0)] == ["0.5", "1", "2", "5", "10"]
+    assert comparison.log_ticks(0.6, 0.9) == [0.5, 1.0]  # inside one step: its two neighbours
+    assert comparison.log_ticks(0.0, 1.0) == []

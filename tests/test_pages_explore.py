@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emotion import config
+from emotion import config, list_models
+from studio import comparison
 from tests.test_comparison import write_models, write_tiny_tflite
 
 EXPLORER = str(config.REPO_ROOT / "pages" / "dataset_explorer.py")
@@ -60,7 +64,7 @@ def test_explorer_without_dataset_shows_help_and_derived_stats(no_dataset):
     metrics = _metrics(at)
     assert metrics["Imbalance, Training"] == "16.5 : 1"
     assert metrics["Exact duplicate groups"] == "1,516"
-    assert "Samples are shown when the dataset is on this machine." in _texts(at)
+    assert "Sample images need the dataset itself" in _texts(at)
     assert len(at.get("plotly_chart")) >= 3  # class bars, histograms
     # No image of the dataset is shipped, not even mean faces: they need the data.
     assert not at.get("image") and any("need the dataset on this machine" in i.value for i in at.info)
@@ -89,6 +93,55 @@ def test_explorer_folder_dataset(no_dataset, tmp_path, monkeypatch):
     assert _metrics(at)["Colour modes"] == "RGB"
     at.button[0].click().run()  # reshuffle
     assert not at.exception
+    markdown = [m.value for m in at.markdown]
+    assert "**angry** (4 images)" in markdown and not any("1 images" in m for m in markdown)
+
+
+def test_explorer_counts_one_image_in_the_singular(no_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_DATASET_ROOTS", str(tmp_path))
+    for label, count in (("happy", 1), ("sad", 2)):
+        (tmp_path / "tiny" / label).mkdir(parents=True)
+        for i in range(count):
+            Image.new("L", (48, 48), 40 + 80 * i).save(tmp_path / "tiny" / label / f"{i}.png")
+    at = AppTest.from_file(EXPLORER, default_timeout=60).run()
+    at.radio[0].set_value("Folder on this machine").run()
+    at.text_input[0].input(str(tmp_path / "tiny")).run()
+    assert not at.exception
+    markdown = [m.value for m in at.markdown]
+    assert "**happy** (1 image)" in markdown and "**sad** (2 images)" in markdown
+    assert "tiny: 3 images, 2 classes" in _texts(at)
+
+
+def _magic_expressions(path: Path) -> list[str]:
+    """Expression statements Streamlit's magic would render (st.write) in a page: anything but a
+    call, a yield/await or a docstring, e.g. `f(x) if c else st.info(...)`, whose value (None, or a
+    DeltaGenerator's help text) ends up on the page."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            for i, stmt in enumerate(body if isinstance(body, list) else []):  # a lambda's body is no list
+                if not isinstance(stmt, ast.Expr) or isinstance(
+                    stmt.value, ast.Call | ast.Yield | ast.YieldFrom | ast.Await
+                ):
+                    continue
+                if i == 0 and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+                    continue  # a docstring
+                found.append(f"{path.name}:{stmt.lineno}: {ast.unparse(stmt)[:80]}")
+    return found
+
+
+def test_no_page_has_an_expression_that_magic_would_render(tmp_path):
+    files = [config.REPO_ROOT / "app.py", *sorted((config.REPO_ROOT / "pages").glob("*.py"))]
+    assert len(files) > 5
+    assert [hit for f in files for hit in _magic_expressions(f)] == []
+    # The scan finds the explorer's old bug (and a docstring or a plain call is not flagged).
+    old = tmp_path / "old.py"
+    old.write_text(
+        '"""doc"""\nimport streamlit as st\nst.info("x")\nwith st.container():\n    f(1) if ds else st.info("y")\n'
+    )
+    assert _magic_expressions(old) == ["old.py:5: f(1) if ds else st.info('y')"]
 
 
 @pytest.mark.shared
@@ -135,15 +188,52 @@ def test_comparison_with_models(no_dataset, tmp_path, monkeypatch):
     assert not at.exception
     assert "Not evaluated yet (no metrics.json): gamma" in _texts(at)
     table = at.dataframe[0].value
-    assert list(table.index) == ["alpha", "beta", "committee", "gamma"]
+    assert sorted(table.index) == ["alpha", "beta", "committee", "gamma"]
     assert [t.label for t in at.tabs][:5] == ["Per-class F1", "Confusion matrices", "Accuracy vs latency",
                                              "Training curves", "Published results"]  # fmt: skip
+    assert "Show lineage checkpoints" not in [t.label for t in at.toggle]  # nothing to fold
     at.selectbox[1].set_value("committee").run()
     at.radio[0].set_value("Row-normalised %").run()
-    at.toggle[0].set_value(True).run()
+    at.toggle(key="f1_tta").set_value(True).run()
+    shown = at.dataframe[0].proto
+    assert list(shown.column_order) == list(comparison.KEY_COLUMNS) and "Latency ms/face" in shown.column_order
+    assert json.loads(shown.columns)["_index"]["pinned"] is True  # the model name stays in view
+    at.toggle(key="all_columns").set_value(True).run()
+    every = list(at.dataframe[0].proto.column_order)
+    assert every[: len(comparison.KEY_COLUMNS)] == list(comparison.KEY_COLUMNS) and "Parameters" in every
     at.radio[1].set_value("loss").run()
     assert not at.exception
     assert "The most confident mistakes need FER2013" in _texts(at)
+
+
+def test_comparison_folds_lineage_checkpoints(no_dataset, tmp_path, monkeypatch):
+    from tests.test_comparison import _write_lineage_models
+
+    root = tmp_path / "models"
+    _write_lineage_models(root)
+    monkeypatch.setattr(config, "MODELS_DIR", root)
+    at = AppTest.from_file(COMPARISON, default_timeout=60).run()
+    assert not at.exception
+    assert list(at.dataframe[0].value.index) == ["wide", "small", "board"]  # family order, checkpoints folded
+    assert "Folded: s, r, q, p, t." in _texts(at)
+    at.toggle(key="show_checkpoints").set_value(True).run()
+    assert not at.exception
+    assert list(at.dataframe[0].value.index) == ["wide", "s", "r", "q", "p", "small", "t", "board"]
+
+
+def test_comparison_on_the_shipped_models(no_dataset):
+    """The real models/ folder: every model has a family, the table and every chart draw."""
+    at = AppTest.from_file(COMPARISON, default_timeout=60).run()
+    assert not at.exception
+    folded = at.dataframe[0].value
+    at.toggle(key="show_checkpoints").set_value(True).run()
+    full = at.dataframe[0].value
+    assert len(folded) < len(full) == len(list_models())
+    assert not folded["Family"].isna().any() and len(at.get("plotly_chart")) >= 3
+    axes = [json.loads(chart.proto.spec)["layout"].get("xaxis", {}) for chart in at.get("plotly_chart")]
+    latency_axis = next(axis for axis in axes if axis.get("type") == "log")
+    ticks = [float(t) for t in latency_axis["ticktext"]]
+    assert ticks == [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50) if ticks[0] <= t <= ticks[-1]] and len(ticks) >= 3
 
 
 @pytest.mark.shared
