@@ -58,6 +58,12 @@ class ModelInfo:
     history_file: str | None = "history.json"
     members: tuple[str, ...] = ()  # committee members, strongest first
     vote: str = "soft"  # committee: "soft" (mean probability) or "majority"
+    # What the serving file outputs: "probabilities" (a softmax) or "logits" (full-integer files
+    # end before the softmax, which the registry applies in float; see training.export.logits_model).
+    serving_output: str = "probabilities"
+    # Calibration: served probabilities are softmax(log-probabilities / temperature), the temperature
+    # fitted on PublicTest by training.evaluate (1.0: uncalibrated).
+    temperature: float = 1.0
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -100,6 +106,8 @@ def _read_manifest(folder: Path) -> ModelInfo:
         history_file=data.get("history_file"),
         members=tuple(data.get("members", ())),
         vote=data.get("vote", "soft"),
+        serving_output=data.get("serving_output", "probabilities"),
+        temperature=float(data.get("temperature") or 1.0),
         manifest=data,
     )
 
@@ -170,21 +178,48 @@ class EmotionModel:
             raise TypeError(f"{self.name} is a committee: each member preprocesses its own way (use predict_faces)")
         return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)
 
-    def predict_inputs(self, inputs: np.ndarray, tta: bool = False) -> np.ndarray:
+    def predict_inputs(self, inputs: np.ndarray, tta: bool = False, calibrated: bool = True) -> np.ndarray:
         """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities; tta averages with the
-        horizontal flip."""
-        probs = self._runner.predict(inputs)
+        horizontal flip. calibrated (the default, what every page, the CLI and reports get) applies
+        the model's temperature to each view; False gives the raw softmax (to fit and measure it)."""
+        temperature = self.info.temperature if calibrated else 1.0
+        probs = self._probabilities(inputs, temperature)
         if tta:
-            probs = 0.5 * (probs + self._runner.predict(inputs[:, :, ::-1, :]))
+            probs = 0.5 * (probs + self._probabilities(inputs[:, :, ::-1, :], temperature))
         return probs
 
-    def predict_faces(self, crops: list[np.ndarray], tta: bool = False) -> np.ndarray:
+    def _probabilities(self, inputs: np.ndarray, temperature: float) -> np.ndarray:
+        output = self._runner.predict(inputs)
+        if self.info.serving_output == "logits":
+            return softmax(output, temperature)
+        if temperature == 1.0:
+            return output
+        return softmax(_log_probabilities(output), temperature)
+
+    def predict_faces(self, crops: list[np.ndarray], tta: bool = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
-        members, each preprocessing the crops as it was trained."""
+        members, each preprocessing the crops as it was trained and calibrated with its own
+        temperature; calibrated applies this model's own temperature (a committee's on its vote)."""
         if self._members:
             stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
-            return committee_vote(stacked, self.info.vote)
-        return self.predict_inputs(self.preprocess(crops), tta)
+            voted = committee_vote(stacked, self.info.vote)
+            if not calibrated or self.info.temperature == 1.0:
+                return voted
+            return softmax(_log_probabilities(voted), self.info.temperature)
+        return self.predict_inputs(self.preprocess(crops), tta, calibrated)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits / temperature)."""
+    scaled = np.asarray(logits, np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _log_probabilities(probs: np.ndarray) -> np.ndarray:
+    """log of (N, K) probabilities, floored so that a probability of 0 stays finite."""
+    return np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
 
 
 def committee_vote(stacked: np.ndarray, vote: str) -> np.ndarray:

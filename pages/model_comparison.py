@@ -149,7 +149,7 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
     name = cols[0].selectbox("Model", [m.name for m in usable], key="mistakes_model")
     per_class = cols[1].slider("Per class", 3, 12, 6)
     if not cols[2].button("Find mistakes", type="primary") and not st.session_state.get("mistakes_shown"):
-        st.caption("Runs the model on the 3,589 PrivateTest faces (a few seconds the first time, cached afterwards).")
+        st.caption("Reads the model's saved PrivateTest predictions (else runs it once on the 3,589 faces).")
         return
     st.session_state["mistakes_shown"] = True
     info = csv.stat()
@@ -158,6 +158,11 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
     model_info = next(m for m in usable if m.name == name)
     key = (name, comparison.models_signature([model_info]), str(csv), info.st_mtime_ns)
     memo = _predictions_memo()
+    mapping = comparison.label_index_map(model_info.labels, FER2013_LABELS)
+    if key not in memo:  # training.evaluate saved them beside the metrics: read, do not recompute
+        saved = comparison.saved_predictions(model_info, mapping[ds.y[test]])
+        if saved is not None:
+            memo[key] = saved
     if key not in memo:
         try:
             model = load(name)
@@ -168,7 +173,6 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
         memo[key] = comparison.predict_images(model, ds.thumbs[test], progress=lambda f: bar.progress(f))
         bar.empty()
     probs = memo[key]
-    mapping = comparison.label_index_map(model_info.labels, FER2013_LABELS)
     y_true = mapping[ds.y[test]]
     accuracy = float((probs.argmax(axis=1) == y_true).mean())
     st.caption(

@@ -346,3 +346,26 @@ def models_signature(models: Sequence[ModelInfo]) -> tuple[tuple[str, float], ..
         return max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0)
 
     return tuple((m.name, mtime(m.folder)) for m in models)
+
+
+# ------------------------------------------------------------- saved predictions (accuracy helper)
+
+PREDICTIONS_FILE = "predictions_privatetest.npz"  # written by training.evaluate beside metrics.json
+
+
+def saved_predictions(info: ModelInfo, y_true: np.ndarray) -> np.ndarray | None:
+    """(N, K) float32 served PrivateTest probabilities that `python -m training.evaluate` saved beside
+    the model's metrics (evaluation writes both at once, so they describe the same served file), or
+    None when there are none or they do not belong to these (N,) true labels (model indices), e.g. a
+    different copy of the dataset: then the caller predicts instead."""
+    path = info.folder / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            probs, labels = saved["probs"].astype(np.float32), saved["labels"].astype(np.int64)
+    except (OSError, ValueError, KeyError):
+        return None
+    if probs.shape != (len(y_true), len(info.labels)) or not np.array_equal(labels, y_true):
+        return None
+    return probs

@@ -9,6 +9,7 @@ reported split, never used to choose anything here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -51,10 +52,83 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 
 def predict_split(model: EmotionModel, images: list[np.ndarray], tta: bool, batch: int = 256) -> np.ndarray:
     """(N,) predicted class ids through the shared preprocessing and the serving runtime."""
-    out = []
-    for start in range(0, len(images), batch):
-        out.append(model.predict_faces(images[start : start + batch], tta=tta).argmax(axis=1))
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+    return predict_probabilities(model, images, tta, batch).argmax(axis=1)
+
+
+def predict_probabilities(
+    model: EmotionModel, images: list[np.ndarray], tta: bool, batch: int = 256, calibrated: bool = True
+) -> np.ndarray:
+    """(N, K) probabilities, as served (calibrated) unless calibrated=False (see EmotionModel.predict_faces)."""
+    out = [
+        model.predict_faces(images[start : start + batch], tta=tta, calibrated=calibrated)
+        for start in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
+
+
+# --------------------------------------------------------------------------------- calibration
+
+CALIBRATION_BINS = 15
+PREDICTIONS_FILE = "predictions_privatetest.npz"
+
+
+def _nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of softmax(log_probs / temperature) at the true labels."""
+    scaled = log_probs / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(scaled).sum(axis=1))
+    return float((log_norm - scaled[np.arange(len(labels)), labels]).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising the NLL of softmax(log(probs) / T) on (N, K) probabilities and
+    (N,) labels (temperature scaling, Guo et al. 2017): a grid over T in [0.2, 5], refined once.
+    Fitted on the selection split (PublicTest) only."""
+    log_probs = np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 161))
+    best = grid[int(np.argmin([_nll(log_probs, labels, t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.03, 0.03, 61))
+    return float(fine[int(np.argmin([_nll(log_probs, labels, t) for t in fine]))])
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Confidence (top probability) of (N, K) probs against accuracy in `bins` equal-width bins:
+    {"ece", "confidence", "accuracy", "count"} (per bin; empty bins hold None). ECE is the
+    count-weighted mean gap |accuracy - confidence| over the bins."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    out: dict = {"confidence": [], "accuracy": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        out["count"].append(n)
+        if not n:
+            out["confidence"].append(None)
+            out["accuracy"].append(None)
+            continue
+        conf, acc = float(confidence[mask].mean()), float(correct[mask].mean())
+        out["confidence"].append(conf)
+        out["accuracy"].append(acc)
+        ece += n / len(labels) * abs(acc - conf)
+    out["ece"] = float(ece)
+    return out
+
+
+def uncalibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Undo temperature scaling: softmax(temperature * log(probs)) gives back the raw (N, K) softmax."""
+    from emotion.registry import softmax
+
+    return softmax(np.log(np.maximum(np.asarray(probs, np.float64), 1e-12)), 1.0 / temperature)
+
+
+def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
+    """Write (N, K) served PrivateTest probabilities (float16) and (N,) true labels beside the metrics,
+    for the comparison page's confident mistakes (read, never recomputed there)."""
+    path = folder / PREDICTIONS_FILE
+    np.savez_compressed(path, probs=probs.astype(np.float16), labels=labels.astype(np.int8))
+    return path
 
 
 def latency_ms(model: EmotionModel, sample: np.ndarray, tta: bool, runs: int = 300) -> float:
@@ -99,13 +173,23 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
     report: dict = {"model": name, "split": split, "dataset": dataset.name, "labels": list(labels)}
+    temperature = info.temperature
+    if "PublicTest" in dataset.splits:  # calibration is fitted on the selection split, never reported on
+        public = dataset.splits["PublicTest"]
+        temperature = fit_temperature(
+            predict_probabilities(model, public.images, False, calibrated=False), public.labels
+        )
+    # The model as served with that temperature (written to its manifest below).
+    model = EmotionModel(dataclasses.replace(info, temperature=temperature), model.members or None)
     for split_name, key in ((split, ""), ("PublicTest", "public")):
         if split_name not in dataset.splits:
             continue
         part = dataset.splits[split_name]
-        predicted = predict_split(model, part.images, tta=False)
+        probs = predict_probabilities(model, part.images, tta=False)
+        probs_tta = predict_probabilities(model, part.images, tta=True)
+        predicted = probs.argmax(axis=1)
         plain = classification_metrics(part.labels, predicted, labels)
-        flipped = classification_metrics(part.labels, predict_split(model, part.images, tta=True), labels)
+        flipped = classification_metrics(part.labels, probs_tta.argmax(axis=1), labels)
         if key == "public":
             report["public_test"] = {
                 "accuracy": plain["accuracy"],
@@ -117,6 +201,21 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report["n"] = len(part)
         report.update(plain)
         report.update({f"{k}_tta": v for k, v in flipped.items()})
+        before = reliability(uncalibrate(probs, temperature), part.labels)
+        after = reliability(probs, part.labels)
+        report["calibration"] = {
+            "temperature": temperature,
+            "fitted_on": "PublicTest" if "PublicTest" in dataset.splits else "not fitted",
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+            "ece_after_tta": reliability(probs_tta, part.labels)["ece"],
+            "bins": CALIBRATION_BINS,
+            "reliability_before": {k: before[k] for k in ("confidence", "accuracy", "count")},
+            "reliability_after": {k: after[k] for k in ("confidence", "accuracy", "count")},
+        }
+        if write:
+            save_predictions(info.folder, probs, part.labels)
+            report["predictions_file"] = PREDICTIONS_FILE
         if "Training" in dataset.splits:  # the same figure without images the model saw in training
             seen = copies_in(part, dataset.splits["Training"])
             unseen = classification_metrics(part.labels[~seen], predicted[~seen], labels)
@@ -138,10 +237,28 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     if info.keras_path is not None:
         report["keras_latency_ms_per_face"] = keras_latency_ms(info.keras_path, (*info.input_size, info.channels))
     report["runtime"] = _runtime_name()
+    report["serving_runtime"] = info.manifest.get("serving_runtime", "")
     report["evaluated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    metrics_path = info.folder / info.metrics_file
+    if metrics_path.is_file():  # figures other commands measured (training.export --serve: "int8")
+        previous = json.loads(metrics_path.read_text())
+        report.update({k: previous[k] for k in KEPT_FIGURES if k in previous})
     if write:
-        (info.folder / info.metrics_file).write_text(json.dumps(report, indent=2))
+        metrics_path.write_text(json.dumps(report, indent=2))
+        _write_temperature(info.folder / "manifest.json", temperature)
     return report
+
+
+# Sections of metrics.json written by other commands, kept when the model is re-evaluated.
+KEPT_FIGURES = ("int8",)
+
+
+def _write_temperature(manifest_path: Path, temperature: float) -> None:
+    """Record the fitted temperature in the manifest, where emotion.registry reads it to serve
+    calibrated probabilities everywhere."""
+    manifest = json.loads(manifest_path.read_text())
+    manifest["temperature"] = round(float(temperature), 4)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
 def training_data_settings(*models: EmotionModel, data: str | Path) -> dict:
