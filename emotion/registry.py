@@ -259,6 +259,13 @@ def load(name: str | None = None, models_dir: Path | None = None) -> EmotionMode
         return _loaded[key]
 
 
+def clear_cache() -> None:
+    """Forget every loaded model, so the next load() reads manifests again (after a re-export or a
+    new temperature)."""
+    with _load_lock:
+        _loaded.clear()
+
+
 def model_info(name: str, models_dir: Path | None = None) -> ModelInfo:
     """The registered model `name`'s manifest and side files, without loading its serving runtime."""
     root = models_dir or config.MODELS_DIR

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import EmotionModel, load
+from emotion.registry import EmotionModel, clear_cache, list_models, load
 
 log = logging.getLogger("training.evaluate")
 
@@ -161,14 +162,15 @@ def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int =
 
 def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, write: bool = True) -> dict:
     """Compute (and by default write) the metrics file of model `name` on `split`."""
-    from training.data import copies_in, load_as_trained
+    from training.data import copies_in
 
     model = load(name)
     info = model.info
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
     path = data or default_data()
-    dataset = load_as_trained(path, **training_data_settings(model, data=path))
+    settings = training_data_settings(model, data=path)
+    dataset = _dataset(str(path), settings["seed"], settings["face_crops"])
     if tuple(dataset.labels) != tuple(info.labels):
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
@@ -261,6 +263,14 @@ def _write_temperature(manifest_path: Path, temperature: float) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
+@functools.lru_cache(maxsize=2)
+def _dataset(path: str, seed: int, face_crops: bool):
+    """training.data.load_as_trained, once per process: `--model a b c` parses the CSV once."""
+    from training.data import load_as_trained
+
+    return load_as_trained(path, seed=seed, face_crops=face_crops)
+
+
 def training_data_settings(*models: EmotionModel, data: str | Path) -> dict:
     """{"seed", "face_crops"} of the runs that trained `models` (a committee's: its members'), from
     the config saved beside the weights, so evaluation and committee selection see dataset `data`
@@ -295,24 +305,35 @@ def _runtime_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a registered model and write its metrics file.")
-    parser.add_argument("--model", required=True)
+    parser = argparse.ArgumentParser(description="Evaluate registered models and write their metrics files.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", nargs="+", help="one or more models, evaluated in this order")
+    which.add_argument("--all", action="store_true", help="every registered model, single ones before committees")
     parser.add_argument("--split", default="PrivateTest")
     parser.add_argument("--data", help="FER2013 CSV or folder dataset (default: the one the model was trained on)")
     args = parser.parse_args(argv)
     setup_logging("evaluate")
-    report = evaluate(args.model, args.split, args.data)
-    log.info(
-        "%s on %s (n=%d): accuracy %.4f (TTA %.4f), macro-F1 %.4f (TTA %.4f); %.3f ms/face",
-        args.model,
-        args.split,
-        report["n"],
-        report["accuracy"],
-        report["accuracy_tta"],
-        report["macro_f1"],
-        report["macro_f1_tta"],
-        report["latency_ms_per_face"],
-    )
+    # Committees vote with their members' temperatures: evaluate (calibrate) the members first.
+    names = args.model or [m.name for m in sorted(list_models(), key=lambda m: m.kind == "committee")]
+    for name in names:
+        report = evaluate(name, args.split, args.data)
+        clear_cache()  # the next model (a committee) loads its members with their new temperatures
+        calibration = report.get("calibration", {})
+        log.info(
+            "%s on %s (n=%d): accuracy %.4f (TTA %.4f), macro-F1 %.4f (TTA %.4f); %.3f ms/face; "
+            "temperature %.3f, ECE %.4f -> %.4f",
+            name,
+            args.split,
+            report["n"],
+            report["accuracy"],
+            report["accuracy_tta"],
+            report["macro_f1"],
+            report["macro_f1_tta"],
+            report["latency_ms_per_face"],
+            calibration.get("temperature", 1.0),
+            calibration.get("ece_before", float("nan")),
+            calibration.get("ece_after", float("nan")),
+        )
 
 
 if __name__ == "__main__":
