@@ -95,3 +95,21 @@ def preprocess_batch(
     if not arrays:
         return np.zeros((0, input_size[0], input_size[1], channels), np.float32)
     return np.stack(arrays)
+
+
+def ten_crops(inputs: np.ndarray, enlarge: float = 0.125) -> np.ndarray:
+    """Multi-crop test-time views of model inputs: (N, H, W, C) float32 -> (10, N, H, W, C).
+
+    Each face is enlarged by `enlarge` of its size (48 -> 54 px by default, bilinear), then cut at
+    its four corners and centre to the original size, and each of the five crops is mirrored too
+    (the classic ten-crop evaluation of Krizhevsky et al., on the already-preprocessed face).
+    """
+    n, height, width, channels = inputs.shape
+    big_h, big_w = height + 2 * round(height * enlarge / 2), width + 2 * round(width * enlarge / 2)
+    grown = np.empty((n, big_h, big_w, channels), np.float32)
+    for i in range(n):  # cv2 drops a single channel axis: reshape it back
+        grown[i] = cv2.resize(inputs[i], (big_w, big_h), interpolation=cv2.INTER_LINEAR).reshape(big_h, big_w, channels)
+    dy, dx = big_h - height, big_w - width
+    offsets = ((0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2))  # corners, then centre
+    crops = [grown[:, y : y + height, x : x + width] for y, x in offsets]
+    return np.stack(crops + [c[:, :, ::-1] for c in crops])

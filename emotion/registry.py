@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion import config
-from emotion.preprocess import preprocess_batch
+from emotion.preprocess import preprocess_batch, ten_crops
 from emotion.runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class ModelInfo:
     # Calibration: served probabilities are softmax(log-probabilities / temperature), the temperature
     # fitted on PublicTest by training.evaluate (1.0: uncalibrated).
     temperature: float = 1.0
+    tta_mode: str = "flip"  # what tta=True means: "flip" or "crops", chosen on PublicTest
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -108,6 +109,7 @@ def _read_manifest(folder: Path) -> ModelInfo:
         vote=data.get("vote", "soft"),
         serving_output=data.get("serving_output", "probabilities"),
         temperature=float(data.get("temperature") or 1.0),
+        tta_mode=data.get("tta_mode", "flip"),
         manifest=data,
     )
 
@@ -178,15 +180,28 @@ class EmotionModel:
             raise TypeError(f"{self.name} is a committee: each member preprocesses its own way (use predict_faces)")
         return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)
 
-    def predict_inputs(self, inputs: np.ndarray, tta: bool = False, calibrated: bool = True) -> np.ndarray:
-        """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities; tta averages with the
-        horizontal flip. calibrated (the default, what every page, the CLI and reports get) applies
-        the model's temperature to each view; False gives the raw softmax (to fit and measure it)."""
+    @property
+    def tta_mode(self) -> str:
+        """The test-time augmentation `tta=True` means for this model: "flip" (the face and its mirror)
+        or "crops" (ten crops, see emotion.preprocess.ten_crops), as training.evaluate chose it on
+        PublicTest and wrote it to the manifest; "flip" when none was chosen."""
+        return self.info.tta_mode
+
+    def predict_inputs(self, inputs: np.ndarray, tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
+        """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities. tta: False, True (the
+        model's chosen mode, `tta_mode`), "flip" or "crops"; the views' probabilities are averaged.
+        calibrated (the default, what every page, the CLI and reports get) applies the model's
+        temperature to each view; False gives the raw softmax (to fit and measure it)."""
         temperature = self.info.temperature if calibrated else 1.0
-        probs = self._probabilities(inputs, temperature)
-        if tta:
-            probs = 0.5 * (probs + self._probabilities(inputs[:, :, ::-1, :], temperature))
-        return probs
+        mode = _tta_mode(tta, self.tta_mode)
+        if mode == "none":
+            return self._probabilities(inputs, temperature)
+        if mode == "flip":
+            mirrored = inputs[:, :, ::-1, :]
+            return 0.5 * (self._probabilities(inputs, temperature) + self._probabilities(mirrored, temperature))
+        views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
+        probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature)
+        return probs.reshape(len(views), len(inputs), -1).mean(axis=0)
 
     def _probabilities(self, inputs: np.ndarray, temperature: float) -> np.ndarray:
         output = self._runner.predict(inputs)
@@ -196,10 +211,11 @@ class EmotionModel:
             return output
         return softmax(_log_probabilities(output), temperature)
 
-    def predict_faces(self, crops: list[np.ndarray], tta: bool = False, calibrated: bool = True) -> np.ndarray:
+    def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
-        members, each preprocessing the crops as it was trained and calibrated with its own
-        temperature; calibrated applies this model's own temperature (a committee's on its vote)."""
+        members, each preprocessing the crops as it was trained, calibrated with its own
+        temperature and (tta=True) augmented in its own chosen mode; calibrated applies this
+        model's own temperature (a committee's on its vote)."""
         if self._members:
             stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
             voted = committee_vote(stacked, self.info.vote)
@@ -207,6 +223,20 @@ class EmotionModel:
                 return voted
             return softmax(_log_probabilities(voted), self.info.temperature)
         return self.predict_inputs(self.preprocess(crops), tta, calibrated)
+
+
+TTA_MODES = ("flip", "crops")
+
+
+def _tta_mode(tta: bool | str, chosen: str) -> str:
+    """ "none", "flip" or "crops" from a tta argument (True: the model's chosen mode)."""
+    if tta is True:
+        return chosen
+    if not tta or tta == "none":
+        return "none"
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}: use one of {', '.join(TTA_MODES)}")
+    return tta
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

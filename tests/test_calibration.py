@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from emotion.registry import softmax
+from training.data import FER_SPLITS
 from training.evaluate import fit_temperature, reliability, uncalibrate
 
 
@@ -42,3 +46,38 @@ def test_reliability_bins_and_ece():
 def test_uncalibrate_inverts_temperature_scaling():
     raw = softmax(np.random.default_rng(2).normal(size=(50, 7)))
     np.testing.assert_allclose(uncalibrate(softmax(np.log(raw), 1.7), 1.7), raw, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkeypatch):
+    """evaluate fits the temperature and TTA mode on PublicTest, writes them to the manifest, saves
+    the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
+    from emotion import config, registry
+    from tests.test_comparison import write_tiny_tflite
+    from training.data import csv_bytes_for_tests
+    from training.evaluate import PREDICTIONS_FILE, evaluate
+
+    rng = np.random.default_rng(0)
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(21)]
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(csv_bytes_for_tests(rows))
+    folder = write_tiny_tflite(tmp_path / "models" / "tiny")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+
+    report = evaluate("tiny", data=str(csv_path))
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    calibration = report["calibration"]
+    assert manifest["temperature"] == pytest.approx(calibration["temperature"], abs=1e-4)
+    assert manifest["tta_mode"] == report["tta_mode"] in ("flip", "crops")
+    assert set(report["tta_modes"]) == {"flip", "crops"} and report["tta_modes"]["crops"]["latency_ms_per_face"] > 0
+    assert sum(calibration["reliability_after"]["count"]) == report["n"] == 21
+    saved = np.load(folder / PREDICTIONS_FILE)
+    assert saved["probs"].shape == (21, 7) and saved["probs"].dtype == np.float16
+    registry.clear_cache()
+    served = registry.load("tiny").predict_faces([row[1].astype(np.uint8) for row in rows[-21:]])
+    np.testing.assert_allclose(served, saved["probs"].astype(np.float32), atol=2e-3)
+    raw = registry.load("tiny").predict_faces([rows[-1][1].astype(np.uint8)], calibrated=False)
+    np.testing.assert_allclose(served[-1], softmax(np.log(raw), manifest["temperature"])[0], atol=1e-3)
+    registry.clear_cache()

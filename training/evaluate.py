@@ -1,9 +1,12 @@
-"""Evaluate a registered model and write its metrics file:
-`python -m training.evaluate --model NAME [--split PrivateTest] [--data PATH]`.
+"""Evaluate registered models and write their metrics files:
+`python -m training.evaluate --model NAME [NAME ...] | --all [--split PrivateTest] [--data PATH]`.
 
 Predictions come from the serving runtime (the TFLite file the app uses), so the figures are
-those of the model users get. PublicTest figures (the selection split) are recorded beside the
-reported split, never used to choose anything here.
+those of the model users get. PublicTest (the selection split) chooses what is served: the
+calibration temperature and the test-time augmentation mode (flip or ten crops), both written to
+the model's manifest; PrivateTest is only reported on (accuracy, ECE before and after calibration),
+and its served probabilities are saved beside the metrics (predictions_privatetest.npz) for the
+comparison page.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import EmotionModel, clear_cache, list_models, load
+from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load
 
 log = logging.getLogger("training.evaluate")
 
@@ -57,7 +60,7 @@ def predict_split(model: EmotionModel, images: list[np.ndarray], tta: bool, batc
 
 
 def predict_probabilities(
-    model: EmotionModel, images: list[np.ndarray], tta: bool, batch: int = 256, calibrated: bool = True
+    model: EmotionModel, images: list[np.ndarray], tta: bool | str, batch: int = 256, calibrated: bool = True
 ) -> np.ndarray:
     """(N, K) probabilities, as served (calibrated) unless calibrated=False (see EmotionModel.predict_faces)."""
     out = [
@@ -132,7 +135,7 @@ def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Pat
     return path
 
 
-def latency_ms(model: EmotionModel, sample: np.ndarray, tta: bool, runs: int = 300) -> float:
+def latency_ms(model: EmotionModel, sample: np.ndarray, tta: bool | str, runs: int = 300) -> float:
     """Median wall time of one face (batch 1) through preprocessing and the serving runtime."""
     for _ in range(20):
         model.predict_faces([sample], tta=tta)
@@ -175,14 +178,23 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
     report: dict = {"model": name, "split": split, "dataset": dataset.name, "labels": list(labels)}
-    temperature = info.temperature
-    if "PublicTest" in dataset.splits:  # calibration is fitted on the selection split, never reported on
-        public = dataset.splits["PublicTest"]
-        temperature = fit_temperature(
-            predict_probabilities(model, public.images, False, calibrated=False), public.labels
-        )
-    # The model as served with that temperature (written to its manifest below).
-    model = EmotionModel(dataclasses.replace(info, temperature=temperature), model.members or None)
+    temperature, tta_mode = info.temperature, info.tta_mode
+    public = dataset.splits.get("PublicTest")
+    # Single nets choose their test-time augmentation; a committee's members use their own choices.
+    modes = TTA_MODES if info.kind == "single" else ()
+    public_modes: dict[str, dict] = {}
+    if public is not None:  # calibration and the TTA mode are chosen on the selection split, never reported on
+        raw = predict_probabilities(model, public.images, False, calibrated=False)
+        temperature = fit_temperature(raw, public.labels)
+        model = EmotionModel(dataclasses.replace(info, temperature=temperature), model.members or None)
+        for mode in modes:
+            predicted_public = predict_probabilities(model, public.images, mode).argmax(axis=1)
+            public_modes[mode] = classification_metrics(public.labels, predicted_public, labels)
+        if public_modes:  # equal accuracies: flip, ten times cheaper
+            tta_mode = max(public_modes, key=lambda m: (public_modes[m]["accuracy"], m == "flip"))
+    # The model as served: that temperature and TTA mode (both written to its manifest below).
+    model = EmotionModel(dataclasses.replace(info, temperature=temperature, tta_mode=tta_mode), model.members or None)
+    report["tta_mode"] = tta_mode if modes else "members' own"
     for split_name, key in ((split, ""), ("PublicTest", "public")):
         if split_name not in dataset.splits:
             continue
@@ -203,6 +215,19 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report["n"] = len(part)
         report.update(plain)
         report.update({f"{k}_tta": v for k, v in flipped.items()})
+        report["tta_modes"] = {}
+        for mode in modes:  # every mode on this split, beside its PublicTest figure that chose it
+            measured = flipped if mode == tta_mode else None
+            if measured is None:
+                measured = classification_metrics(
+                    part.labels, predict_probabilities(model, part.images, mode).argmax(axis=1), labels
+                )
+            report["tta_modes"][mode] = {
+                "accuracy": measured["accuracy"],
+                "macro_f1": measured["macro_f1"],
+                "public_accuracy": public_modes.get(mode, {}).get("accuracy"),
+                "latency_ms_per_face": latency_ms(model, part.images[0], tta=mode),
+            }
         before = reliability(uncalibrate(probs, temperature), part.labels)
         after = reliability(probs, part.labels)
         report["calibration"] = {
@@ -247,7 +272,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report.update({k: previous[k] for k in KEPT_FIGURES if k in previous})
     if write:
         metrics_path.write_text(json.dumps(report, indent=2))
-        _write_temperature(info.folder / "manifest.json", temperature)
+        _write_serving_choices(info.folder / "manifest.json", temperature, tta_mode if modes else None)
     return report
 
 
@@ -255,11 +280,13 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
 KEPT_FIGURES = ("int8",)
 
 
-def _write_temperature(manifest_path: Path, temperature: float) -> None:
-    """Record the fitted temperature in the manifest, where emotion.registry reads it to serve
-    calibrated probabilities everywhere."""
+def _write_serving_choices(manifest_path: Path, temperature: float, tta_mode: str | None) -> None:
+    """Record the fitted temperature and the chosen TTA mode in the manifest, where emotion.registry
+    reads them to serve calibrated probabilities (and that TTA) everywhere."""
     manifest = json.loads(manifest_path.read_text())
     manifest["temperature"] = round(float(temperature), 4)
+    if tta_mode:
+        manifest["tta_mode"] = tta_mode
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
