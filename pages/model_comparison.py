@@ -189,6 +189,71 @@ def _mistakes_section(models: list[ModelInfo]) -> None:
         st.image([ds.thumbs[test[i]] for i in indices], caption=captions, width=96, output_format="PNG")
 
 
+# ----------------------------------- calibration, test-time crops, weakest classes (accuracy helper)
+
+
+def _calibration_section(models: list[ModelInfo]) -> None:
+    table = comparison.calibration_table(models)
+    if table.empty:
+        st.info("No model has calibration figures yet: run `python -m training.evaluate --all`.")
+        return
+    frame = comparison.reliability_frame(models)
+    names = table["Model"].tolist()
+    name = st.selectbox("Model", names, key="calibration_model")
+    shown = frame[frame.model == name]
+    fig = px.scatter(
+        shown, x="confidence", y="accuracy", color="calibration", size="count", size_max=18,
+        labels={"confidence": "confidence shown %", "accuracy": "right that often %"},
+        category_orders={"calibration": ["before", "after"]},
+    )  # fmt: skip
+    fig.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name="perfectly calibrated"))  # fmt: skip
+    fig.update_layout(height=420, margin={"t": 20}, xaxis_range=[0, 100], yaxis_range=[0, 100])
+    st.plotly_chart(fig)
+    st.dataframe(table.set_index("Model").style.format("{:.3f}"))
+    st.caption(
+        "Reliability on FER2013 PrivateTest: faces binned by the top probability shown; a point on the "
+        "diagonal means a face shown at 76% is right 76% of the time. The temperature is fitted on PublicTest "
+        "and served everywhere (pages, live, video, CLI, reports). ECE: expected calibration error, 15 bins."
+    )
+
+
+def _tta_section(models: list[ModelInfo]) -> None:
+    table = comparison.tta_table(models)
+    if table.empty:
+        st.info("No model has test-time augmentation figures yet: run `python -m training.evaluate --all`.")
+        return
+    fig = px.scatter(
+        table, x="Latency ms/face", y="Accuracy %", color="TTA", symbol="TTA", hover_name="Model", log_x=True,
+        labels={"Latency ms/face": "latency (ms per face, log scale)", "Accuracy %": "PrivateTest accuracy %"},
+    )  # fmt: skip
+    fig.update_layout(height=400, margin={"t": 20})
+    st.plotly_chart(fig)
+    formats = {"Accuracy %": "{:.2f}", "PublicTest acc. %": "{:.2f}", "Latency ms/face": "{:.2f}"}
+    st.dataframe(table.style.format(formats), hide_index=True)
+    st.caption(
+        "TTA: flip = the face and its mirror; ten crops = corners and centre of a slightly enlarged face, each "
+        "mirrored. Each net serves (when TTA is ticked) the mode better on PublicTest; accuracy is on PrivateTest."
+    )
+
+
+def _weak_classes_section(models: list[ModelInfo]) -> None:
+    table = comparison.weak_class_recall(models)
+    if table.empty:
+        st.info("No evaluated model has fear and sad figures.")
+        return
+    fig = px.bar(table, x="Model", y="Recall %", color="Class", barmode="group", text_auto=".0f")
+    fig.update_layout(height=380, margin={"t": 20}, yaxis_range=[0, 100])
+    st.plotly_chart(fig)
+    st.dataframe(table.style.format({"Recall %": "{:.1f}", "Recall TTA %": "{:.1f}", "Support": "{:,.0f}"}),
+                 hide_index=True)  # fmt: skip
+    st.caption(
+        "Recall on FER2013 PrivateTest: of the faces labelled fear (or sad), the share the model calls so. These "
+        "are FER2013's weakest classes for every model here. Published papers give overall accuracy (see Published "
+        "results); no per-class recall from the literature is quoted here, since none was checked against its source."
+    )
+
+
 def main() -> None:
     st.title("Model comparison")
     models = list_models()
@@ -206,7 +271,7 @@ def main() -> None:
         st.caption(f"Not evaluated yet (no metrics.json): {missing}. Run `python -m training.evaluate`.")
     table = _table_section(models)
     tabs = st.tabs(["Per-class F1", "Confusion matrices", "Accuracy vs latency", "Training curves", "Published results",
-                    "Confident mistakes"])  # fmt: skip
+                    "Confident mistakes", "Calibration", "Test-time crops", "Fear and sad"])  # fmt: skip
     with tabs[0]:
         _per_class_section(evaluated)
     with tabs[1]:
@@ -219,6 +284,12 @@ def main() -> None:
         _published_section(models)
     with tabs[5]:
         _mistakes_section(models)
+    with tabs[6]:
+        _calibration_section(evaluated)
+    with tabs[7]:
+        _tta_section(evaluated)
+    with tabs[8]:
+        _weak_classes_section(evaluated)
 
 
 main()
