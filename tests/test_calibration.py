@@ -81,3 +81,32 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     raw = registry.load("tiny").predict_faces([rows[-1][1].astype(np.uint8)], calibrated=False)
     np.testing.assert_allclose(served[-1], softmax(np.log(raw), manifest["temperature"])[0], atol=1e-3)
     registry.clear_cache()
+
+
+@pytest.mark.slow
+def test_evaluate_calibrates_a_committee_over_calibrated_members(tmp_path, monkeypatch):
+    from emotion import config, registry
+    from tests.test_comparison import write_tiny_tflite
+    from training.committee import register_committee
+    from training.data import csv_bytes_for_tests
+    from training.evaluate import main
+
+    rng = np.random.default_rng(1)
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(14)]
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(csv_bytes_for_tests(rows))
+    for name in ("one", "two"):
+        write_tiny_tflite(tmp_path / "models" / name)
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+    main(["--model", "one", "two", "--data", str(csv_path)])
+    register_committee("team", ["one", "two"], models_dir=tmp_path / "models")
+
+    main(["--model", "team", "--data", str(csv_path)])
+
+    metrics = json.loads((tmp_path / "models" / "team" / "metrics.json").read_text())
+    manifest = json.loads((tmp_path / "models" / "team" / "manifest.json").read_text())
+    assert metrics["tta_mode"] == "members' own" and "tta_mode" not in manifest
+    assert manifest["temperature"] == pytest.approx(metrics["calibration"]["temperature"], abs=1e-4)
+    assert (tmp_path / "models" / "team" / "predictions_privatetest.npz").is_file()
+    registry.clear_cache()
