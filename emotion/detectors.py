@@ -35,6 +35,10 @@ class Box:
     w: int
     h: int
     score: float | None = field(default=None, compare=False)  # the detector's confidence, when it gives one
+    # The two eye centres ((x, y), (x, y)) in image pixels, left one in the image first, where the
+    # detector gives them (BlazeFace's keypoints); None for Haar and HOG. Used to rotate a tilted face
+    # upright (emotion.preprocess.aligned_crop); not part of a box's identity.
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def area(self) -> int:
@@ -253,30 +257,35 @@ class BlazeFaceDetector:
         centres = raw[keep, :2] / self.input_size + self._anchors[keep]  # (K, 2), letterbox units
         sizes = raw[keep, 2:4] / self.input_size  # (K, 2)
         corners = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1) * side  # x0, y0, x1, y1 px
+        # Keypoints 0 and 1 are the eyes, offsets from the anchor like the box centre (MediaPipe's layout).
+        eyes = (raw[keep, 4:8].reshape(-1, 2, 2) / self.input_size + self._anchors[keep, None]) * side - border
         boxes = []
-        for (x0, y0, x1, y1), score in _weighted_nms(corners, scores, self.iou):
+        for merged, score in _weighted_nms(np.concatenate([corners, eyes.reshape(-1, 4)], axis=1), scores, self.iou):
+            x0, y0, x1, y1 = merged[:4]
             w, h = (x1 - x0) * self.BOX_SCALE, (y1 - y0) * self.BOX_SCALE
             cx, cy = (x0 + x1) / 2 - border, (y0 + y1) / 2 - border + self.BOX_SHIFT_Y * h
             box = clip_box(cx - w / 2, cy - h / 2, w, h, width, height)
             # Like the padded detectors: drop faces under min_face and boxes mostly outside the image.
             if box is not None and min(w, h) >= self.min_face and box.area >= 0.35 * w * h:
-                boxes.append(replace(box, score=round(float(score), 4)))
+                pair = sorted((float(merged[4 + 2 * k]), float(merged[5 + 2 * k])) for k in range(2))
+                boxes.append(replace(box, score=round(float(score), 4), eyes=(pair[0], pair[1])))
         return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
 
 
 def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's weighted non-maximum suppression: each cluster of boxes overlapping the best
-    remaining one by more than iou_threshold is replaced by their score-weighted mean, scored by its best."""
+    remaining one by more than iou_threshold is replaced by their score-weighted mean, scored by its best.
+    corners: (K, 4 + D) x0, y0, x1, y1 then any D values averaged alike (keypoints)."""
     order = np.argsort(-scores)
     corners, scores = corners[order], scores[order]
-    areas = np.prod(corners[:, 2:] - corners[:, :2], axis=1)
+    areas = np.prod(corners[:, 2:4] - corners[:, :2], axis=1)
     remaining = np.ones(len(scores), bool)
     merged = []
     for i in range(len(scores)):
         if not remaining[i]:
             continue
         top_left = np.maximum(corners[i, :2], corners[:, :2])
-        bottom_right = np.minimum(corners[i, 2:], corners[:, 2:])
+        bottom_right = np.minimum(corners[i, 2:4], corners[:, 2:4])
         inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
         overlap = inter / (areas[i] + areas - inter + 1e-9)
         cluster = remaining & (overlap > iou_threshold)

@@ -10,6 +10,7 @@ import numpy as np
 
 from emotion.detectors import DEFAULT_DETECTOR, Box, crop, expand_box, get_detector
 from emotion.labels import color_for, valence_arousal
+from emotion.preprocess import aligned_crop
 from emotion.registry import EmotionModel, load
 
 
@@ -66,6 +67,16 @@ def classify_crops(
     return results
 
 
+def face_crop(image: np.ndarray, box: Box, margin: float = 0.1, align: bool = True) -> np.ndarray:
+    """The crop of one detected face: with align and the box's eye keypoints, rotated so the eyes
+    are level and framed like FER2013's faces (emotion.preprocess.aligned_crop); else the box grown
+    by `margin` of its size on every side."""
+    if align and box.eyes is not None:
+        return aligned_crop(image, box.eyes)
+    height, width = image.shape[:2]
+    return crop(image, expand_box(box, margin, width, height))
+
+
 def analyze(
     image: np.ndarray,
     model: str | EmotionModel | None = None,
@@ -75,6 +86,7 @@ def analyze(
     min_face: int | None = None,
     margin: float = 0.1,
     detect: bool = True,
+    align: bool = True,
 ) -> list[FaceResult]:
     """Find and classify every face of an RGB (H, W, 3) or grey (H, W) uint8 image.
 
@@ -83,7 +95,9 @@ def analyze(
     detectors it also sets the speed (Haar on a 640x480 frame: about 5 ms at 48 px, 30 ms at 24 px);
     the default "blazeface" costs the same whatever it is.
     detect=False treats the whole image as one aligned face crop (FER2013-style). Each face is
-    cropped with `margin` of its size added on every side (FER2013 crops show the whole head).
+    cropped with `margin` of its size added on every side (FER2013 crops show the whole head), or,
+    with align (the default) and a detector that gives eye keypoints (BlazeFace), rotated upright
+    and framed as FER2013 registers its faces (face_crop).
     Results are sorted largest face first; timings hold detect_ms (shared) and classify_ms.
     """
     height, width = image.shape[:2]
@@ -95,7 +109,7 @@ def analyze(
     else:
         boxes = [Box(0, 0, width, height)]
     detect_ms = (time.perf_counter() - started) * 1000
-    crops = [crop(image, expand_box(b, margin, width, height) if detect else b) for b in boxes]
+    crops = [face_crop(image, b, margin, align) for b in boxes] if detect else [image]
     results = classify_crops(crops, boxes, model, tta)
     for r in results:
         r.timings["detect_ms"] = detect_ms

@@ -95,3 +95,51 @@ def preprocess_batch(
     if not arrays:
         return np.zeros((0, input_size[0], input_size[1], channels), np.float32)
     return np.stack(arrays)
+
+
+def ten_crops(inputs: np.ndarray, enlarge: float = 0.125) -> np.ndarray:
+    """Multi-crop test-time views of model inputs: (N, H, W, C) float32 -> (10, N, H, W, C).
+
+    Each face is enlarged by `enlarge` of its size (48 -> 54 px by default, bilinear), then cut at
+    its four corners and centre to the original size, and each of the five crops is mirrored too
+    (the classic ten-crop evaluation of Krizhevsky et al., on the already-preprocessed face).
+    """
+    n, height, width, channels = inputs.shape
+    big_h, big_w = height + 2 * round(height * enlarge / 2), width + 2 * round(width * enlarge / 2)
+    grown = np.empty((n, big_h, big_w, channels), np.float32)
+    for i in range(n):  # cv2 drops a single channel axis: reshape it back
+        grown[i] = cv2.resize(inputs[i], (big_w, big_h), interpolation=cv2.INTER_LINEAR).reshape(big_h, big_w, channels)
+    dy, dx = big_h - height, big_w - width
+    offsets = ((0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2))  # corners, then centre
+    crops = [grown[:, y : y + height, x : x + width] for y, x in offsets]
+    return np.stack(crops + [c[:, :, ::-1] for c in crops])
+
+
+# FER2013's registration, measured by `python scripts/fer_registration.py` (BlazeFace's eye keypoints
+# on 600 Training faces, medians over the faces found): the distance between the eyes and the height
+# of the eye line, as fractions of the 48 px face's side. An aligned crop puts a detected face's
+# eyes at the same place.
+FER_EYE_DISTANCE = 0.348
+FER_EYE_Y = 0.381
+
+
+def aligned_crop(
+    image: np.ndarray,
+    eyes: tuple[tuple[float, float], tuple[float, float]],
+    eye_distance: float = FER_EYE_DISTANCE,
+    eye_y: float = FER_EYE_Y,
+) -> np.ndarray:
+    """A square face crop of an (H, W) or (H, W, C) uint8 image, rotated so that the eyes are level
+    and framed as FER2013's faces are: side = eye gap / eye_distance, the eyes' midpoint centred
+    horizontally at eye_y of the side from the top. eyes: ((x, y), (x, y)) in image pixels, the
+    left one in the image first. Pixels beyond the image repeat its border. Feed the result to
+    preprocess_face like any crop."""
+    (lx, ly), (rx, ry) = eyes
+    gap = float(np.hypot(rx - lx, ry - ly))
+    side = max(8, int(round(gap / eye_distance)))
+    mid = ((lx + rx) / 2, (ly + ry) / 2)
+    angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))  # > 0: the right eye is lower
+    matrix = cv2.getRotationMatrix2D(mid, angle, 1.0)  # rotates by -angle in image coordinates: eyes level
+    matrix[0, 2] += side / 2 - mid[0]
+    matrix[1, 2] += eye_y * side - mid[1]
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

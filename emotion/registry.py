@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion import config
-from emotion.preprocess import preprocess_batch
+from emotion.preprocess import preprocess_batch, ten_crops
 from emotion.runtime import TFLiteRunner
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,13 @@ class ModelInfo:
     history_file: str | None = "history.json"
     members: tuple[str, ...] = ()  # committee members, strongest first
     vote: str = "soft"  # committee: "soft" (mean probability) or "majority"
+    # What the serving file outputs: "probabilities" (a softmax) or "logits" (full-integer files
+    # end before the softmax, which the registry applies in float; see training.export.logits_model).
+    serving_output: str = "probabilities"
+    # Calibration: served probabilities are softmax(log-probabilities / temperature), the temperature
+    # fitted on PublicTest by training.evaluate (1.0: uncalibrated).
+    temperature: float = 1.0
+    tta_mode: str = "flip"  # what tta=True means: "flip" or "crops", chosen on PublicTest
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -100,6 +107,9 @@ def _read_manifest(folder: Path) -> ModelInfo:
         history_file=data.get("history_file"),
         members=tuple(data.get("members", ())),
         vote=data.get("vote", "soft"),
+        serving_output=data.get("serving_output", "probabilities"),
+        temperature=float(data.get("temperature") or 1.0),
+        tta_mode=data.get("tta_mode", "flip"),
         manifest=data,
     )
 
@@ -118,11 +128,11 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
 
 def default_model_name(models_dir: Path | None = None) -> str:
     """The single (non-committee) model with the best PublicTest accuracy (the selection split:
-    PrivateTest is only reported, never used to choose) among those whose measured latency is within
-    `config.DEFAULT_MODEL_BUDGET_MS` a face (equal accuracies: the better PublicTest macro-F1);
-    models/DEFAULT names one explicitly when present.
-    The default serves every webcam frame, so committees (which cost the sum of their members) and
-    single nets slower than the budget are left to the model menus (measured figures: docs/RESULTS.md).
+    PrivateTest is only reported, never used to choose) among those whose measured latency (see
+    _latency_ms) is within `config.DEFAULT_MODEL_BUDGET_MS` a face (equal accuracies: the better
+    PublicTest macro-F1); models/DEFAULT names one explicitly when present.
+    The default serves every webcam frame, so committees (the sum of their members) and slower
+    single nets are left to the model menus.
     A model with no measured latency is not ruled out; when every model is over budget, the budget
     is ignored."""
     root = models_dir or config.MODELS_DIR
@@ -134,8 +144,15 @@ def default_model_name(models_dir: Path | None = None) -> str:
     if pinned in {m.name for m in models}:
         return pinned
     candidates = [m for m in models if m.kind == "single"] or models
-    fast = [m for m in candidates if m.metrics.get("latency_ms_per_face", 0.0) <= config.DEFAULT_MODEL_BUDGET_MS]
+    fast = [m for m in candidates if _latency_ms(m) <= config.DEFAULT_MODEL_BUDGET_MS]
     return max(fast or candidates, key=_selection_key).name
+
+
+def _latency_ms(info: ModelInfo) -> float:
+    """Measured per-face latency: the CPU time of the inference thread where training.evaluate
+    recorded it (a busy machine inflates wall time, not this), else the median wall time; 0 if none."""
+    metrics = info.metrics
+    return float(metrics.get("latency_ms_per_face_cpu", metrics.get("latency_ms_per_face", 0.0)))
 
 
 def _selection_key(info: ModelInfo) -> tuple[float, float]:
@@ -170,21 +187,76 @@ class EmotionModel:
             raise TypeError(f"{self.name} is a committee: each member preprocesses its own way (use predict_faces)")
         return preprocess_batch(crops, self.info.input_size, self.info.channels, self.info.equalize)
 
-    def predict_inputs(self, inputs: np.ndarray, tta: bool = False) -> np.ndarray:
-        """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities; tta averages with the
-        horizontal flip."""
-        probs = self._runner.predict(inputs)
-        if tta:
-            probs = 0.5 * (probs + self._runner.predict(inputs[:, :, ::-1, :]))
-        return probs
+    @property
+    def tta_mode(self) -> str:
+        """The test-time augmentation `tta=True` means for this model: "flip" (the face and its mirror)
+        or "crops" (ten crops, see emotion.preprocess.ten_crops), as training.evaluate chose it on
+        PublicTest and wrote it to the manifest; "flip" when none was chosen."""
+        return self.info.tta_mode
 
-    def predict_faces(self, crops: list[np.ndarray], tta: bool = False) -> np.ndarray:
+    def predict_inputs(self, inputs: np.ndarray, tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
+        """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities. tta: False, True (the
+        model's chosen mode, `tta_mode`), "flip" or "crops"; the views' probabilities are averaged.
+        calibrated (the default, what every page, the CLI and reports get) applies the model's
+        temperature to each view; False gives the raw softmax (to fit and measure it)."""
+        temperature = self.info.temperature if calibrated else 1.0
+        mode = _tta_mode(tta, self.tta_mode)
+        if mode == "none":
+            return self._probabilities(inputs, temperature)
+        if mode == "flip":
+            mirrored = inputs[:, :, ::-1, :]
+            return 0.5 * (self._probabilities(inputs, temperature) + self._probabilities(mirrored, temperature))
+        views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
+        probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature)
+        return probs.reshape(len(views), len(inputs), -1).mean(axis=0)
+
+    def _probabilities(self, inputs: np.ndarray, temperature: float) -> np.ndarray:
+        output = self._runner.predict(inputs)
+        if self.info.serving_output == "logits":
+            return softmax(output, temperature)
+        if temperature == 1.0:
+            return output
+        return softmax(_log_probabilities(output), temperature)
+
+    def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
-        members, each preprocessing the crops as it was trained."""
+        members, each preprocessing the crops as it was trained, calibrated with its own
+        temperature and (tta=True) augmented in its own chosen mode; calibrated applies this
+        model's own temperature (a committee's on its vote)."""
         if self._members:
             stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
-            return committee_vote(stacked, self.info.vote)
-        return self.predict_inputs(self.preprocess(crops), tta)
+            voted = committee_vote(stacked, self.info.vote)
+            if not calibrated or self.info.temperature == 1.0:
+                return voted
+            return softmax(_log_probabilities(voted), self.info.temperature)
+        return self.predict_inputs(self.preprocess(crops), tta, calibrated)
+
+
+TTA_MODES = ("flip", "crops")
+
+
+def _tta_mode(tta: bool | str, chosen: str) -> str:
+    """ "none", "flip" or "crops" from a tta argument (True: the model's chosen mode)."""
+    if tta is True:
+        return chosen
+    if not tta or tta == "none":
+        return "none"
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}: use one of {', '.join(TTA_MODES)}")
+    return tta
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits / temperature)."""
+    scaled = np.asarray(logits, np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _log_probabilities(probs: np.ndarray) -> np.ndarray:
+    """log of (N, K) probabilities, floored so that a probability of 0 stays finite."""
+    return np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
 
 
 def committee_vote(stacked: np.ndarray, vote: str) -> np.ndarray:
@@ -222,6 +294,13 @@ def load(name: str | None = None, models_dir: Path | None = None) -> EmotionMode
         if key not in _loaded:
             _loaded[key] = _load_uncached(name, root)
         return _loaded[key]
+
+
+def clear_cache() -> None:
+    """Forget every loaded model, so the next load() reads manifests again (after a re-export or a
+    new temperature)."""
+    with _load_lock:
+        _loaded.clear()
 
 
 def model_info(name: str, models_dir: Path | None = None) -> ModelInfo:

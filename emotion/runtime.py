@@ -28,8 +28,12 @@ def _interpreter_class():
 
 
 class TFLiteRunner:
-    """predict((N, H, W, C) float32) -> (N, K) float32 probabilities; run_all for every output
-    (the BlazeFace detector's boxes and scores). Both run inputs in chunks of at most MAX_BATCH."""
+    """predict((N, H, W, C) float32) -> (N, K) float32 (the model's first output); run_all for every
+    output (the BlazeFace detector's boxes and scores). Both run inputs in chunks of at most MAX_BATCH.
+
+    Full-integer files (int8 or uint8 input and outputs) take and give float32 all the same: inputs
+    are quantized and outputs dequantized here with the scale and zero point stored in the file.
+    """
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
@@ -40,6 +44,7 @@ class TFLiteRunner:
         self._batch = int(self._input["shape"][0])
         self._lock = threading.Lock()
         self.input_shape = tuple(int(v) for v in self._input["shape"][1:])
+        self.quantized = np.dtype(self._input["dtype"]).kind in "iu"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = self._checked(batch)
@@ -63,12 +68,32 @@ class TFLiteRunner:
                 self._interpreter.resize_tensor_input(self._input["index"], [len(batch), *self.input_shape])
                 self._interpreter.allocate_tensors()
                 self._batch = len(batch)
-            self._interpreter.set_tensor(self._input["index"], batch)
+            self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
             self._interpreter.invoke()
-            return [self._interpreter.get_tensor(output["index"]).copy() for output in self._outputs]
+            return [_dequantize(self._interpreter.get_tensor(output["index"]), output) for output in self._outputs]
 
     def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 1 + len(self.input_shape) or batch.shape[1:] != self.input_shape:
             raise ValueError(f"expected (N, {', '.join(map(str, self.input_shape))}), got {batch.shape}")
         return batch
+
+
+def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """float32 -> the tensor's dtype: q = round(x / scale) + zero_point, clipped to the dtype's range
+    (a float tensor passes through)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return values
+    scale, zero_point = detail["quantization"]
+    limits = np.iinfo(dtype)
+    return np.clip(np.rint(values / scale) + zero_point, limits.min, limits.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """The tensor's values as float32: (q - zero_point) * scale (a float tensor is copied, since the
+    interpreter reuses its buffer)."""
+    if np.dtype(detail["dtype"]).kind not in "iu":
+        return values.copy()
+    scale, zero_point = detail["quantization"]
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -512,3 +512,127 @@ def models_signature(models: Sequence[ModelInfo]) -> tuple[tuple[str, float], ..
         return max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0)
 
     return tuple((m.name, mtime(m.folder)) for m in models)
+
+
+# ------------------------------------------------------------- saved predictions (accuracy helper)
+
+PREDICTIONS_FILE = "predictions_privatetest.npz"  # written by training.evaluate beside metrics.json
+
+
+def saved_predictions(info: ModelInfo, y_true: np.ndarray) -> np.ndarray | None:
+    """(N, K) float32 served PrivateTest probabilities that `python -m training.evaluate` saved beside
+    the model's metrics (evaluation writes both at once, so they describe the same served file), or
+    None when there are none or they do not belong to these (N,) true labels (model indices), e.g. a
+    different copy of the dataset: then the caller predicts instead."""
+    path = info.folder / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            probs, labels = saved["probs"].astype(np.float32), saved["labels"].astype(np.int64)
+    except (OSError, ValueError, KeyError):
+        return None
+    if probs.shape != (len(y_true), len(info.labels)) or not np.array_equal(labels, y_true):
+        return None
+    return probs
+
+
+# ------------------------------------- calibration, test-time crops, weakest classes (accuracy helper)
+
+
+def calibration_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """One row per model whose metrics hold a calibration block (training.evaluate): the temperature
+    fitted on PublicTest and the expected calibration error on PrivateTest before and after it."""
+    rows = []
+    for info in models:
+        block = info.metrics.get("calibration")
+        if not block:
+            continue
+        rows.append(
+            {
+                "Model": info.name,
+                "Temperature": _num(block.get("temperature")),
+                "ECE before": _num(block.get("ece_before")),
+                "ECE after": _num(block.get("ece_after")),
+                "ECE after, with TTA": _num(block.get("ece_after_tta")),
+            }
+        )
+    return pd.DataFrame(rows, columns=["Model", "Temperature", "ECE before", "ECE after", "ECE after, with TTA"])
+
+
+def reliability_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """Long frame (model, calibration "before"/"after", confidence %, accuracy %, count) of each
+    model's reliability bins on PrivateTest; empty bins are left out. A calibrated model's points lie
+    on the diagonal."""
+    rows = []
+    for info in models:
+        block = info.metrics.get("calibration") or {}
+        for stage in ("before", "after"):
+            bins = block.get(f"reliability_{stage}") or {}
+            for conf, acc, count in zip(
+                bins.get("confidence", []), bins.get("accuracy", []), bins.get("count", []), strict=False
+            ):
+                if conf is not None and acc is not None and count:
+                    rows.append((info.name, stage, 100.0 * conf, 100.0 * acc, int(count)))
+    return pd.DataFrame(rows, columns=["model", "calibration", "confidence", "accuracy", "count"])
+
+
+def tta_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """One row per (model, TTA mode) measured by training.evaluate: PrivateTest accuracy, the
+    PublicTest accuracy that chose the mode, latency per face, and whether it is the served mode;
+    the no-TTA row first for comparison."""
+    rows = []
+    for info in models:
+        metrics = info.metrics
+        modes = metrics.get("tta_modes") or {}
+        if not modes:
+            continue
+        rows.append(
+            {
+                "Model": info.name,
+                "TTA": "none",
+                "Accuracy %": _pct(metrics.get("accuracy")),
+                "PublicTest acc. %": _pct(metrics.get("public_test", {}).get("accuracy")),
+                "Latency ms/face": _num(metrics.get("latency_ms_per_face")),
+                "Served with TTA": False,
+            }
+        )
+        for mode, values in modes.items():
+            rows.append(
+                {
+                    "Model": info.name,
+                    "TTA": "ten crops" if mode == "crops" else mode,
+                    "Accuracy %": _pct(values.get("accuracy")),
+                    "PublicTest acc. %": _pct(values.get("public_accuracy")),
+                    "Latency ms/face": _num(values.get("latency_ms_per_face")),
+                    "Served with TTA": mode == metrics.get("tta_mode"),
+                }
+            )
+    columns = ["Model", "TTA", "Accuracy %", "PublicTest acc. %", "Latency ms/face", "Served with TTA"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+WEAK_CLASSES = ("fear", "sad")
+
+
+def weak_class_recall(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    """Recall % of the weakest FER2013 classes (fear, sad) per evaluated model on PrivateTest, without
+    and with TTA: how often a truly fearful or sad face is called so."""
+    rows = []
+    for info in models:
+        metrics = info.metrics
+        for label in WEAK_CLASSES:
+            plain = metrics.get("per_class", {}).get(label)
+            if plain is None:
+                continue
+            tta = metrics.get("per_class_tta", {}).get(label, {})
+            rows.append(
+                {
+                    "Model": info.name,
+                    "Class": label,
+                    "Recall %": _pct(plain.get("recall")),
+                    "Recall TTA %": _pct(tta.get("recall")),
+                    "Support": _num(plain.get("support")),
+                }
+            )
+    return pd.DataFrame(rows, columns=["Model", "Class", "Recall %", "Recall TTA %", "Support"])

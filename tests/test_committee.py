@@ -213,3 +213,18 @@ def test_greedy_weighted_committee_weights_the_member_that_fixes_the_others():
     assert cv.score(weights, "soft", probs, labels) == 1.0
     assert cv.best_single(probs, labels).tolist() == [1, 0, 0]
     assert cv.score(cv.best_single(probs, labels), "soft", probs, labels) == 0.75
+
+
+def test_default_model_budget_reads_cpu_time_when_measured(tmp_path, monkeypatch):
+    """Wall time on a busy machine counts other processes' turns on the core; the budget reads the
+    inference thread's CPU time where training.evaluate recorded it."""
+    from emotion import config
+    from emotion.registry import default_model_name
+
+    monkeypatch.setattr(config, "DEFAULT_MODEL_BUDGET_MS", 1.0)
+    _write_single(tmp_path, "fast", {"public_test": {"accuracy": 0.60}, "latency_ms_per_face": 0.6})
+    busy = {"latency_ms_per_face": 2.5, "latency_ms_per_face_cpu": 0.8}
+    _write_single(tmp_path, "wide", {"public_test": {"accuracy": 0.62}, **busy})
+    assert default_model_name(tmp_path) == "wide"
+    _write_single(tmp_path, "wide", {"public_test": {"accuracy": 0.62}, **busy, "latency_ms_per_face_cpu": 1.3})
+    assert default_model_name(tmp_path) == "fast"

@@ -95,3 +95,25 @@ def test_tensorflow_and_the_webrtc_stack_share_a_process():
     code = "import emotion, tensorflow, aiortc, streamlit_webrtc; print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.shared
+def test_blazeface_eyes_let_analyze_rotate_a_tilted_face_upright(photos_dir):
+    """A photo turned by 20 degrees: BlazeFace gives the eyes, and the aligned crop has them level."""
+    import cv2
+
+    from emotion.detectors import get_detector
+    from emotion.pipeline import face_crop
+
+    image = load_image(photos_dir / "obama.jpg")
+    height, width = image.shape[:2]
+    turned = cv2.warpAffine(image, cv2.getRotationMatrix2D((width / 2, height / 2), 20, 1.0), (width, height))
+    box = get_detector("blazeface").detect(turned)[0]
+    (lx, ly), (rx, ry) = box.eyes
+    assert 12 < abs(np.degrees(np.arctan2(ry - ly, rx - lx))) < 28  # the detector sees the tilt
+
+    upright = get_detector("blazeface").detect(face_crop(turned, box, align=True))
+    assert upright and upright[0].eyes is not None
+    (lx, ly), (rx, ry) = upright[0].eyes
+    assert abs(np.degrees(np.arctan2(ry - ly, rx - lx))) < 6
+    assert analyze(turned, align=True)[0].label in load().labels

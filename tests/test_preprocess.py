@@ -98,3 +98,32 @@ def test_equalisation_follows_the_model_manifest():
             served, preprocess_face(low_contrast, info.input_size, info.channels, info.equalize)
         )
     assert not np.array_equal(preprocess_face(low_contrast, equalize=False), preprocess_face(low_contrast))
+
+
+def test_aligned_crop_levels_the_eyes_and_frames_them_as_fer2013():
+    from emotion.preprocess import FER_EYE_DISTANCE, FER_EYE_Y, aligned_crop
+
+    image = np.zeros((240, 240, 3), np.uint8)
+    left, right = (90, 100), (140, 130)  # a face tilted by about 31 degrees
+    cv2.circle(image, left, 3, (255, 0, 0), -1)  # each eye in its own channel
+    cv2.circle(image, right, 3, (0, 255, 0), -1)
+
+    out = aligned_crop(image, (left, right))
+
+    gap = float(np.hypot(50, 30))
+    assert out.shape == (round(gap / FER_EYE_DISTANCE),) * 2 + (3,)
+    left_at, right_at = (np.argwhere(out[:, :, c] > 128).mean(axis=0) for c in (0, 1))
+    assert abs(left_at[0] - right_at[0]) < 1.0  # eyes level (rows)
+    assert abs((left_at[0] + right_at[0]) / 2 - FER_EYE_Y * out.shape[0]) < 1.5
+    assert abs((left_at[1] + right_at[1]) / 2 - out.shape[1] / 2) < 1.5
+    assert abs(abs(right_at[1] - left_at[1]) - gap) < 1.5
+
+
+def test_ten_crops_are_five_views_and_their_mirrors():
+    from emotion.preprocess import ten_crops
+
+    inputs = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    views = ten_crops(inputs)
+    assert views.shape == (10, 3, 48, 48, 1) and views.dtype == np.float32
+    np.testing.assert_array_equal(views[5:], views[:5, :, :, ::-1])
+    assert not np.allclose(views[0], views[3])  # top-left and bottom-right corners differ

@@ -1,13 +1,15 @@
 """Every shipped model, re-evaluated on FER2013 PrivateTest from ../shared, scores what its
-metrics file says (within 0.2 points), and every figure the project reports is on PrivateTest."""
+metrics file says (within 0.2 points), its saved predictions are what its served files give, its
+calibration figures hold, and every figure the project reports is on PrivateTest."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from emotion.registry import list_models, load
 from training.data import load_fer2013_csv
-from training.evaluate import classification_metrics, predict_split
+from training.evaluate import PREDICTIONS_FILE, classification_metrics, predict_probabilities, reliability
 
 SHIPPED = [m for m in list_models() if m.manifest.get("dataset", "fer2013") == "fer2013"]
 
@@ -24,6 +26,20 @@ def test_models_are_shipped_with_metrics():
         assert metrics, f"{info.name} has no metrics file: run python -m training.evaluate --model {info.name}"
         assert metrics["split"] == "PrivateTest" and metrics["n"] == 3589
         assert metrics["labels"] == list(info.labels)
+        assert metrics["calibration"]["fitted_on"] == "PublicTest"
+        assert metrics["calibration"]["temperature"] == pytest.approx(info.temperature, abs=1e-3)
+        assert (info.folder / PREDICTIONS_FILE).is_file()
+
+
+def test_full_integer_files_are_served_where_the_export_chose_them():
+    """training.export --serve: an int8 file (logits out) exactly where it lost <= 0.3 points."""
+    for info in SHIPPED:
+        int8 = info.metrics.get("int8")
+        if info.kind != "single" or not int8:
+            continue
+        model = load(info.name)
+        assert model._runner.quantized == int8["served"] == (info.serving_output == "logits"), info.name
+        assert not int8["served"] or int8["drop_points"] <= 0.3
 
 
 @pytest.mark.slow
@@ -31,8 +47,13 @@ def test_models_are_shipped_with_metrics():
 def test_accuracy_matches_metrics_file(private_test, name):
     model = load(name)
     recorded = model.info.metrics
+    probs = predict_probabilities(model, private_test.images, tta=False)
     for tta, key in ((False, "accuracy"), (True, "accuracy_tta")):
-        measured = classification_metrics(
-            private_test.labels, predict_split(model, private_test.images, tta), model.labels
-        )
+        predicted = probs if not tta else predict_probabilities(model, private_test.images, tta=True)
+        measured = classification_metrics(private_test.labels, predicted.argmax(axis=1), model.labels)
         assert measured["accuracy"] == pytest.approx(recorded[key], abs=0.002), f"{name} {key}"
+    with np.load(model.info.folder / PREDICTIONS_FILE) as saved:
+        np.testing.assert_array_equal(saved["labels"], private_test.labels)
+        np.testing.assert_allclose(saved["probs"].astype(np.float32), probs, atol=2e-3)
+    ece = reliability(probs, private_test.labels)["ece"]
+    assert ece == pytest.approx(recorded["calibration"]["ece_after"], abs=0.002)

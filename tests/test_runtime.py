@@ -1,6 +1,7 @@
 """emotion.runtime: the LiteRT runner on a shipped model file."""
 
 import numpy as np
+import pytest
 
 from emotion import runtime
 from emotion.config import MODELS_DIR
@@ -20,3 +21,45 @@ def test_large_batches_run_in_chunks_with_the_same_answers():
     for i in (0, runtime.MAX_BATCH - 1, runtime.MAX_BATCH, len(faces) - 1):
         np.testing.assert_allclose(probs[i], runner.predict(faces[i : i + 1])[0], atol=1e-5)
     assert runner.predict(faces[:0]).shape == (0, 7)
+
+
+def test_quantized_tensors_round_trip_with_the_files_scale_and_zero_point():
+    detail = {"dtype": np.int8, "quantization": (1 / 255, -128)}
+    x = np.array([[0.0, 0.4, 1.0, 2.0, -1.0]], np.float32)
+    q = runtime._quantize(x, detail)
+    assert q.dtype == np.int8 and q.tolist() == [[-128, -26, 127, 127, -128]]  # clipped to int8
+    np.testing.assert_allclose(runtime._dequantize(q, detail)[0, :3], [0.0, 102 / 255, 1.0], atol=1e-6)
+    floats = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert runtime._quantize(x, floats) is x
+
+
+@pytest.mark.slow
+def test_full_integer_file_serves_softmax_probabilities(tmp_path):
+    """A tiny net exported with int8 activations and weights (logits out): the runtime quantizes its
+    input, and the registry's softmax of its dequantized logits matches Keras within int8 rounding."""
+    import json
+
+    import keras
+
+    from emotion.registry import load
+    from training.export import logits_model, to_tflite
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    net = keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="probabilities")(x))
+    rng = np.random.default_rng(0)
+    faces = rng.random((64, 48, 48, 1), dtype=np.float32)
+    folder = tmp_path / "tiny8"
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(to_tflite(logits_model(net), "int8", faces))
+    labels = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    manifest = {"name": "tiny8", "labels": labels, "serving_output": "logits", "equalize": False}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    model = load("tiny8", models_dir=tmp_path)
+    assert model._runner.quantized
+    probs = model.predict_inputs(faces[:8])
+
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs, np.asarray(net(faces[:8])), atol=0.03)

@@ -1,15 +1,20 @@
-"""Evaluate a registered model and write its metrics file:
-`python -m training.evaluate --model NAME [--split PrivateTest] [--data PATH]`.
+"""Evaluate registered models and write their metrics files:
+`python -m training.evaluate --model NAME [NAME ...] | --all [--split PrivateTest] [--data PATH]`.
 
 Predictions come from the serving runtime (the TFLite file the app uses), so the figures are
-those of the model users get. PublicTest figures (the selection split) are recorded beside the
-reported split, never used to choose anything here.
+those of the model users get. PublicTest (the selection split) chooses what is served: the
+calibration temperature and the test-time augmentation mode (flip or ten crops), both written to
+the model's manifest; PrivateTest is only reported on (accuracy, ECE before and after calibration),
+and its served probabilities are saved beside the metrics (predictions_privatetest.npz) for the
+comparison page.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -19,7 +24,7 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import EmotionModel, load
+from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load
 
 log = logging.getLogger("training.evaluate")
 
@@ -51,22 +56,108 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 
 def predict_split(model: EmotionModel, images: list[np.ndarray], tta: bool, batch: int = 256) -> np.ndarray:
     """(N,) predicted class ids through the shared preprocessing and the serving runtime."""
-    out = []
-    for start in range(0, len(images), batch):
-        out.append(model.predict_faces(images[start : start + batch], tta=tta).argmax(axis=1))
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+    return predict_probabilities(model, images, tta, batch).argmax(axis=1)
 
 
-def latency_ms(model: EmotionModel, sample: np.ndarray, tta: bool, runs: int = 300) -> float:
+def predict_probabilities(
+    model: EmotionModel, images: list[np.ndarray], tta: bool | str, batch: int = 256, calibrated: bool = True
+) -> np.ndarray:
+    """(N, K) probabilities, as served (calibrated) unless calibrated=False (see EmotionModel.predict_faces)."""
+    out = [
+        model.predict_faces(images[start : start + batch], tta=tta, calibrated=calibrated)
+        for start in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)), np.float32)
+
+
+# --------------------------------------------------------------------------------- calibration
+
+CALIBRATION_BINS = 15
+PREDICTIONS_FILE = "predictions_privatetest.npz"
+
+
+def _nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of softmax(log_probs / temperature) at the true labels."""
+    scaled = log_probs / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(scaled).sum(axis=1))
+    return float((log_norm - scaled[np.arange(len(labels)), labels]).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising the NLL of softmax(log(probs) / T) on (N, K) probabilities and
+    (N,) labels (temperature scaling, Guo et al. 2017): a grid over T in [0.2, 5], refined once.
+    Fitted on the selection split (PublicTest) only."""
+    log_probs = np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 161))
+    best = grid[int(np.argmin([_nll(log_probs, labels, t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.03, 0.03, 61))
+    return float(fine[int(np.argmin([_nll(log_probs, labels, t) for t in fine]))])
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Confidence (top probability) of (N, K) probs against accuracy in `bins` equal-width bins:
+    {"ece", "confidence", "accuracy", "count"} (per bin; empty bins hold None). ECE is the
+    count-weighted mean gap |accuracy - confidence| over the bins."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    out: dict = {"confidence": [], "accuracy": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        out["count"].append(n)
+        if not n:
+            out["confidence"].append(None)
+            out["accuracy"].append(None)
+            continue
+        conf, acc = float(confidence[mask].mean()), float(correct[mask].mean())
+        out["confidence"].append(conf)
+        out["accuracy"].append(acc)
+        ece += n / len(labels) * abs(acc - conf)
+    out["ece"] = float(ece)
+    return out
+
+
+def uncalibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Undo temperature scaling: softmax(temperature * log(probs)) gives back the raw (N, K) softmax."""
+    from emotion.registry import softmax
+
+    return softmax(np.log(np.maximum(np.asarray(probs, np.float64), 1e-12)), 1.0 / temperature)
+
+
+def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
+    """Write (N, K) served PrivateTest probabilities (float16) and (N,) true labels beside the metrics,
+    for the comparison page's confident mistakes (read, never recomputed there)."""
+    path = folder / PREDICTIONS_FILE
+    np.savez_compressed(path, probs=probs.astype(np.float16), labels=labels.astype(np.int8))
+    return path
+
+
+def latency_ms(model: EmotionModel, sample: np.ndarray, tta: bool | str, runs: int = 300) -> float:
     """Median wall time of one face (batch 1) through preprocessing and the serving runtime."""
+    return latency_figures(model, sample, tta, runs)["median_ms"]
+
+
+def latency_figures(model: EmotionModel, sample: np.ndarray, tta: bool | str, runs: int = 300) -> dict[str, float]:
+    """One face (batch 1) through preprocessing and the serving runtime, `runs` times: {"median_ms",
+    "p95_ms"} of wall time and "cpu_median_ms", the median CPU time of the calling thread (LiteRT runs
+    on it with one thread): on a quiet machine the two agree, on a busy one wall time also counts the
+    time other processes held the core, which CPU time leaves out."""
     for _ in range(20):
         model.predict_faces([sample], tta=tta)
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         model.predict_faces([sample], tta=tta)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1000)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - started_cpu)
+    return {
+        "median_ms": float(np.median(wall) * 1000),
+        "p95_ms": float(np.percentile(wall, 95) * 1000),
+        "cpu_median_ms": float(np.median(cpu) * 1000),
+    }
 
 
 def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int = 50) -> float:
@@ -88,25 +179,44 @@ def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int =
 def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, write: bool = True) -> dict:
     """Compute (and by default write) the metrics file of model `name` on `split`."""
     from emotion.datasets import copies_in
-    from training.data import load_as_trained
 
     model = load(name)
     info = model.info
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
     path = data or default_data()
-    dataset = load_as_trained(path, **training_data_settings(model, data=path))
+    settings = training_data_settings(model, data=path)
+    dataset = _dataset(str(path), settings["seed"], settings["face_crops"])
     if tuple(dataset.labels) != tuple(info.labels):
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
     report: dict = {"model": name, "split": split, "dataset": dataset.name, "labels": list(labels)}
+    temperature, tta_mode = info.temperature, info.tta_mode
+    public = dataset.splits.get("PublicTest")
+    # Single nets choose their test-time augmentation; a committee's members use their own choices.
+    modes = TTA_MODES if info.kind == "single" else ()
+    public_modes: dict[str, dict] = {}
+    if public is not None:  # calibration and the TTA mode are chosen on the selection split, never reported on
+        raw = predict_probabilities(model, public.images, False, calibrated=False)
+        temperature = fit_temperature(raw, public.labels)
+        model = EmotionModel(dataclasses.replace(info, temperature=temperature), model.members or None)
+        for mode in modes:
+            predicted_public = predict_probabilities(model, public.images, mode).argmax(axis=1)
+            public_modes[mode] = classification_metrics(public.labels, predicted_public, labels)
+        if public_modes:  # equal accuracies: flip, ten times cheaper
+            tta_mode = max(public_modes, key=lambda m: (public_modes[m]["accuracy"], m == "flip"))
+    # The model as served: that temperature and TTA mode (both written to its manifest below).
+    model = EmotionModel(dataclasses.replace(info, temperature=temperature, tta_mode=tta_mode), model.members or None)
+    report["tta_mode"] = tta_mode if modes else "members' own"
     for split_name, key in ((split, ""), ("PublicTest", "public")):
         if split_name not in dataset.splits:
             continue
         part = dataset.splits[split_name]
-        predicted = predict_split(model, part.images, tta=False)
+        probs = predict_probabilities(model, part.images, tta=False)
+        probs_tta = predict_probabilities(model, part.images, tta=True)
+        predicted = probs.argmax(axis=1)
         plain = classification_metrics(part.labels, predicted, labels)
-        flipped = classification_metrics(part.labels, predict_split(model, part.images, tta=True), labels)
+        flipped = classification_metrics(part.labels, probs_tta.argmax(axis=1), labels)
         if key == "public":
             report["public_test"] = {
                 "accuracy": plain["accuracy"],
@@ -118,6 +228,34 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report["n"] = len(part)
         report.update(plain)
         report.update({f"{k}_tta": v for k, v in flipped.items()})
+        report["tta_modes"] = {}
+        for mode in modes:  # every mode on this split, beside its PublicTest figure that chose it
+            measured = flipped if mode == tta_mode else None
+            if measured is None:
+                measured = classification_metrics(
+                    part.labels, predict_probabilities(model, part.images, mode).argmax(axis=1), labels
+                )
+            report["tta_modes"][mode] = {
+                "accuracy": measured["accuracy"],
+                "macro_f1": measured["macro_f1"],
+                "public_accuracy": public_modes.get(mode, {}).get("accuracy"),
+                "latency_ms_per_face": latency_ms(model, part.images[0], tta=mode),
+            }
+        before = reliability(uncalibrate(probs, temperature), part.labels)
+        after = reliability(probs, part.labels)
+        report["calibration"] = {
+            "temperature": temperature,
+            "fitted_on": "PublicTest" if "PublicTest" in dataset.splits else "not fitted",
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+            "ece_after_tta": reliability(probs_tta, part.labels)["ece"],
+            "bins": CALIBRATION_BINS,
+            "reliability_before": {k: before[k] for k in ("confidence", "accuracy", "count")},
+            "reliability_after": {k: after[k] for k in ("confidence", "accuracy", "count")},
+        }
+        if write:
+            save_predictions(info.folder, probs, part.labels)
+            report["predictions_file"] = PREDICTIONS_FILE
         if "Training" in dataset.splits:  # the same figure without images the model saw in training
             seen = copies_in(part.images, dataset.splits["Training"].images)
             unseen = classification_metrics(part.labels[~seen], predicted[~seen], labels)
@@ -134,15 +272,46 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         info.manifest.get("parameters") or sum(m.info.manifest.get("parameters", 0) for m in model.members)
     )
     report["file_size_bytes"] = int(sum(f.stat().st_size for f in files))
-    report["latency_ms_per_face"] = latency_ms(model, sample, tta=False)
-    report["latency_ms_per_face_tta"] = latency_ms(model, sample, tta=True)
+    for suffix, tta in (("", False), ("_tta", True)):
+        figures = latency_figures(model, sample, tta)
+        report[f"latency_ms_per_face{suffix}"] = figures["median_ms"]
+        report[f"latency_ms_per_face{suffix}_p95"] = figures["p95_ms"]
+        report[f"latency_ms_per_face{suffix}_cpu"] = figures["cpu_median_ms"]
     if info.keras_path is not None:
         report["keras_latency_ms_per_face"] = keras_latency_ms(info.keras_path, (*info.input_size, info.channels))
     report["runtime"] = _runtime_name()
+    report["serving_runtime"] = info.manifest.get("serving_runtime", "")
     report["evaluated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    metrics_path = info.folder / info.metrics_file
+    if metrics_path.is_file():  # figures other commands measured (training.export --serve: "int8")
+        previous = json.loads(metrics_path.read_text())
+        report.update({k: previous[k] for k in KEPT_FIGURES if k in previous})
     if write:
-        (info.folder / info.metrics_file).write_text(json.dumps(report, indent=2))
+        metrics_path.write_text(json.dumps(report, indent=2))
+        _write_serving_choices(info.folder / "manifest.json", temperature, tta_mode if modes else None)
     return report
+
+
+# Sections of metrics.json written by other commands, kept when the model is re-evaluated.
+KEPT_FIGURES = ("int8",)
+
+
+def _write_serving_choices(manifest_path: Path, temperature: float, tta_mode: str | None) -> None:
+    """Record the fitted temperature and the chosen TTA mode in the manifest, where emotion.registry
+    reads them to serve calibrated probabilities (and that TTA) everywhere."""
+    manifest = json.loads(manifest_path.read_text())
+    manifest["temperature"] = round(float(temperature), 4)
+    if tta_mode:
+        manifest["tta_mode"] = tta_mode
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(path: str, seed: int, face_crops: bool):
+    """training.data.load_as_trained, once per process: `--model a b c` parses the CSV once."""
+    from training.data import load_as_trained
+
+    return load_as_trained(path, seed=seed, face_crops=face_crops)
 
 
 def training_data_settings(*models: EmotionModel, data: str | Path) -> dict:
@@ -179,24 +348,35 @@ def _runtime_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a registered model and write its metrics file.")
-    parser.add_argument("--model", required=True)
+    parser = argparse.ArgumentParser(description="Evaluate registered models and write their metrics files.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", nargs="+", help="one or more models, evaluated in this order")
+    which.add_argument("--all", action="store_true", help="every registered model, single ones before committees")
     parser.add_argument("--split", default="PrivateTest")
     parser.add_argument("--data", help="FER2013 CSV or folder dataset (default: the one the model was trained on)")
     args = parser.parse_args(argv)
     setup_logging("evaluate")
-    report = evaluate(args.model, args.split, args.data)
-    log.info(
-        "%s on %s (n=%d): accuracy %.4f (TTA %.4f), macro-F1 %.4f (TTA %.4f); %.3f ms/face",
-        args.model,
-        args.split,
-        report["n"],
-        report["accuracy"],
-        report["accuracy_tta"],
-        report["macro_f1"],
-        report["macro_f1_tta"],
-        report["latency_ms_per_face"],
-    )
+    # Committees vote with their members' temperatures: evaluate (calibrate) the members first.
+    names = args.model or [m.name for m in sorted(list_models(), key=lambda m: m.kind == "committee")]
+    for name in names:
+        report = evaluate(name, args.split, args.data)
+        clear_cache()  # the next model (a committee) loads its members with their new temperatures
+        calibration = report.get("calibration", {})
+        log.info(
+            "%s on %s (n=%d): accuracy %.4f (TTA %.4f), macro-F1 %.4f (TTA %.4f); %.3f ms/face; "
+            "temperature %.3f, ECE %.4f -> %.4f",
+            name,
+            args.split,
+            report["n"],
+            report["accuracy"],
+            report["accuracy_tta"],
+            report["macro_f1"],
+            report["macro_f1_tta"],
+            report["latency_ms_per_face"],
+            calibration.get("temperature", 1.0),
+            calibration.get("ece_before", float("nan")),
+            calibration.get("ece_after", float("nan")),
+        )
 
 
 if __name__ == "__main__":

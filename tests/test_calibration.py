@@ -1,0 +1,112 @@
+"""Temperature calibration (training.evaluate fits it, emotion.registry serves it) and ECE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion.registry import softmax
+from training.data import FER_SPLITS
+from training.evaluate import fit_temperature, reliability, uncalibrate
+
+
+def _sampled(logits: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N,) labels drawn from softmax(logits): a perfectly calibrated model's truth."""
+    probs = softmax(logits)
+    rng = np.random.default_rng(seed)
+    return np.array([rng.choice(probs.shape[1], p=p / p.sum()) for p in probs])
+
+
+def test_fit_temperature_recovers_an_overconfident_models_temperature():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=2.0, size=(6000, 7))
+    labels = _sampled(logits)
+    overconfident = softmax(logits, temperature=1 / 1.8)  # logits 1.8x too large
+
+    temperature = fit_temperature(overconfident, labels)
+
+    assert abs(temperature - 1.8) < 0.15
+    before = reliability(overconfident, labels)["ece"]
+    after = reliability(softmax(np.log(overconfident), temperature), labels)["ece"]
+    assert after < 0.03 < before
+
+
+def test_reliability_bins_and_ece():
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    labels = np.array([0, 1, 0, 0])
+    result = reliability(probs, labels, bins=10)
+    assert result["count"][9] == 2 and result["count"][5] == 2 and sum(result["count"]) == 4
+    assert result["accuracy"][9] == 0.5 and result["accuracy"][5] == 1.0
+    assert result["confidence"][0] is None
+    assert np.isclose(result["ece"], 0.5 * 0.45 + 0.5 * 0.45)
+
+
+def test_uncalibrate_inverts_temperature_scaling():
+    raw = softmax(np.random.default_rng(2).normal(size=(50, 7)))
+    np.testing.assert_allclose(uncalibrate(softmax(np.log(raw), 1.7), 1.7), raw, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkeypatch):
+    """evaluate fits the temperature and TTA mode on PublicTest, writes them to the manifest, saves
+    the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
+    from emotion import config, registry
+    from tests.test_comparison import write_tiny_tflite
+    from training.data import csv_bytes_for_tests
+    from training.evaluate import PREDICTIONS_FILE, evaluate
+
+    rng = np.random.default_rng(0)
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(21)]
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(csv_bytes_for_tests(rows))
+    folder = write_tiny_tflite(tmp_path / "models" / "tiny")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+
+    report = evaluate("tiny", data=str(csv_path))
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    calibration = report["calibration"]
+    assert manifest["temperature"] == pytest.approx(calibration["temperature"], abs=1e-4)
+    assert manifest["tta_mode"] == report["tta_mode"] in ("flip", "crops")
+    assert set(report["tta_modes"]) == {"flip", "crops"} and report["tta_modes"]["crops"]["latency_ms_per_face"] > 0
+    assert sum(calibration["reliability_after"]["count"]) == report["n"] == 21
+    saved = np.load(folder / PREDICTIONS_FILE)
+    assert saved["probs"].shape == (21, 7) and saved["probs"].dtype == np.float16
+    registry.clear_cache()
+    served = registry.load("tiny").predict_faces([row[1].astype(np.uint8) for row in rows[-21:]])
+    np.testing.assert_allclose(served, saved["probs"].astype(np.float32), atol=2e-3)
+    raw = registry.load("tiny").predict_faces([rows[-1][1].astype(np.uint8)], calibrated=False)
+    np.testing.assert_allclose(served[-1], softmax(np.log(raw), manifest["temperature"])[0], atol=1e-3)
+    registry.clear_cache()
+
+
+@pytest.mark.slow
+def test_evaluate_calibrates_a_committee_over_calibrated_members(tmp_path, monkeypatch):
+    from emotion import config, registry
+    from tests.test_comparison import write_tiny_tflite
+    from training.committee import register_committee
+    from training.data import csv_bytes_for_tests
+    from training.evaluate import main
+
+    rng = np.random.default_rng(1)
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(14)]
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(csv_bytes_for_tests(rows))
+    for name in ("one", "two"):
+        write_tiny_tflite(tmp_path / "models" / name)
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+    main(["--model", "one", "two", "--data", str(csv_path)])
+    register_committee("team", ["one", "two"], models_dir=tmp_path / "models")
+
+    main(["--model", "team", "--data", str(csv_path)])
+
+    metrics = json.loads((tmp_path / "models" / "team" / "metrics.json").read_text())
+    manifest = json.loads((tmp_path / "models" / "team" / "manifest.json").read_text())
+    assert metrics["tta_mode"] == "members' own" and "tta_mode" not in manifest
+    assert manifest["temperature"] == pytest.approx(metrics["calibration"]["temperature"], abs=1e-4)
+    assert (tmp_path / "models" / "team" / "predictions_privatetest.npz").is_file()
+    registry.clear_cache()
