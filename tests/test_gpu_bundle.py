@@ -141,11 +141,11 @@ def test_a_large_result_comes_back_in_parts_and_unpacks_whole(tmp_path, monkeypa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two trainings and XLA compilation: minutes on 2 shared cores
 def test_pack_run_under_jax_unpack_export_and_evaluate(tmp_path, monkeypatch):
     """The whole trip on this CPU: pack a small FER2013-layout CSV, run the printed command in a
     fresh process with KERAS_BACKEND=jax (1 epoch), unpack, export to TFLite under TensorFlow,
     evaluate, and register a committee of the result."""
-    pytest.importorskip("jax")
     import emotion.config
     import emotion.registry as registry
     from tests.test_training import _write_csv

@@ -391,17 +391,18 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
     log.info("%s: %d parameters", config.model, net.count_params())
 
     class Batches(keras.utils.PyDataset):
-        """Training batches (x, targets, sample weights), reshuffled every epoch from the seed and
-        the epoch, so a resumed run draws the batches an uninterrupted one would have; the last
-        partial batch is dropped (one batch shape: one compiled step)."""
+        """Training batches (x, targets, sample weights). Each epoch's order is drawn from the seed
+        and the epoch (set by Checkpoint.on_epoch_begin), so a resumed run draws the batches an
+        uninterrupted one would have; the last partial batch is dropped (one batch shape: one
+        compiled step)."""
 
-        def __init__(self, epoch: int):
-            super().__init__()
+        def __init__(self):
+            super().__init__()  # one worker, no multiprocessing: batches are made in order
+            self.start_epoch(state["epoch"])
+
+        def start_epoch(self, epoch: int) -> None:
             self.epoch = epoch
-            self.order = self._order()
-
-        def _order(self) -> np.ndarray:
-            return np.random.default_rng([config.seed, self.epoch]).permutation(len(arrays.x_train))
+            self.order = np.random.default_rng([config.seed, epoch]).permutation(len(arrays.x_train))
 
         def __len__(self) -> int:
             return len(arrays.x_train) // config.batch_size
@@ -413,10 +414,7 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
                 batch = mixup(*batch, config.mixup, np.random.default_rng([config.seed, self.epoch, i]))
             return batch
 
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
+    batches = Batches()
     started = time.time()
 
     class Checkpoint(keras.callbacks.Callback):
@@ -424,6 +422,7 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_started = time.time()
+            batches.start_epoch(epoch)
             lr = lr_at(epoch, config, state["history"].get("val_accuracy"))
             self.model.optimizer.learning_rate.assign(lr)
 
@@ -455,7 +454,7 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
     if state["epoch"] < config.epochs and not stopped:
         val_targets = np.eye(arrays.num_classes, dtype=np.float32)[arrays.y_val]
         trainer.fit(
-            Batches(state["epoch"]),
+            batches,
             validation_data=(arrays.x_val, val_targets),
             validation_batch_size=256,
             epochs=config.epochs,
