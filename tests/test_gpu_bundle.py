@@ -195,3 +195,22 @@ def test_pack_run_under_jax_unpack_export_and_evaluate(tmp_path, monkeypatch):
     evaluate("tiny2", data=str(csv_path))
     register_committee("pair", ["tiny", "tiny2"], models_dir=tmp_path / "models")
     assert registry.load("pair", tmp_path / "models").predict_faces([np.zeros((48, 48), np.uint8)]).shape == (1, 7)
+
+
+def test_lineage_trains_missing_ancestors_first_from_their_files(tmp_path, monkeypatch):
+    """--lineage walks init_from and teacher to their own config files; a registered ancestor is
+    used as it is, a missing one without a file is named."""
+    import emotion.config
+    from training import train
+
+    monkeypatch.setattr(emotion.config, "MODELS_DIR", tmp_path / "empty")
+    made = []
+    monkeypatch.setattr(train, "main", lambda argv: made.append(Path(argv[1]).name))
+    train.build_lineage(read_config_file(CONFIGS_DIR / "vgg_kd.toml"))
+    assert made == ["vgg.toml", "committee_then.toml"], "the start, then the teacher"
+    with pytest.raises(SystemExit, match="nothing_like_it"):
+        train.build_lineage({"init_from": "nothing_like_it"})
+    monkeypatch.setattr(emotion.config, "MODELS_DIR", MODELS_DIR)
+    made.clear()
+    train.build_lineage(read_config_file(CONFIGS_DIR / "vgg_kd.toml"))
+    assert made == ["committee_then.toml"], "vgg ships; committee_then does not"
