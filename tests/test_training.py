@@ -146,28 +146,59 @@ def test_class_weights_favour_rare_classes():
     assert datasets.class_weights(np.array([0, 1, 1]), 2, power=0.0) == {0: 1.0, 1: 1.0}
 
 
-def test_augmentation_keeps_shape_and_range():
-    from training.augment import build_augmenter, clip01
+@pytest.mark.parametrize("recipe", ["studio", "vggnet2021"])
+def test_augmentation_keeps_shape_and_range_and_is_the_identity_at_inference(recipe):
+    from training.augment import build_augmenter
 
     x = np.random.default_rng(0).random((16, 48, 48, 1), dtype=np.float32)
-    out = np.asarray(clip01(build_augmenter()(x, training=True)))
+    augmenter = build_augmenter(recipe=recipe)
+    out = np.asarray(augmenter(x, training=True))
     assert out.shape == x.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert not np.allclose(out, x)
+    np.testing.assert_array_equal(np.asarray(augmenter(x, training=False)), x)
+    with pytest.raises(ValueError, match="studio"):
+        build_augmenter(recipe="imagenet")
+
+
+def test_augmentation_uses_no_tensorflow():
+    """The training graph must run under JAX and PyTorch, where TensorFlow is missing (the GPU
+    bundle's end-to-end test trains under JAX)."""
+    import inspect
+
+    from training import augment
+
+    assert "tensorflow" not in inspect.getsource(augment) and "tf." not in inspect.getsource(augment)
+
+
+def test_the_training_model_saves_and_serves_the_net_alone(tmp_path):
+    import keras
+
+    from training.augment import backbone_of, build_augmenter, with_augmentation
+    from training.backbones import build_backbone
+
+    net = build_backbone("vgg", (48, 48, 1), 7)
+    trainer = with_augmentation(net, build_augmenter())
+    trainer.compile(optimizer="sgd", loss="categorical_crossentropy")
+    trainer.save(tmp_path / "last.keras")
+    loaded = keras.models.load_model(tmp_path / "last.keras")
+    assert backbone_of(loaded).count_params() == net.count_params() == loaded.count_params()
+    assert backbone_of(net) is net, "a plain net is its own backbone"
+    x = np.random.default_rng(1).random((2, 48, 48, 1), dtype=np.float32)
+    expected = np.asarray(net(x, training=False))
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, atol=1e-6)
 
 
 def test_mixup_blends_images_targets_and_weights_alike():
-    import tensorflow as tf
-
     from training.augment import mixup
 
     rng = np.random.default_rng(0)
     images = rng.random((16, 48, 48, 1)).astype(np.float32)
     targets = np.eye(16, dtype=np.float32)  # one class per image: a target names its partner
     weights = np.linspace(0.5, 2.0, 16).astype(np.float32)
-    tf.random.set_seed(0)
-    mixed, mixed_targets, mixed_weights = (t.numpy() for t in mixup(images, targets, weights, alpha=0.4))
+    mixed, mixed_targets, mixed_weights = mixup(images, targets, weights, 0.4, np.random.default_rng(0))
     assert mixed.shape == images.shape and mixed.min() >= 0.0 and mixed.max() <= 1.0
+    assert mixed.dtype == mixed_targets.dtype == mixed_weights.dtype == np.float32
     assert np.allclose(mixed_targets.sum(axis=1), 1.0)
     assert not np.allclose(mixed, images), "images were mixed"
     # Output i is lam * own + (1 - lam) * partner, one lambda (>= 0.5) for image, target and weight.
@@ -177,6 +208,18 @@ def test_mixup_blends_images_targets_and_weights_alike():
     blend = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * images[partner]
     assert np.allclose(mixed, blend, atol=1e-5)
     assert np.allclose(mixed_weights, lam * weights + (1 - lam) * weights[partner], atol=1e-5)
+
+
+def test_plateau_schedule_cuts_like_reduce_lr_on_plateau():
+    from training.train import TrainConfig, lr_at
+
+    config = TrainConfig(schedule="plateau", learning_rate=0.01, plateau_factor=0.5, plateau_patience=2)
+    accuracies = [0.5, 0.6, 0.6, 0.59, 0.6, 0.61, 0.61, 0.61, 0.61]
+    lrs = [lr_at(e, config, accuracies) for e in range(len(accuracies) + 1)]
+    # No gain at epochs 2, 3, 4 (0-based): more than 2 in a row, so epoch 5 starts at half the rate;
+    # 0.61 is a gain, then 6, 7, 8 bring none: epoch 9 starts at a quarter.
+    assert lrs == pytest.approx([0.01] * 5 + [0.005] * 4 + [0.0025])
+    assert lr_at(0, config) == 0.01, "no history yet: the initial rate"
 
 
 def test_metrics_on_known_predictions():

@@ -1,7 +1,8 @@
 """CNN backbones sized for 48x48 faces, trained from scratch, behind a name-to-builder registry.
 
-Four families: a VGG-style net, a pre-activation-free ResNet, a depthwise-separable net in the
-mini-Xception line, and an EfficientNet-style net (MBConv blocks with squeeze-excitation).
+Four families: VGG-style nets (vgg, vgg_wide), ResNets (resnet, and resnet18 with ResNet-18's
+layout), a depthwise-separable net in the mini-Xception line, and an EfficientNet-style net (MBConv
+blocks with squeeze-excitation).
 Every builder takes the input shape and the class count and returns an uncompiled keras.Model
 whose output is a softmax over the classes. Inputs are float32 in [0, 1] as produced by
 emotion.preprocess.preprocess_face; there is no further rescaling inside the nets.
@@ -97,6 +98,20 @@ def resnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
         x = _residual_block(x, filters, strides=2)
         x = _residual_block(x, filters, strides=1)
     return keras.Model(inputs, _head(x, num_classes, 0.4), name="resnet")
+
+
+@register("resnet18")
+def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """ResNet-18's layout (a stem, then four stages of two basic blocks) for 48x48 faces: a 3x3
+    stem at full resolution and stages of 32-64-128-256 filters at 48-24-12-6 px, half ResNet-18's
+    widths, ~2.8M params: about vgg_wide's size, so that its float32 weights (11 MB) come back from
+    the GPU machine in one 16 MiB file. For long GPU runs (training/configs/gpu_resnet18.toml)."""
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 32)
+    for stage, filters in enumerate((32, 64, 128, 256)):
+        x = _residual_block(x, filters, strides=1 if stage == 0 else 2)
+        x = _residual_block(x, filters, strides=1)
+    return keras.Model(inputs, _head(x, num_classes, 0.4), name="resnet18")
 
 
 @register("xception")
