@@ -443,6 +443,17 @@ class Store:
             rows = list(db.query("SELECT * FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id]))
         return _row_to_analysis(rows[0]) if rows else None
 
+    def find_analysis(self, user_id: int, content_key: str) -> Analysis | None:
+        """This user's newest analysis saved with extra["content_key"] == content_key, or None
+        (studio.analyses keys an analysis by its input's hash and options, so it is saved once)."""
+        sql = (
+            "SELECT * FROM analyses WHERE user_id = ? AND json_extract(extra, '$.content_key') = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1"
+        )
+        with _reading(self.path) as db:
+            rows = list(db.query(sql, [user_id, content_key]))
+        return _row_to_analysis(rows[0]) if rows else None
+
     def _read_file(self, user_id: int, analysis_id: int, column: str) -> bytes | None:
         with _reading(self.path) as db:
             row = db.execute(f"SELECT {column} FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id])
