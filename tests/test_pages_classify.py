@@ -77,33 +77,84 @@ def test_upload_each_photo(photos_dir, user, name):
     faces = EXPECTED_FACES[name]
     assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
     assert len(at.get("plotly_chart")) == faces + 1  # one bar chart per face and the circumplex
-    assert [b.label for b in at.get("download_button")] == ["Download PDF report", "Download JSON"]
+    assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
-    result = at.session_state["classify_result"]
-    report = result["report"]
+    result = at.session_state["classify_result"]["result"]
+    report = result.report
     assert reports.schema_errors(report) == []
     assert report["image"]["original_name"] == name and report["user"] == "alice" and report["source"] == "photo"
     assert report["face_count"] == faces and report["analysis_id"] > 0
-    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(result["pdf"])).pages)
+    assert [f["index"] for f in report["faces"]] == list(range(1, faces + 1))
+    assert all(f"Face {i}" in _texts(at) for i in range(1, faces + 1))
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(result.pdf())).pages)
     for face in report["faces"]:
         assert face["label"] in text and f"{face['confidence']:.1%}" in text
     saved = get_store().list_analyses(user.id)
     assert [a.id for a in saved] == [report["analysis_id"]] and len(saved[0].faces) == faces
 
 
-def test_result_survives_reruns_and_counter_goes_up(photos_dir, user):
+def test_repeated_analyze_saves_once_and_a_new_input_clears_the_result(photos_dir, user):
     at = _page("classify.py", user)
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
-    first = at.session_state["classify_result"]["report"]["analysis_id"]
+    first = at.session_state["classify_result"]["result"].analysis_id
     at.text_input(key="classify_title").input("Second <b>try</b>")
     at.run()  # an unrelated rerun: the result and its downloads stay
     assert len(at.get("download_button")) == 2 and "2 faces found" in _texts(at)
+    for _ in range(3):  # the same photo with the same options: one history entry
+        at.button(key="classify_analyze").click()
+        at.run()
+    assert _counter(at) == 1 and at.session_state["classify_result"]["result"].analysis_id == first
+    at.file_uploader(key="classify_upload").set_value(("two_people.jpg", (photos_dir / "two_people.jpg").read_bytes(),
+                                                      "image/jpeg"))  # fmt: skip
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()  # the same bytes uploaded again: found in the history, not saved twice
+    assert _counter(at) == 1 and "Already in your history" in at.info[0].value
+    at.file_uploader(key="classify_upload").set_value(("obama.jpg", (photos_dir / "obama.jpg").read_bytes(),
+                                                      "image/jpeg"))  # fmt: skip
+    at.run()  # a new input: the old result is gone before Analyze
+    assert "classify_result" not in at.session_state and "faces found" not in _texts(at)
     at.button(key="classify_analyze").click()
     at.run()
     assert _counter(at) == 2
-    report = at.session_state["classify_result"]["report"]
-    assert report["analysis_id"] != first and report["title"] == "Second <b>try</b>"
-    assert get_store().get_analysis(user.id, report["analysis_id"]).title == "Second <b>try</b>"
+    at.radio(key="classify_mode").set_value("Take a picture")
+    at.run()
+    assert "classify_result" not in at.session_state and not at.get("download_button")
+
+
+def test_batch_of_photos(photos_dir, user):
+    at = _page("classify.py", user)
+    names = ["obama.jpg", "two_people.jpg", "notes.jpg"]
+    files = [(n, (photos_dir / n).read_bytes() if n != "notes.jpg" else b"not an image", "image/jpeg") for n in names]
+    at.file_uploader(key="classify_upload").set_value(files)
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "3 photos: 3 faces found" in _texts(at)
+    assert _counter(at) == 2 and "notes.jpg" in html.unescape(at.error[0].value)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["obama.jpg", "two_people.jpg", "two_people.jpg", "notes.jpg"]
+    assert [b.label for b in at.get("download_button")][-2:] == ["Batch CSV (one row per face)",
+                                                                 "Batch JSON (every report)"]  # fmt: skip
+
+
+def test_compare_two_models_on_the_same_faces(photos_dir, user):
+    at = _page("classify.py", user)
+    _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
+    other = next(o for o in at.selectbox(key="classify_compare").options if o != "no comparison")
+    at.selectbox(key="classify_compare").select(other)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    kept = at.session_state["classify_result"]
+    (comparison,) = kept["comparisons"].values()
+    assert [r["index"] for r in comparison.rows] == [1, 2]
+    frame = at.dataframe[0].value
+    assert list(frame["face"]) == [1, 2] and comparison.models[0] in frame.columns
+    said = _texts(at)
+    assert ("disagree" in said) == bool(comparison.disagreements) and ("agree on all" in said) != bool(
+        comparison.disagreements
+    )
 
 
 @pytest.mark.parametrize(
@@ -139,7 +190,7 @@ def test_no_face_offers_whole_image(user):
     at.run()
     assert not at.exception
     assert "1 face found" in _texts(at) and _counter(at) == 1
-    report = at.session_state["classify_result"]["report"]
+    report = at.session_state["classify_result"]["result"].report
     assert report["detector"] == "none" and report["faces"][0]["box"] == [0, 0, 300, 200]
 
 
@@ -153,7 +204,7 @@ def test_camera_snapshot(photos_dir, user):
     at.run()
     assert not at.exception
     assert "1 face found" in _texts(at)
-    assert at.session_state["classify_result"]["report"]["source"] == "snapshot"
+    assert at.session_state["classify_result"]["result"].report["source"] == "snapshot"
     assert get_store().count_analyses(user.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
 
 
@@ -166,7 +217,7 @@ def test_gradcam_toggle_shows_overlay(photos_dir, user):
     at.toggle(key=f"gradcam_{key}_2").set_value(True)
     at.run()
     assert not at.exception
-    assert len(at.get("image")) == images_before + 2  # the face crop and its Grad-CAM overlay
+    assert len(at.get("image")) == images_before + 1  # the Grad-CAM overlay beside the card's face thumbnail
     captions = [c for e in at.get("image") for c in e.captions]
     assert any(c.startswith("Grad-CAM for") for c in captions)
 
