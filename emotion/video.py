@@ -99,7 +99,7 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
     try:
         container = av.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source))
     except (av.error.FFmpegError, OSError) as error:
-        raise VideoLoadError("this file is not a video that can be read (mp4, webm or avi)") from error
+        raise VideoLoadError(f"this file is not a video that can be read ({', '.join(VIDEO_EXTENSIONS)})") from error
     if not container.streams.video:
         container.close()
         raise VideoLoadError("this file has no video track")

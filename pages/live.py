@@ -3,10 +3,10 @@ frame pipeline is emotion.live.FrameProcessor, files go through emotion.video.pr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+import uuid
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,25 +14,17 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import emotion
 from emotion.detectors import DETECTOR_DESCRIPTIONS
-from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
-from emotion.video import (
-    MAX_VIDEO_BYTES,
-    MAX_VIDEO_SECONDS,
-    VIDEO_EXTENSIONS,
-    VideoLoadError,
-    frames_to_csv,
-    process_video,
-    timeline_rows,
-)
-from pages.common import installed_models, report_downloads, require_user, show_error, store
-from studio import reports
+from emotion.video import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_EXTENSIONS, VideoLoadError, process_video
+from pages.common import installed_models, require_user, show_error, store
+from pages.result_view import downloads, save_status, show_analysis
+from studio import analyses
+from studio.analyses import FACE_KEYS, AnalysisResult
 
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
-FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
 
 
 def _ice_configuration() -> dict:
@@ -124,37 +116,33 @@ def _live_panel(processor: FrameProcessor) -> None:
 
 
 def _save_snapshot(processor: FrameProcessor, user) -> None:
+    """The current clean frame and its faces, saved through studio.analyses (numbered in reading order)."""
     snap = processor.snapshot()
     if snap.clean_frame is None or snap.result is None:
         st.warning("Start the camera first: there is no frame to save yet.")
         return
     frame, result = snap.clean_frame, snap.result
     faces = [{k: f.to_dict()[k] for k in FACE_KEYS} for f in result.faces]
-    model = emotion.load(snap.settings.model).name
-    analysis = store().add_analysis(
-        user.id, source="snapshot", model=model, detector=snap.settings.detector, faces=faces,
-        image_png=encode_png(frame), title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        extra={"image_size": list(result.size), "timings": result.timings,
-               "track_ids": [f.track_id for f in result.faces],
-               "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0},
-    )  # fmt: skip
-    report = reports.report_for_analysis(analysis, user.username)
-    st.session_state[SNAPSHOT_KEY] = {
-        "id": analysis.id, "frame": frame, "report": report, "pdf": reports.pdf_report(report, frame),
+    options = {
+        "model": emotion.load(snap.settings.model).name, "detector": snap.settings.detector,
+        "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0,
     }  # fmt: skip
+    saved = analyses.save_analysis(
+        store(), user, source="snapshot", content=frame.tobytes(), options=options, faces=faces, image=frame,
+        title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}", timings=result.timings,
+        extra={"track_ids": [f.track_id for f in result.faces]},
+    )  # fmt: skip
+    st.session_state[SNAPSHOT_KEY] = {"key": uuid.uuid4().hex, "result": saved}
 
 
 def _snapshot_result() -> None:
-    saved = st.session_state.get(SNAPSHOT_KEY)
-    if not saved:
+    kept = st.session_state.get(SNAPSHOT_KEY)
+    if not kept:
         return
-    st.success(f"Snapshot saved to your history (analysis #{saved['id']}).")
-    st.image(saved["frame"], caption="Saved snapshot", width=320)
-    report = saved["report"]
-    report_downloads(
-        report, saved["pdf"], json.dumps(report, indent=2), labels=("PDF report", "JSON report"),
-        keys=("snap_pdf", "snap_json"), on_click="rerun",
-    )  # fmt: skip
+    result: AnalysisResult = kept["result"]
+    save_status(result, "Snapshot saved")
+    st.image(result.annotated_png, caption="Saved snapshot (faces numbered left to right)", width=320)
+    downloads(result, kept["key"])
 
 
 def webcam_tab(options: dict, user) -> None:
@@ -186,21 +174,8 @@ def webcam_tab(options: dict, user) -> None:
         st.fragment(run_every=0.5 if ctx.state.playing else None)(_live_panel)(processor)
 
 
-def _faces_chart(frames: list[dict]) -> go.Figure:
-    figure = go.Figure()
-    rows = timeline_rows(frames)
-    for track in sorted({r["track"] for r in rows}):
-        mine = [r for r in rows if r["track"] == track]
-        figure.add_trace(
-            go.Scatter(x=[r["time"] for r in mine], y=[r["label"] for r in mine], name=track, mode="markers+lines",
-                       text=[f"{r['confidence']:.0%}" for r in mine],
-                       marker=dict(color=[f"rgb{emotion.color_for(r['label'])}" for r in mine], size=7))
-        )  # fmt: skip
-    figure.update_layout(title="Emotion per face over time", xaxis_title="seconds", height=320)
-    return figure
-
-
 def _analyze_video(upload, options: dict, user) -> None:
+    """Every frame analysed (progress bar), then saved through studio.analyses with its mp4 and frames."""
     data = upload.getvalue()
     bar = st.progress(0.0, text="Analysing frames…")
 
@@ -215,50 +190,44 @@ def _analyze_video(upload, options: dict, user) -> None:
         )  # fmt: skip
     except VideoLoadError as error:
         bar.empty()
-        show_error(str(error))
+        show_error(f"{upload.name} cannot be analysed: {error}.")
         return
     bar.progress(1.0, text=f"Done: {len(analysis.frames)} frames in {analysis.timings['total_s']:.1f} s")
-    faces = [{k: f[k] for k in FACE_KEYS} for f in analysis.representative_faces]
-    saved = store().add_analysis(
-        user.id, source="video", model=analysis.model, detector=analysis.detector, faces=faces,
-        image_png=encode_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
-        media_bytes=analysis.mp4, media_ext="mp4",
-        extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames,
-               "representative_frame": analysis.representative_index, "timings": analysis.timings},
-    )  # fmt: skip
-    report = reports.report_for_analysis(saved, user.username)
-    st.session_state[VIDEO_KEY] = {
-        "name": upload.name, "id": saved.id, "mp4": analysis.mp4, "frames": analysis.frames,
-        "csv": frames_to_csv(analysis.frames, analysis.labels), "json": analysis.to_json(), "report": report,
-        "pdf": reports.pdf_report(report, analysis.representative), "truncated": analysis.truncated,
+    faces = [{**{k: f[k] for k in FACE_KEYS}, "index": f["track_id"]} for f in analysis.representative_faces]
+    recorded = {
+        "model": analysis.model, "detector": analysis.detector,
+        "smoothing": options["strength"] if options["smoothing"] else 0.0,
     }  # fmt: skip
+    saved = analyses.save_analysis(
+        store(), user, source="video", content=data, options=recorded, faces=faces,
+        annotated=analysis.representative, original_name=upload.name, title=f"Video {upload.name}",
+        timings=analysis.timings, media=analysis.mp4, frames=analysis.frames, labels=analysis.labels,
+        extra={"fps": analysis.fps, "representative_frame": analysis.representative_index,
+               "truncated": analysis.truncated},
+    )  # fmt: skip
+    st.session_state[VIDEO_KEY] = {"key": uuid.uuid4().hex, "result": saved, "truncated": analysis.truncated,
+                                   "input": upload.file_id}  # fmt: skip
 
 
 def video_tab(options: dict, user) -> None:
     st.caption(
         f"Up to {MAX_VIDEO_BYTES // 2**20} MB and {MAX_VIDEO_SECONDS:.0f} s ({', '.join(VIDEO_EXTENSIONS)}). "
-        "Every frame is analysed; the annotated video is saved to your history."
+        "Every frame is analysed; the annotated video, its per-frame CSV and reports are saved to your history."
     )
     upload = st.file_uploader("Video file", type=list(VIDEO_EXTENSIONS), key="live_video_upload")
+    kept = st.session_state.get(VIDEO_KEY)
+    if kept and (upload is None or kept["input"] != upload.file_id):  # a new file clears the old result
+        st.session_state.pop(VIDEO_KEY)
     if upload is not None and st.button("Analyse video", type="primary"):
         _analyze_video(upload, options, user)
-    result = st.session_state.get(VIDEO_KEY)
-    if not result:
+    kept = st.session_state.get(VIDEO_KEY)
+    if not kept:
         return
-    st.success(f"{result['name']}: saved to your history (analysis #{result['id']}).")
-    if result["truncated"]:
+    if kept["truncated"]:
         st.info(f"Only the first {MAX_VIDEO_SECONDS:.0f} seconds were analysed.")
-    st.video(result["mp4"], format="video/mp4")
-    st.plotly_chart(_faces_chart(result["frames"]), key="video_chart")
-    stem = result["name"].rsplit(".", 1)[0]
-    cols = st.columns(5)
-    cols[0].download_button("Annotated video", result["mp4"], f"{stem}-annotated.mp4", "video/mp4")
-    cols[1].download_button("Per-frame CSV", result["csv"], f"{stem}-frames.csv", "text/csv")
-    cols[2].download_button("Per-frame JSON", result["json"], f"{stem}-frames.json", "application/json")
-    cols[3].download_button("PDF report", result["pdf"], reports.report_filename(result["report"], "pdf"))
-    cols[4].download_button(
-        "JSON report", json.dumps(result["report"], indent=2), reports.report_filename(result["report"], "json")
-    )
+    result: AnalysisResult = kept["result"]
+    name = result.report["image"]["original_name"] or ""
+    show_analysis(result, kept["key"], caption=name, saved=f"{name}: saved")
 
 
 user = require_user()

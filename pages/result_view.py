@@ -51,8 +51,9 @@ def _explanation(result: AnalysisResult, face: dict, key: str) -> None:
     st.image(overlay, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
 
 
-def save_status(result: AnalysisResult) -> None:
-    """Saved as #n, already in the history, or why it could not be saved."""
+def save_status(result: AnalysisResult, saved: str = "Saved") -> None:
+    """ "<saved> to your history as analysis #n", already in the history, or why it could not be saved
+    (saved: how the success message starts, e.g. "Snapshot saved", "clip.mp4: saved")."""
     if result.save_error:
         show_error(result.save_error)
     elif result.duplicate:
@@ -61,7 +62,7 @@ def save_status(result: AnalysisResult) -> None:
             "not saved twice."
         )
     elif result.saved:
-        st.success(f"Saved to your history as analysis #{result.analysis_id}.")
+        st.success(f"{saved} to your history as analysis #{result.analysis_id}.")
 
 
 def face_cards(result: AnalysisResult, key: str, *, explainable: bool) -> None:
@@ -88,7 +89,7 @@ def downloads(result: AnalysisResult, key: str) -> None:
         )  # fmt: skip
 
 
-def show_analysis(result: AnalysisResult, key: str, *, caption: str = "") -> None:
+def show_analysis(result: AnalysisResult, key: str, *, caption: str = "", saved: str = "Saved") -> None:
     """The whole result: status, picture (or video) beside the plane, face cards, downloads."""
     report = result.report
     faces = result.faces
@@ -103,7 +104,7 @@ def show_analysis(result: AnalysisResult, key: str, *, caption: str = "") -> Non
         )
     else:
         st.caption(f"model {report['model']} · detector {report['detector']}")
-    save_status(result)
+    save_status(result, saved)
     picture, plane = st.columns([3, 2])
     with picture:
         if result.media is not None:
