@@ -1,5 +1,7 @@
 """The user's past analyses, newest first: filters, emotions over time, thumbnails, PDF/JSON
-re-downloads and deletion (with a confirmation)."""
+re-downloads and deletion (with a confirmation); "Open" shows one analysis whole (studio.analyses.
+stored_analysis): the annotated image or the annotated video playing, its faces and charts and every
+download (PDF, JSON, per-frame CSV and JSON, mp4). The open analysis is in the URL (?analysis=id)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import emotion
 from emotion.imageio import encode_png
 from emotion.labels import DEFAULT_LABELS
 from pages.common import md_escape, report_downloads, require_user, rgb_css, store
-from studio import reports
+from pages.result_view import browser_timezone, show_analysis
+from studio import analyses, reports
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -28,9 +31,12 @@ FLASH_KEY = "history_flash"  # session_state: a message for the next run (after 
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
 
 
-def _utc_time(iso: str) -> str:
-    """An ISO-8601 UTC time as 'YYYY-MM-DD HH:MM UTC'."""
-    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+DETAIL_PARAM = "analysis"  # query parameter: the id of the analysis shown whole
+
+
+def _when(iso: str) -> str:
+    """When an analysis ran, as people write it, in the browser's time zone ("28 Nov 2026, 20:18 UTC")."""
+    return reports.human_time(iso, browser_timezone())
 
 
 def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
@@ -123,6 +129,7 @@ def _confirm_delete(the_store, user, analysis) -> None:
         deleted = the_store.delete_analysis(user.id, analysis.id)
         st.session_state.get(THUMBS_KEY, {}).pop(analysis.id, None)
         st.session_state[FLASH_KEY] = f"Analysis #{analysis.id} " + ("deleted." if deleted else "was already gone.")
+        st.query_params.pop(DETAIL_PARAM, None)
         st.rerun()
     if no.button("Cancel", key=f"history_cancel_{analysis.id}", width="stretch"):
         st.session_state.pop(CONFIRM_KEY, None)
@@ -157,12 +164,15 @@ def _entry(the_store, user, analysis) -> None:
             heading = analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, "")
             st.markdown(f"**{md_escape(heading)}**")
             st.caption(
-                f"#{analysis.id} · {_utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
+                f"#{analysis.id} · {_when(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
                 f" · model {analysis.model} · detector {analysis.detector}"
             )
             count = len(analysis.faces)
             st.text(f"{count} face{'s' if count != 1 else ''}: {_face_summary(analysis.faces)}")
         with actions:
+            if st.button("Open", key=f"history_open_{analysis.id}", type="primary", width="stretch"):
+                st.query_params[DETAIL_PARAM] = str(analysis.id)
+                st.rerun()
             _downloads(the_store, user, analysis)
             if st.button("Delete", key=f"history_delete_{analysis.id}", width="stretch"):
                 st.session_state[CONFIRM_KEY] = analysis.id
@@ -171,12 +181,39 @@ def _entry(the_store, user, analysis) -> None:
             _confirm_delete(the_store, user, analysis)
 
 
+def _detail(the_store, user, analysis_id: int) -> None:
+    """One analysis whole: what the Photo or Live page showed when it ran, and every download."""
+    if st.button("← Back to your history", key="history_back"):
+        del st.query_params[DETAIL_PARAM]
+        st.rerun()
+    result = analyses.stored_analysis(the_store, user, analysis_id)
+    if result is None:
+        st.warning(f"There is no analysis #{analysis_id} in your history (deleted?). Go back to the list.")
+        return
+    report = result.report
+    heading = report["title"] or report["image"]["original_name"] or SOURCE_NAMES.get(report["source"], "")
+    st.subheader(f"#{analysis_id} · {heading}")
+    st.caption(f"{_when(report['created_at'])} · {SOURCE_NAMES.get(report['source'], '')}")
+    show_analysis(result, f"history_{analysis_id}", caption=report["image"]["original_name"] or "")
+    analysis = the_store.get_analysis(user.id, analysis_id)
+    if st.button("Delete this analysis", key=f"history_delete_{analysis_id}"):
+        st.session_state[CONFIRM_KEY] = analysis_id
+    if st.session_state.get(CONFIRM_KEY) == analysis_id:
+        _confirm_delete(the_store, user, analysis)
+
+
 def main() -> None:
     user = require_user()
     the_store = store()
     st.title("History")
     if FLASH_KEY in st.session_state:
         st.success(st.session_state.pop(FLASH_KEY))
+    opened = st.query_params.get(DETAIL_PARAM)
+    if opened is not None:
+        if opened.isdigit():
+            _detail(the_store, user, int(opened))
+            return
+        del st.query_params[DETAIL_PARAM]
     counts = the_store.count_analyses(user.id)
     columns = st.columns(4)
     for column, key in zip(columns, ("total", "photo", "snapshot", "video"), strict=True):
