@@ -278,3 +278,48 @@ def test_history_delete_needs_confirmation_and_removes_files(photos_dir, user, i
     assert get_store().get_analysis(user.id, analysis.id) is None
     assert not any(p.exists() for p in media)
     assert "deleted" in at.success[0].value and "empty" in at.info[0].value
+
+
+def test_history_detail_shows_the_analysis_whole(photos_dir, user):
+    at = _history(user, photos_dir, ["two_people.jpg"])
+    analysis = get_store().list_analyses(user.id)[0]
+    at.button(key=f"history_open_{analysis.id}").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["analysis"] == str(analysis.id)
+    said = _texts(at)
+    assert "2 faces found" in said and "Face 1" in said and "Face 2" in said and f"#{analysis.id}" in said
+    assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
+    assert len(at.get("plotly_chart")) == 3  # the plane and one bar chart per face
+    at.button(key="history_back").click()
+    at.run()
+    assert "analysis" not in at.query_params and at.button(key=f"history_open_{analysis.id}")
+
+
+def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
+    import cv2
+
+    from emotion import load_image
+    from emotion.video import process_video, write_video
+    from studio import analyses
+
+    photo = cv2.resize(load_image(photos_dir / "obama.jpg"), (192, 240))
+    frames = [np.full((240, 320, 3), 80, np.uint8) for _ in range(6)]
+    for frame in frames:
+        frame[:, 60:252] = photo
+    data = write_video(frames, tmp_path / "clip.mp4", fps=6).read_bytes()
+    video = process_video(data)
+    saved = analyses.save_analysis(
+        get_store(), user, source="video", content=data, options={"model": video.model, "detector": video.detector},
+        faces=[{**f, "index": f["track_id"]} for f in video.representative_faces], annotated=video.representative,
+        original_name="clip.mp4", media=video.mp4, frames=video.frames, labels=video.labels,
+    )  # fmt: skip
+    at = AppTest.from_file(str(PAGES / "history.py"), default_timeout=TIMEOUT)
+    at.session_state["user"] = user
+    at.query_params["analysis"] = str(saved.analysis_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("video")) == 1
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["PDF report", "JSON report", "Annotated video (mp4)", "Per-frame CSV", "Per-frame JSON"]
+    assert len(at.get("plotly_chart")) == 3  # plane, timeline, the representative frame's one face
