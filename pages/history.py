@@ -194,7 +194,7 @@ def _detail(the_store, user, analysis_id: int) -> None:
     heading = report["title"] or report["image"]["original_name"] or SOURCE_NAMES.get(report["source"], "")
     st.subheader(f"#{analysis_id} · {heading}")
     st.caption(f"{_when(report['created_at'])} · {SOURCE_NAMES.get(report['source'], '')}")
-    show_analysis(result, f"history_{analysis_id}", caption=report["image"]["original_name"] or "")
+    show_analysis(result, f"history_{analysis_id}", caption=report["image"]["original_name"] or "", saved=None)
     analysis = the_store.get_analysis(user.id, analysis_id)
     if st.button("Delete this analysis", key=f"history_delete_{analysis_id}"):
         st.session_state[CONFIRM_KEY] = analysis_id

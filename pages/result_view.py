@@ -89,8 +89,9 @@ def downloads(result: AnalysisResult, key: str) -> None:
         )  # fmt: skip
 
 
-def show_analysis(result: AnalysisResult, key: str, *, caption: str = "", saved: str = "Saved") -> None:
-    """The whole result: status, picture (or video) beside the plane, face cards, downloads."""
+def show_analysis(result: AnalysisResult, key: str, *, caption: str = "", saved: str | None = "Saved") -> None:
+    """The whole result: status (saved=None: none, as in History), picture (or video) beside the
+    plane, face cards, downloads."""
     report = result.report
     faces = result.faces
     count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
@@ -104,7 +105,8 @@ def show_analysis(result: AnalysisResult, key: str, *, caption: str = "", saved:
         )
     else:
         st.caption(f"model {report['model']} · detector {report['detector']}")
-    save_status(result, saved)
+    if saved is not None:
+        save_status(result, saved)
     picture, plane = st.columns([3, 2])
     with picture:
         if result.media is not None:

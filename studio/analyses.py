@@ -117,7 +117,7 @@ class AnalysisResult:
         ]
         stem = reports.report_filename(report, "")[:-1]
         if self.media is not None:
-            files.append(Download("Annotated video (mp4)", self.media, f"{stem}-annotated.mp4", "video/mp4"))
+            files.append(Download("Annotated video", self.media, f"{stem}-annotated.mp4", "video/mp4"))
         if self.frames:
             frames_json = json.dumps({"labels": list(self.labels), "frames": self.frames})
             files.append(Download("Per-frame CSV", self.frames_csv() or "", f"{stem}-frames.csv", "text/csv"))

@@ -114,7 +114,7 @@ def test_video_is_saved_with_its_mp4_and_frames_and_replayed(store_and_user, pho
     shown = analyses.stored_analysis(store, user, saved.analysis_id)
     assert shown.media == video.mp4 and len(shown.frames) == 8
     labels = [d.label for d in shown.downloads()]
-    assert labels == ["PDF report", "JSON report", "Annotated video (mp4)", "Per-frame CSV", "Per-frame JSON"]
+    assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
     rows = list(csv.DictReader(io.StringIO(shown.frames_csv())))
     assert len(rows) >= 6 and set(video.labels) <= set(rows[0])
     assert analyses.stored_analysis(store, store.create_user("bo", "Bo", "bo@x.org", "h"), saved.analysis_id) is None

@@ -179,7 +179,7 @@ def test_history_detail_plays_the_video_and_offers_every_download(page, studio, 
     )  # fmt: skip
     page.get_by_role("link", name="History").first.click()
     page.get_by_role("heading", name="History").wait_for()
-    page.get_by_role("button", name="Open", exact=True).first.click()
+    page.locator(f".st-key-history_open_{saved.analysis_id} button").click()  # (selectboxes have "Open" too)
     page.get_by_text(f"#{saved.analysis_id} · Video clip.mp4").wait_for()
     player = page.locator("video").first
     player.wait_for()
@@ -191,7 +191,7 @@ def test_history_detail_plays_the_video_and_offers_every_download(page, studio, 
     page.get_by_text("Emotion per face over time").first.wait_for()
     shots = screenshot_dir(tmp_path)
     page.screenshot(path=str(shots / "history_video_detail.png"), full_page=True)
-    mp4 = _download(page, "Annotated video (mp4)")
+    mp4 = _download(page, "Annotated video")
     rows = list(csv.DictReader(io.StringIO(_download(page, "Per-frame CSV").decode())))
     pdf = _download(page, "PDF report")
     assert mp4 == video.mp4 and pdf.startswith(b"%PDF-")

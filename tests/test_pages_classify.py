@@ -321,5 +321,5 @@ def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("video")) == 1
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["PDF report", "JSON report", "Annotated video (mp4)", "Per-frame CSV", "Per-frame JSON"]
+    assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
     assert len(at.get("plotly_chart")) == 3  # plane, timeline, the representative frame's one face
