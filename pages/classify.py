@@ -114,8 +114,12 @@ def show_batch(batch: dict) -> None:
         if not isinstance(outcome, AnalysisResult):
             show_error(f"{name}: {outcome}")
     rows = batch_rows(items)
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch")
+    found = [r for r in rows if r["face"] is not None]
+    if found:  # one row per face; photos without a face are named below (no empty cells in the table)
+        st.dataframe(pd.DataFrame(found).drop(columns="error"), hide_index=True, width="stretch")
+    faceless = [n for n, r in good if not r.faces]
+    if faceless:
+        st.caption("No face found in " + ", ".join(md_escape(n) for n in faceless) + " (not saved).")
     st.markdown("**Gallery**")
     columns = st.columns(3)
     for i, (name, result) in enumerate(good):
