@@ -158,7 +158,7 @@ def annotate(
     height, width = canvas.shape[:2]
     scale = max(height, width) / 800
     line = thickness or max(2, int(round(2 * scale)))
-    font_scale = max(0.5, 0.65 * scale)
+    font_scale = max(0.5, 0.8 * scale)
     weight = max(1, int(round(1.6 * scale)))
     font = cv2.FONT_HERSHEY_SIMPLEX
     if numbers is True:
