@@ -4,9 +4,6 @@ side; saved once to the user's history (studio.analyses), PDF and JSON downloads
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import uuid
 
@@ -71,33 +68,6 @@ def _analyze_batch(files: list, options: dict, user, signature) -> None:
     st.session_state[BATCH_KEY] = {"key": uuid.uuid4().hex, "input": signature, "items": items}
 
 
-def batch_rows(items: list) -> list[dict]:
-    """One row per face (or per photo without a face, or with an error) of a batch."""
-    rows = []
-    for name, outcome in items:
-        if not isinstance(outcome, AnalysisResult):
-            rows.append({"file": name, "analysis": None, "face": None, "label": None, "confidence": None,
-                         "error": outcome})  # fmt: skip
-            continue
-        for face in outcome.faces or [None]:
-            rows.append({
-                "file": name, "analysis": outcome.analysis_id, "face": face and face["index"],
-                "label": face and face["label"], "confidence": face and round(face["confidence"], 4),
-                "error": None if face else "no face found",
-                **({k: round(v, 4) for k, v in face["scores"].items()} if face else {}),
-            })  # fmt: skip
-    return rows
-
-
-def _csv(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def show_batch(batch: dict) -> None:
     """Results table, gallery of the annotated photos, one CSV and one JSON for the whole batch."""
     items = batch["items"]
@@ -113,7 +83,7 @@ def show_batch(batch: dict) -> None:
     for name, outcome in items:
         if not isinstance(outcome, AnalysisResult):
             show_error(f"{name}: {outcome}")
-    rows = batch_rows(items)
+    rows = analyses.batch_rows(items)
     found = [r for r in rows if r["face"] is not None]
     if found:  # one row per face; photos without a face are named below (no empty cells in the table)
         st.dataframe(pd.DataFrame(found).drop(columns="error"), hide_index=True, width="stretch")
@@ -125,11 +95,10 @@ def show_batch(batch: dict) -> None:
     for i, (name, result) in enumerate(good):
         summary = ", ".join(f"{f['index']} {f['label']}" for f in result.faces) or "no face"
         columns[i % 3].image(result.annotated_png, caption=md_escape(f"{name}: {summary}"), width="stretch")
-    documents = [{"file": n, "report": r.report} for n, r in good]
     left, right = st.columns(2)
-    left.download_button("Batch CSV (one row per face)", _csv(rows), "emotion-batch.csv", "text/csv",
+    left.download_button("Batch CSV (one row per face)", analyses.batch_csv(rows), "emotion-batch.csv", "text/csv",
                          key=f"batch_csv_{batch['key']}", on_click="ignore", width="stretch")  # fmt: skip
-    right.download_button("Batch JSON (every report)", json.dumps({"photos": documents}, indent=2, ensure_ascii=False),
+    right.download_button("Batch JSON (every report)", analyses.batch_json(items),
                           "emotion-batch.json", "application/json", key=f"batch_json_{batch['key']}",
                           on_click="ignore", width="stretch")  # fmt: skip
 

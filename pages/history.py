@@ -138,10 +138,11 @@ def _confirm_delete(the_store, user, analysis) -> None:
 
 def _downloads(the_store, user, analysis) -> None:
     """PDF and JSON, built only when clicked (deferred downloads run outside the script)."""
+    timezone = browser_timezone()  # read now: the deferred builders run without the script's context
 
     def pdf() -> bytes:
-        made = reports.stored_reports(the_store, user.id, analysis.id, user.username)
-        return made[1] if made else b""
+        shown = analyses.stored_analysis(the_store, user, analysis.id)
+        return shown.pdf(timezone=timezone) if shown else b""
 
     def document() -> bytes:
         report = reports.report_for_analysis(analysis, user.username)

@@ -14,7 +14,9 @@ here imports streamlit.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import sqlite3
@@ -292,6 +294,45 @@ def compare_models(result: AnalysisResult, other_model: str, tta: bool = False) 
         for face, other in zip(result.faces, theirs, strict=True)
     ]
     return ModelComparison((result.report["model"], other_model), rows)
+
+
+def batch_rows(items: Sequence[tuple[str, AnalysisResult | str]]) -> list[dict]:
+    """One row per face of a batch [(file name, result or error message)]: file, analysis id, face
+    number, label, confidence, error and one column per label; a photo without a face (or that could
+    not be read) gets one row with its error."""
+    rows = []
+    for name, outcome in items:
+        if not isinstance(outcome, AnalysisResult):
+            rows.append({"file": name, "analysis": None, "face": None, "label": None, "confidence": None,
+                         "error": outcome})  # fmt: skip
+            continue
+        for face in outcome.faces or [None]:
+            rows.append({
+                "file": name, "analysis": outcome.analysis_id, "face": face and face["index"],
+                "label": face and face["label"], "confidence": face and round(face["confidence"], 4),
+                "error": None if face else "no face found",
+                **({k: round(v, 4) for k, v in face["scores"].items()} if face else {}),
+            })  # fmt: skip
+    return rows
+
+
+def batch_csv(rows: list[dict]) -> str:
+    """batch_rows as CSV (empty cells for what a row has not)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def batch_json(items: Sequence[tuple[str, AnalysisResult | str]]) -> str:
+    """{"photos": [{"file", "report"} | {"file", "error"}]}: every report of a batch in one document."""
+    photos = []
+    for name, outcome in items:
+        kept = {"report": outcome.report} if isinstance(outcome, AnalysisResult) else {"error": outcome}
+        photos.append({"file": name, **kept})
+    return json.dumps({"photos": photos}, indent=2, ensure_ascii=False)
 
 
 def stored_analysis(store: Any, user: Any, analysis_id: int) -> AnalysisResult | None:

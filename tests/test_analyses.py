@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 
 import cv2
@@ -151,3 +152,22 @@ def test_pdf_has_human_dates_plane_gradcam_and_page_numbers(store_and_user, phot
     assert reports.human_time("2026-11-28T20:18:01.213270+00:00") == "28 Nov 2026, 20:18 UTC"
     assert reports.human_time("2026-11-28T20:18:01+00:00", "Europe/Paris") == "28 Nov 2026, 21:18 CET"
     assert reports.human_time("2026-11-28T20:18:01+00:00", "Not/AZone") == "28 Nov 2026, 20:18 UTC"
+
+
+def test_batch_table_csv_and_json(store_and_user, photos_dir):
+    store, user = store_and_user
+    options = {**OPTIONS, "model": emotion.default_model_name()}
+    items = [
+        (n, analyses.analyze_photo(store, user, (photos_dir / n).read_bytes(), name=n, source="photo", options=options))
+        for n in ("two_people.jpg", "obama.jpg")
+    ]
+    items.append(("notes.jpg", "This file cannot be analysed: not an image"))
+    rows = analyses.batch_rows(items)
+    assert [(r["file"], r["face"]) for r in rows] == [("two_people.jpg", 1), ("two_people.jpg", 2),
+                                                      ("obama.jpg", 1), ("notes.jpg", None)]  # fmt: skip
+    table = list(csv.DictReader(io.StringIO(analyses.batch_csv(rows))))
+    assert table[-1]["error"].startswith("This file") and table[-1]["label"] == "" and "happy" in table[0]
+    document = json.loads(analyses.batch_json(items))
+    assert [p["file"] for p in document["photos"]] == ["two_people.jpg", "obama.jpg", "notes.jpg"]
+    assert document["photos"][0]["report"]["face_count"] == 2 and "error" in document["photos"][2]
+    assert len(store.list_analyses(user.id)) == 2
