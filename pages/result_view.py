@@ -10,8 +10,8 @@ import logging
 import streamlit as st
 
 from emotion import explain
-from pages.common import md_escape, show_error
-from studio import figures
+from pages.common import md_escape, require_user, show_error, store
+from studio import analyses, figures
 from studio.analyses import AnalysisResult
 
 log = logging.getLogger(__name__)
@@ -33,15 +33,16 @@ def gradcam_overlays(key: str) -> dict:
 
 
 def _explanation(result: AnalysisResult, face: dict, key: str) -> None:
-    """Grad-CAM of one face, computed once per result and face and kept in the session."""
+    """Grad-CAM of one face, computed once per result and face, kept in the session and with the
+    saved analysis (History shows it and its PDF has it)."""
     cache = st.session_state.setdefault(GRADCAM_KEY, {})
     cache_key = (key, face["index"])
     if cache_key not in cache:
         with st.spinner("Computing Grad-CAM…"):
             try:
-                cache[cache_key] = explain.gradcam_overlay(
-                    result.image, face["box"], result.report["model"], face["label"]
-                )
+                model = result.report["model"]
+                cache[cache_key] = explain.gradcam_overlay(result.image, face["box"], model, face["label"])
+                analyses.keep_gradcam(store(), require_user(), result, face["index"], cache[cache_key])
             except explain.ExplainError as error:
                 cache[cache_key] = str(error)
     overlay = cache[cache_key]
@@ -75,7 +76,10 @@ def face_cards(result: AnalysisResult, key: str, *, explainable: bool) -> None:
             thumb.image(result.face_thumbnail(face), width="stretch")
             title.markdown(f"#### Face {face['index']}\n{md_escape(face['label'])} ({face['confidence']:.1%})")
             st.plotly_chart(figures.probability_chart(face), key=f"bars_{key}_{face['index']}")
-            if explainable and st.toggle("Explain (Grad-CAM)", key=f"gradcam_{key}_{face['index']}"):
+            kept = result.gradcam.get(face["index"])
+            if kept is not None and not explainable:  # History: the Grad-CAM computed when it ran
+                st.image(kept, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
+            elif explainable and st.toggle("Explain (Grad-CAM)", key=f"gradcam_{key}_{face['index']}"):
                 _explanation(result, face, key)
 
 

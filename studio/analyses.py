@@ -14,6 +14,7 @@ here imports streamlit.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
@@ -69,6 +70,7 @@ class AnalysisResult:
     media: bytes | None = None
     frames: list[dict] | None = None
     labels: tuple[str, ...] = ()
+    gradcam: dict[int, np.ndarray] = field(default_factory=dict)  # face index -> Grad-CAM overlay kept
     _png: bytes | None = field(default=None, repr=False)
 
     @property
@@ -96,8 +98,10 @@ class AnalysisResult:
         return json.dumps(self.report, indent=2, ensure_ascii=False).encode()
 
     def pdf(self, gradcam: Mapping[int, np.ndarray] | None = None, timezone: str | None = None) -> bytes:
-        """The PDF report; gradcam maps a face's index to its Grad-CAM overlay (RGB) to include."""
-        return reports.pdf_report(self.report, self.annotated, gradcam=gradcam, timezone=timezone)
+        """The PDF report with the Grad-CAM overlays (RGB, by face index) kept with the analysis and
+        those in `gradcam`."""
+        overlays = {**self.gradcam, **(gradcam or {})}
+        return reports.pdf_report(self.report, self.annotated, gradcam=overlays, timezone=timezone)
 
     def frames_csv(self) -> str | None:
         return frames_to_csv(self.frames, self.labels) if self.frames else None
@@ -335,6 +339,30 @@ def batch_json(items: Sequence[tuple[str, AnalysisResult | str]]) -> str:
     return json.dumps({"photos": photos}, indent=2, ensure_ascii=False)
 
 
+def keep_gradcam(store: Any, user: Any, result: AnalysisResult, index: int, overlay: np.ndarray) -> None:
+    """Keep a face's Grad-CAM overlay (RGB (h, w, 3)) with the result and, when saved, with the stored
+    analysis, so that History shows it and puts it in the PDF. A failed write is logged only: the
+    overlay is still on screen and in this session's PDF."""
+    result.gradcam[int(index)] = overlay
+    if result.analysis_id is None:
+        return
+    encoded = {str(k): base64.b64encode(encode_png(v)).decode() for k, v in result.gradcam.items()}
+    try:
+        store.update_extra(user.id, result.analysis_id, {"gradcam_png": encoded})
+    except (OSError, ValueError, sqlite3.Error):
+        log.exception("keeping the Grad-CAM of analysis %s failed", result.analysis_id)
+
+
+def _stored_gradcam(extra: Mapping[str, Any]) -> dict[int, np.ndarray]:
+    kept = {}
+    for index, encoded in (extra.get("gradcam_png") or {}).items():
+        try:
+            kept[int(index)] = load_image(base64.b64decode(encoded), name="a kept Grad-CAM")
+        except ValueError:  # a damaged entry (ImageLoadError, bad base64): left out
+            log.warning("a kept Grad-CAM cannot be read")
+    return kept
+
+
 def stored_analysis(store: Any, user: Any, analysis_id: int) -> AnalysisResult | None:
     """A saved analysis as History's detail view shows it (annotated image, video and its frames),
     or None when it is not this user's."""
@@ -362,5 +390,6 @@ def stored_analysis(store: Any, user: Any, analysis_id: int) -> AnalysisResult |
         media=store.read_media(user.id, analysis_id) if analysis.has_media else None,
         frames=extra.get("frames") or None,
         labels=tuple(extra.get("labels") or ()),
+        gradcam=_stored_gradcam(extra),
         _png=png or None,
     )

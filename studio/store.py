@@ -454,6 +454,20 @@ class Store:
             rows = list(db.query(sql, [user_id, content_key]))
         return _row_to_analysis(rows[0]) if rows else None
 
+    def update_extra(self, user_id: int, analysis_id: int, changes: dict) -> bool:
+        """Merge `changes` into the extra of this user's analysis (e.g. a Grad-CAM computed later);
+        False when it is not this user's or not there."""
+        with _writing(self.path) as db:
+            row = db.execute("SELECT extra FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id])
+            found = row.fetchone()
+            if found is None:
+                return False
+            extra = {**json.loads(found[0] or "{}"), **changes}
+            db.execute(
+                "UPDATE analyses SET extra = ? WHERE id = ? AND user_id = ?", [json.dumps(extra), analysis_id, user_id]
+            )
+        return True
+
     def _read_file(self, user_id: int, analysis_id: int, column: str) -> bytes | None:
         with _reading(self.path) as db:
             row = db.execute(f"SELECT {column} FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id])

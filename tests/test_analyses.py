@@ -171,3 +171,21 @@ def test_batch_table_csv_and_json(store_and_user, photos_dir):
     assert [p["file"] for p in document["photos"]] == ["two_people.jpg", "obama.jpg", "notes.jpg"]
     assert document["photos"][0]["report"]["face_count"] == 2 and "error" in document["photos"][2]
     assert len(store.list_analyses(user.id)) == 2
+
+
+def test_a_grad_cam_is_kept_with_the_analysis_for_history_and_its_pdf(store_and_user, photos_dir):
+    store, user = store_and_user
+    options = {**OPTIONS, "model": emotion.default_model_name()}
+    data = (photos_dir / "two_people.jpg").read_bytes()
+    result = analyses.analyze_photo(store, user, data, name="p.jpg", source="photo", options=options)
+    overlay = np.zeros((40, 40, 3), np.uint8)
+    overlay[:, :, 0] = 200
+    analyses.keep_gradcam(store, user, result, 2, overlay)
+    shown = analyses.stored_analysis(store, user, result.analysis_id)
+    assert list(shown.gradcam) == [2]
+    np.testing.assert_array_equal(shown.gradcam[2], overlay)
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(shown.pdf())).pages)
+    assert "Face 2: Grad-CAM" in text and "Face 1: Grad-CAM" not in text
+    stranger = store.create_user("eve", "Eve", "eve@example.com", "hash")
+    assert not store.update_extra(stranger.id, result.analysis_id, {"gradcam_png": {}})
+    assert list(analyses.stored_analysis(store, user, result.analysis_id).gradcam) == [2]

@@ -220,6 +220,15 @@ def test_gradcam_toggle_shows_overlay(photos_dir, user):
     assert len(at.get("image")) == images_before + 1  # the Grad-CAM overlay beside the card's face thumbnail
     captions = [c for e in at.get("image") for c in e.captions]
     assert any(c.startswith("Grad-CAM for") for c in captions)
+    # Kept with the analysis: History's detail view shows it, and its PDF has it.
+    analysis_id = at.session_state["classify_result"]["result"].analysis_id
+    history = AppTest.from_file(str(PAGES / "history.py"), default_timeout=TIMEOUT)
+    history.session_state["user"] = user
+    history.query_params["analysis"] = str(analysis_id)
+    history.run()
+    assert not history.exception
+    captions = [c for e in history.get("image") for c in e.captions]
+    assert sum(c.startswith("Grad-CAM for") for c in captions) == 1
 
 
 def _history(at_user, photos_dir, names: list[str]) -> AppTest:
