@@ -1,16 +1,19 @@
 """Analysis reports: a versioned JSON document (with its JSON Schema) and a PDF built from it.
 
-The classify page, the history page, the live page and the CLI all call these functions; nothing
-here imports streamlit. `json_report` builds the document, `pdf_report` renders one (reportlab
-only: text, the annotated image, a table, one bar chart per face and a note on the model's
-measured accuracy), `report_for_analysis` rebuilds the document of a stored analysis.
+studio.analyses (behind the Photo, Live & video and History pages) and the CLI call these functions;
+nothing here imports streamlit. `json_report` builds the document, `pdf_report` renders one
+(reportlab only: dates as people write them in the reader's time zone (`human_time`), the annotated
+image, a faces table, the valence-arousal plane, one bar chart per face, Grad-CAM of the faces the
+user explained, a note on the model's measured accuracy, page numbers), `report_for_analysis`
+rebuilds the document of a stored analysis.
 
 JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_JSON_SCHEMA):
     schema_version, created_at (ISO-8601 UTC of the analysis), generated_at, user, source
     ("photo" | "snapshot" | "video"), title, image {width, height, original_name},
     model, model_info {kind, labels, description, metrics: {split, n, accuracy, macro_f1, ...} | null},
-    detector, face_count, faces [{index, box [x, y, w, h] (pixels of the image), label, confidence,
-    scores {label: probability}, valence, arousal (circumplex, -1..1, see emotion.labels)}],
+    detector, face_count, faces [{index (the number drawn on the image), box [x, y, w, h] (pixels of
+    the image), label, confidence, scores {label: probability}, valence, arousal (circumplex, -1..1,
+    see emotion.labels)}],
     summary {label_counts, mean_valence, mean_arousal}, timings {name_ms: milliseconds, name_s: seconds}.
 """
 
@@ -582,24 +585,3 @@ def pdf_report(
     story.append(Paragraph(f"Report generated {escape(human_time(report['generated_at'], timezone))}.", body))
     doc.build(story, onFirstPage=_page_number, onLaterPages=_page_number)
     return buffer.getvalue()
-
-
-def stored_reports(store: Any, user_id: int, analysis_id: int, username: str) -> tuple[dict, bytes] | None:
-    """(JSON report, PDF bytes) of a saved analysis from an studio.store.Store, or None when it is not
-    this user's. The PDF shows the saved annotated image (a grey placeholder when it has none)."""
-    from emotion.imageio import ImageLoadError, load_image
-
-    analysis = store.get_analysis(user_id, analysis_id)
-    if analysis is None:
-        return None
-    report = report_for_analysis(analysis, username)
-    png = store.read_image(user_id, analysis_id)
-    try:
-        image = load_image(png, name="the saved image") if png else None
-    except ImageLoadError:
-        image = None
-    if image is None:
-        width, height = report["image"]["width"] or 640, report["image"]["height"] or 480
-        scale = min(1.0, 800 / max(width, height))  # same aspect, few pixels
-        image = np.full((max(1, round(height * scale)), max(1, round(width * scale)), 3), 235, np.uint8)
-    return report, pdf_report(report, image)
