@@ -4,15 +4,10 @@ emotion-per-face timeline and two models side by side on the same faces."""
 
 from __future__ import annotations
 
-import math
-
 import plotly.graph_objects as go
 
 from emotion.labels import VALENCE_AROUSAL, color_for
-
-_PX_PER_UNIT = (115.0, 135.0)  # the plane's pixels per unit (x, y) at the size the pages show it
-_CHAR_PX, _TEXT_PX, _DOT_PX, _FACE_PX = 6.5, 14.0, 5.0, 13.0  # name width per letter, text height, radii
-_FACE_GAP = 2 * _FACE_PX / _PX_PER_UNIT[0]  # plane units, a face disc's diameter: closer faces are drawn apart
+from studio.plane import label_positions, spread_points
 
 
 def rgb_css(label: str) -> str:
@@ -44,84 +39,6 @@ def probability_chart(face: dict) -> go.Figure:
         showlegend=False,
     )
     return figure
-
-
-def spread_points(points: list[tuple[float, float]], gap: float = _FACE_GAP) -> list[tuple[float, float]]:
-    """Points moved apart (display only) so that no two are closer than `gap`: each point that
-    lands on an earlier one is pushed out on a small spiral around its true place."""
-    placed: list[tuple[float, float]] = []
-    for x, y in points:
-        spot, turn = (x, y), 0
-        while any(math.dist(spot, p) < gap for p in placed) and turn < 48:
-            turn += 1
-            angle, radius = turn * 2.4, gap * (0.6 + 0.12 * turn)
-            spot = (x + radius * math.cos(angle), y + radius * math.sin(angle))
-        placed.append(spot)
-    return placed
-
-
-Rect = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels, y up
-
-
-def _shifts(label: str) -> list[tuple[float, float]]:
-    """Candidate pixel offsets of a name's centre from its point: above, below, right, left, the
-    diagonals, then the same farther out (nearest first)."""
-    half_w, half_h = _CHAR_PX * len(label) / 2, _TEXT_PX / 2
-    near = []
-    for extra in (0.0, 12.0, 24.0, 36.0):
-        gap_x, gap_y = _DOT_PX + half_w + 1 + extra, _DOT_PX + half_h + 1 + extra
-        near += [(0, gap_y), (0, -gap_y), (gap_x, 0), (-gap_x, 0)]
-        near += [(gap_x, gap_y), (-gap_x, gap_y), (gap_x, -gap_y), (-gap_x, -gap_y)]
-    return near
-
-
-def _text_box(x: float, y: float, label: str, shift: tuple[float, float]) -> Rect:
-    """The pixel rectangle of `label` centred `shift` pixels away from the point (x, y)."""
-    cx, cy = x * _PX_PER_UNIT[0] + shift[0], y * _PX_PER_UNIT[1] + shift[1]
-    half_w, half_h = _CHAR_PX * len(label) / 2, _TEXT_PX / 2
-    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
-
-
-def _disc(x: float, y: float, radius: float) -> Rect:
-    px, py = x * _PX_PER_UNIT[0], y * _PX_PER_UNIT[1]
-    return px - radius, py - radius, px + radius, py + radius
-
-
-def _overlap(a: Rect, b: Rect) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def label_positions(
-    references: dict[str, tuple[float, float]], faces: list[tuple[float, float]]
-) -> dict[str, tuple[float, float]]:
-    """For each emotion's reference point, the pixel offset of its name (from _shifts) whose box
-    overlaps least with the face discs, the points and the names placed before it, and stays in the
-    plane, nearest first on ties: no name is printed over a face or another name."""
-    taken = [_disc(x, y, _FACE_PX) for x, y in faces] + [_disc(x, y, _DOT_PX) for x, y in references.values()]
-    edge = (-1.1 * _PX_PER_UNIT[0], -1.1 * _PX_PER_UNIT[1], 1.1 * _PX_PER_UNIT[0], 1.1 * _PX_PER_UNIT[1])
-    chosen = {}
-    for label, (x, y) in sorted(references.items(), key=lambda item: (-item[1][1], item[1][0])):
-        candidates = _shifts(label)
-
-        def cost(i: int, x: float = x, y: float = y, label: str = label, shifts=candidates) -> tuple[float, int]:
-            box = _text_box(x, y, label, shifts[i])
-            outside = (box[2] - box[0]) * (box[3] - box[1]) - _overlap(box, edge)
-            return round(sum(_overlap(box, other) for other in taken) + 2 * outside, 3), i
-
-        best = candidates[min(range(len(candidates)), key=cost)]
-        chosen[label] = best
-        taken.append(_text_box(x, y, label, best))
-    return chosen
-
-
-def overprints(references: dict[str, tuple[float, float]], faces: list[tuple[float, float]]) -> float:
-    """Pixel area where the names placed by label_positions overlap each other or a face disc (0 when
-    the plane reads cleanly)."""
-    shifts = label_positions(references, faces)
-    boxes = [_text_box(*references[k], k, shifts[k]) for k in sorted(references)]
-    discs = [_disc(x, y, _FACE_PX) for x, y in faces]
-    pairs = sum(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
-    return pairs + sum(_overlap(a, d) for a in boxes for d in discs)
 
 
 def circumplex_chart(faces: list[dict]) -> go.Figure:

@@ -396,14 +396,16 @@ def _bar_chart(face: dict, font: str):
 
 def _circumplex_drawing(faces: list[dict], font: str):
     """The valence (x) / arousal (y) plane: the emotions' reference points (small, labelled) and each
-    face as a numbered disc in its top emotion's colour; labels are nudged so that none overprints."""
+    face as a numbered disc in its top emotion's colour; names placed by studio.plane so that none is
+    printed over a face or another name."""
     from reportlab.graphics.shapes import Circle, Drawing, Group, Line, Rect, String
     from reportlab.lib import colors
     from reportlab.lib.units import cm
 
     from emotion.labels import VALENCE_AROUSAL
+    from studio.plane import PDF, label_positions, spread_points
 
-    side = 9 * cm
+    side = 9 * cm  # PDF (studio.plane) is sized for this: 127.5 points per plane unit
     left, bottom = 1.2 * cm, 1.0 * cm
     drawing = Drawing(_PAGE_WIDTH_CM * cm, side + 1.6 * cm)
 
@@ -421,21 +423,19 @@ def _circumplex_drawing(faces: list[dict], font: str):
     turned.rotate(90)
     turned.translate(bottom + side / 2, -0.7 * cm)
     drawing.add(turned)
-    taken: list[tuple[float, float]] = []  # label anchors already used: nudge a new one away from them
     shown = {k for face in faces for k in face["scores"]} or set(VALENCE_AROUSAL)
-    for label, (v, a) in VALENCE_AROUSAL.items():
-        if label not in shown:
-            continue
+    references = {k: v for k, v in VALENCE_AROUSAL.items() if k in shown}
+    spots = spread_points([(f["valence"], f["arousal"]) for f in faces], PDF.face_gap)
+    shifts = label_positions(references, spots, PDF)  # names off the faces and each other
+    for label, (v, a) in references.items():
         x, y = point(v, a)
-        drawing.add(Circle(x, y, 2.2, fillColor=_rgb(label), strokeColor=None))
-        ly = y + 4
-        while any(abs(ly - ty) < 9 and abs(x - tx) < 40 for tx, ty in taken):
-            ly -= 10
-        taken.append((x, ly))
-        drawing.add(String(x + 4, ly, label, fontName=font, fontSize=7, fillColor=colors.HexColor("#5f6368")))
-    for face in faces:
-        x, y = point(face["valence"], face["arousal"])
-        drawing.add(Circle(x, y, 7, fillColor=_rgb(face["label"]), strokeColor=colors.black, strokeWidth=0.8))
+        drawing.add(Circle(x, y, PDF.dot, fillColor=_rgb(label), strokeColor=None))
+        dx, dy = shifts[label]
+        drawing.add(String(x + dx, y + dy - PDF.text / 2 + 1.5, label, fontName=font, fontSize=7,
+                           textAnchor="middle", fillColor=colors.HexColor("#5f6368")))  # fmt: skip
+    for face, (v, a) in zip(faces, spots, strict=True):
+        x, y = point(v, a)
+        drawing.add(Circle(x, y, PDF.face, fillColor=_rgb(face["label"]), strokeColor=colors.black, strokeWidth=0.8))
         drawing.add(String(x, y - 3, str(face["index"]), fontName=font, fontSize=8, textAnchor="middle"))
     legend = "Faces by number (disc colour: top emotion); small dots: where each emotion sits."
     drawing.add(String(left + side + 0.5 * cm, bottom + side - 0.3 * cm, legend[:44], fontName=font, fontSize=7.5))

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from emotion.labels import FER2013_LABELS, VALENCE_AROUSAL
-from studio import figures
+from studio import figures, plane
 
 REFERENCES = {k: VALENCE_AROUSAL[k] for k in FER2013_LABELS}
 
@@ -29,15 +29,16 @@ def _face(index: int, label: str, valence: float, arousal: float) -> dict:
     [[], [(0.0, 0.0)], [(0.0, 0.0)] * 4, [(-0.55, 0.6), (-0.6, 0.58)], [(0.81, 0.51)], [(0.05, 0.1), (0.5, 0.4)]],
 )
 def test_names_never_overprint_faces_or_each_other(points):
-    faces = figures.spread_points(points)
-    assert figures.overprints(REFERENCES, faces) == 0
-    assert figures.overprints(VALENCE_AROUSAL, faces) == 0  # the larger label set of folder datasets too
+    for scale in (plane.WEB, plane.PDF):
+        faces = plane.spread_points(points, scale.face_gap)
+        assert plane.overprints(REFERENCES, faces, scale) == 0
+        assert plane.overprints(VALENCE_AROUSAL, faces, scale) == 0  # the larger label set of folder datasets
 
 
 def test_faces_on_one_spot_are_drawn_apart_near_their_place():
-    spread = figures.spread_points([(0.0, 0.0)] * 5 + [(0.5, 0.5)])
+    spread = plane.spread_points([(0.0, 0.0)] * 5 + [(0.5, 0.5)])
     for a, b in itertools.combinations(spread, 2):
-        assert math.dist(a, b) >= figures._FACE_GAP - 1e-9
+        assert math.dist(a, b) >= plane.WEB.face_gap - 1e-9
     assert spread[0] == (0.0, 0.0) and spread[-1] == (0.5, 0.5)
     assert all(math.dist(p, (0, 0)) < 0.5 for p in spread[:5])
 
