@@ -200,8 +200,10 @@ def main() -> None:
             st.session_state[GRADCAM_KEY] = {}
     if st.button("Analyze", type="primary", disabled=not files, key="classify_analyze"):
         kept = st.session_state.get(RESULT_KEY)
-        unchanged = kept is not None and kept.get("options") == options and len(files) == 1
-        if len(files) == 1 and not unchanged:  # the same input and options: the result on screen stands
+        unchanged = (  # the same input and options, saved (a failed save is tried again)
+            kept is not None and kept.get("options") == options and len(files) == 1 and not kept["result"].save_error
+        )
+        if len(files) == 1 and not unchanged:  # else the result on screen stands
             name = files[0].name if source == "photo" else None
             _analyze_and_keep(files[0].getvalue(), name, source, options, user, signature)
             if RESULT_KEY in st.session_state:
