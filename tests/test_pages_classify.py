@@ -332,3 +332,25 @@ def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
     assert len(at.get("plotly_chart")) == 3  # plane, timeline, the representative frame's one face
+
+
+def test_a_failed_save_keeps_the_result_on_screen_and_analyze_retries(photos_dir, user, monkeypatch):
+    import sqlite3
+
+    from studio.store import Store
+
+    original = Store.add_analysis
+
+    def locked(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "add_analysis", locked)
+    at = _page("classify.py", user)
+    _upload(at, "obama.jpg", (photos_dir / "obama.jpg").read_bytes())
+    message = html.unescape(at.error[0].value).replace("\u2060", "")
+    assert "could not be saved" in message and "still shown here" in message
+    assert "1 face found" in _texts(at) and len(at.get("download_button")) == 2 and _counter(at) == 0
+    monkeypatch.setattr(Store, "add_analysis", original)
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.error and "Saved to your history" in _texts(at) and _counter(at) == 1
