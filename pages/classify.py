@@ -29,6 +29,11 @@ def _model_label(info: emotion.ModelInfo) -> str:
     return f"{info.name} ({info.kind}, {measured})"
 
 
+def _count(n: int, word: str) -> str:
+    """ "1 face", "2 faces"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True):
     """analyses.analyze_photo with every failure turned into a message: (result, None) or (None, message)."""
     try:
@@ -73,11 +78,11 @@ def show_batch(batch: dict) -> None:
     items = batch["items"]
     good = [(n, r) for n, r in items if isinstance(r, AnalysisResult)]
     faces = sum(len(r.faces) for _, r in good)
-    st.subheader(f"{len(items)} photos: {faces} faces found")
+    st.subheader(f"{_count(len(items), 'photo')}: {_count(faces, 'face')} found")
     saved = [r for _, r in good if r.saved]
     failed = [r.save_error for _, r in good if r.save_error]
     if saved:
-        st.success(f"{len(saved)} photo(s) with faces are in your history, one entry each.")
+        st.success(f"{_count(len(saved), 'photo')} with faces in your history, one entry each.")
     for error in dict.fromkeys(failed):
         show_error(error)
     for name, outcome in items:
@@ -116,11 +121,12 @@ def show_comparison(kept: dict, other: str, tta: bool) -> None:
     disagree = comparison.disagreements
     if disagree:
         st.warning(
-            f"The models disagree on {len(disagree)} of {len(comparison.rows)} face(s): "
+            f"The models disagree on {len(disagree)} of {_count(len(comparison.rows), 'face')}: "
             + "; ".join(f"face {r['index']}: {r['label_a']} vs {r['label_b']}" for r in disagree)
         )
     else:
-        st.success(f"Both models agree on all {len(comparison.rows)} face(s).")
+        count = len(comparison.rows)
+        st.success(f"Both models agree on {'the face' if count == 1 else f'all {count} faces'}.")
     st.dataframe(
         pd.DataFrame([{
             "face": r["index"], first: f"{r['label_a']} ({r['confidence_a']:.0%})",

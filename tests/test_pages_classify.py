@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from studio import reports
+from studio import analyses, reports
 from studio.store import get_store
 
 pytestmark = pytest.mark.shared
@@ -248,7 +248,8 @@ def test_history_lists_newest_first_with_downloads(photos_dir, user):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF", "JSON", "PDF", "JSON"]
     assert len(at.get("plotly_chart")) == 1  # emotions over time
-    report, pdf = reports.stored_reports(get_store(), user.id, saved[0].id, user.username)
+    shown = analyses.stored_analysis(get_store(), user, saved[0].id)
+    report, pdf = shown.report, shown.pdf()
     assert reports.schema_errors(report) == [] and report["face_count"] == 2
     assert all(f["label"] in pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text() for f in report["faces"])
 
@@ -310,7 +311,6 @@ def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
 
     from emotion import load_image
     from emotion.video import process_video, write_video
-    from studio import analyses
 
     photo = cv2.resize(load_image(photos_dir / "obama.jpg"), (192, 240))
     frames = [np.full((240, 320, 3), 80, np.uint8) for _ in range(6)]
