@@ -207,10 +207,10 @@ def save_analysis(
             saved = store.add_analysis(
                 user.id, source=source, model=model, detector=detector, faces=numbered,
                 image_png=result.annotated_png, original_name=original_name, title=title or None,
-                media_bytes=media, media_ext="mp4" if media is not None else None,
+                media_bytes=media, media_ext="mp4" if media is not None else None, content_key=key,
                 extra={**dict(extra or {}), "image_size": list(size), "timings": dict(timings or {}),
                        "options": {k: v for k, v in options.items() if k not in ("model", "detector")},
-                       "content_key": key, **({"frames": frames, "labels": list(labels)} if frames else {})},
+                       **({"frames": frames, "labels": list(labels)} if frames else {})},
             )  # fmt: skip
         result.analysis_id = saved.id
         result.report = reports.report_for_analysis(saved, user.username)
@@ -385,7 +385,7 @@ def stored_analysis(store: Any, user: Any, analysis_id: int) -> AnalysisResult |
     return AnalysisResult(
         report=report,
         annotated=annotated,
-        content_key=str(extra.get("content_key", "")),
+        content_key=analysis.content_key or "",
         analysis_id=analysis.id,
         media=store.read_media(user.id, analysis_id) if analysis.has_media else None,
         frames=extra.get("frames") or None,

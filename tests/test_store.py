@@ -156,11 +156,11 @@ def test_migrate_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == store_module.SCHEMA_VERSION == 2
+    assert store.schema_version() == store_module.SCHEMA_VERSION == 3
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
-    assert Store(path, tmp_path / "media").schema_version() == 2  # opening again is a no-op
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+    assert Store(path, tmp_path / "media").schema_version() == 3  # opening again is a no-op
 
 
 def test_migrate_from_version_1(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
             ['[{"label": "happy"}]'],
         )
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     old = store.list_analyses(1)
     assert len(old) == 1 and old[0].title is None and old[0].extra == {} and old[0].original_name == "x.jpg"
     assert store.list_analyses(1, label="happy") == old
@@ -186,7 +186,10 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
     assert store.get_analysis(1, new.id).title == "new"
     with sqlite3.connect(path) as conn:
         indexes = [r[1] for r in conn.execute("PRAGMA index_list(analyses)")]
-    assert "idx_analyses_user_time" in indexes
+    assert "idx_analyses_user_time" in indexes and "idx_analyses_user_content" in indexes
+    assert old[0].content_key is None and store.find_analysis(1, "k") is None
+    keyed = add(store, 1, content_key="k")
+    assert store.find_analysis(1, "k").id == keyed.id and store.find_analysis(2, "k") is None
 
 
 def test_refuses_newer_schema(tmp_path: Path) -> None:
