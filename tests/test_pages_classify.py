@@ -93,6 +93,7 @@ def test_upload_each_photo(photos_dir, user, name):
     assert [a.id for a in saved] == [report["analysis_id"]] and len(saved[0].faces) == faces
 
 
+@pytest.mark.slow
 def test_repeated_analyze_saves_once_and_a_new_input_clears_the_result(photos_dir, user):
     at = _page("classify.py", user)
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
