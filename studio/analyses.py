@@ -202,6 +202,7 @@ def save_analysis(
         existing = store.find_analysis(user.id, key)
         if existing is not None:
             result.duplicate = True
+            result.gradcam = _stored_gradcam(existing.extra)  # explanations the user asked for before
             saved = existing
         else:
             saved = store.add_analysis(
