@@ -45,6 +45,8 @@ def test_annotate_numbers_faces_and_stays_pure():
     assert numbered.shape == image.shape and not np.array_equal(numbered, plain)  # "1 " drawn
     tag = numbered[:60, 20:200]  # the tag above the box: dark outline on a white photo
     assert (tag.max(axis=2) < 40).any()
+    dark = annotate(np.zeros_like(image), faces)  # on black, the tag's white outline shows
+    assert (dark[:60, 20:200].min(axis=2) > 215).any()
     with pytest.raises(ValueError):
         annotate(image, faces, numbers=[1, 2])  # one number per face
 
