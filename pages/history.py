@@ -193,7 +193,7 @@ def _detail(the_store, user, analysis_id: int) -> None:
         return
     report = result.report
     heading = report["title"] or report["image"]["original_name"] or SOURCE_NAMES.get(report["source"], "")
-    st.subheader(f"#{analysis_id} · {heading}")
+    st.subheader(f"#{analysis_id} · {md_escape(heading)}")
     st.caption(f"{_when(report['created_at'])} · {SOURCE_NAMES.get(report['source'], '')}")
     show_analysis(result, f"history_{analysis_id}", caption=report["image"]["original_name"] or "", saved=None)
     analysis = the_store.get_analysis(user.id, analysis_id)
