@@ -378,7 +378,7 @@ class FrameProcessor:
         t1 = time.perf_counter()
         faces = self._classify(rgb, tracks, settings)
         t2 = time.perf_counter()
-        annotated = annotate(rgb, [f.result for f in faces])
+        annotated = annotate(rgb, [f.result for f in faces], numbers=[f.track_id for f in faces])
         elapsed = (time.perf_counter() - started) * 1000
         self._out_times.append(time.monotonic())
         fps = self._fps()

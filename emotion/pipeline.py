@@ -1,8 +1,10 @@
-"""analyze(image) -> faces with box, label, scores and timings; annotate(image, faces) draws them."""
+"""analyze(image) -> faces with box, label, scores and timings; in_reading_order(faces) numbers them
+left to right, top to bottom; annotate(image, faces) draws them."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -116,29 +118,79 @@ def analyze(
     return results
 
 
-def annotate(image: np.ndarray, results: list[FaceResult], *, thickness: int | None = None) -> np.ndarray:
-    """A copy of an RGB image (grey is converted) with a box and "label 87%" per face, coloured per emotion."""
+def reading_order(boxes: list[Box]) -> list[int]:
+    """Indices of boxes in reading order: rows top to bottom, left to right within a row.
+
+    A box joins the current row when its vertical centre lies within half the row's first box's
+    height of that box's centre (faces side by side rarely share a top edge exactly, so rows are
+    grouped by centres rather than sorted by y alone). Independent of the detector's own order.
+    """
+    by_centre_y = sorted(range(len(boxes)), key=lambda i: (boxes[i].y + boxes[i].h / 2, boxes[i].x))
+    rows: list[list[int]] = []
+    for i in by_centre_y:
+        centre = boxes[i].y + boxes[i].h / 2
+        if rows:
+            first = boxes[rows[-1][0]]
+            if abs(centre - (first.y + first.h / 2)) <= first.h / 2:
+                rows[-1].append(i)
+                continue
+        rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda j: (boxes[j].x, boxes[j].y))]
+
+
+def in_reading_order(results: list[FaceResult]) -> list[FaceResult]:
+    """The same faces sorted by reading_order of their boxes (face 1 is the top-left one)."""
+    return [results[i] for i in reading_order([r.box for r in results])]
+
+
+def _ink_for(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with an RGB fill (relative luminance, WCAG)."""
+    channels = [c / 255 for c in color]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return (0, 0, 0) if luminance > 0.179 else (255, 255, 255)
+
+
+def annotate(
+    image: np.ndarray,
+    results: list[FaceResult],
+    *,
+    thickness: int | None = None,
+    numbers: Sequence[int] | bool = True,
+) -> np.ndarray:
+    """A copy of an RGB (H, W, 3) or grey (H, W) uint8 image with each face drawn: its box and a tag
+    "<n> label 87%" in the emotion's colour. n is the face's 1-based position in `results` (numbers=True),
+    the given number per face (a sequence, e.g. the live page's track ids) or left out (False).
+
+    Pass faces in reading order (in_reading_order) so that the numbers read left to right, top to
+    bottom whatever the detector; the cards of a page use the same positions. Line width and text
+    size follow the image's size (legible on a phone photo and a 4K frame alike); the tag is a filled
+    box with black or white ink chosen by contrast, outlined in black and white so that it stands out
+    on any background. Pure: the input is not modified. Returns RGB (H, W, 3) uint8.
+    """
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[:, :, :3].copy()
-    scale = max(canvas.shape[:2]) / 800
+    height, width = canvas.shape[:2]
+    scale = max(height, width) / 800
     line = thickness or max(2, int(round(2 * scale)))
-    font_scale = max(0.5, 0.6 * scale)
-    for r in results:
+    font_scale = max(0.5, 0.8 * scale)
+    weight = max(1, int(round(1.6 * scale)))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if numbers is True:
+        numbers = range(1, len(results) + 1)
+    tags = [f"{n} " for n in numbers] if numbers is not False else [""] * len(results)
+    for tag, r in zip(tags, results, strict=True):
         color = color_for(r.label)
         x, y, w, h = r.box.x, r.box.y, r.box.w, r.box.h
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 0, 0), line + 2)  # dark halo: visible on light skin
         cv2.rectangle(canvas, (x, y), (x + w, y + h), color, line)
-        text = f"{r.label} {r.confidence:.0%}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, line // 2))
-        top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h  # above the box, or below if no room
-        cv2.rectangle(canvas, (x, top), (x + tw + 6, top + th + base + 4), color, -1)
-        ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
-        cv2.putText(
-            canvas,
-            text,
-            (x + 3, top + th + 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            ink,
-            max(1, line // 2),
-            cv2.LINE_AA,
-        )
+        text = f"{tag}{r.label} {r.confidence:.0%}"
+        (tw, th), base = cv2.getTextSize(text, font, font_scale, weight)
+        pad = max(3, int(round(3 * scale)))
+        tag_h = th + base + 2 * pad
+        top = y - tag_h if y - tag_h >= 0 else min(y + h, height - tag_h)  # above the box, else below it
+        left = max(0, min(x, width - tw - 2 * pad))  # never cut by the right edge
+        cv2.rectangle(canvas, (left, top), (left + tw + 2 * pad, top + tag_h), color, -1)
+        cv2.rectangle(canvas, (left, top), (left + tw + 2 * pad, top + tag_h), (255, 255, 255), 1)
+        cv2.rectangle(canvas, (left - 1, top - 1), (left + tw + 2 * pad + 1, top + tag_h + 1), (0, 0, 0), 1)
+        cv2.putText(canvas, text, (left + pad, top + pad + th), font, font_scale, _ink_for(color), weight, cv2.LINE_AA)
     return canvas

@@ -42,6 +42,7 @@ from emotion.config import (
     MAX_VIDEO_FRAME_PIXELS,
     MAX_VIDEO_SECONDS,
     MAX_VIDEO_SIDE,
+    VIDEO_EXTENSIONS,
 )
 from emotion.detectors import DEFAULT_DETECTOR
 from emotion.live import FrameProcessor, LiveSettings
@@ -144,7 +145,7 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
             io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source), metadata_errors="replace"
         )
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
-        raise VideoLoadError("this file is not a video that can be read (mp4, webm or avi)") from error
+        raise VideoLoadError(f"this file is not a video that can be read ({', '.join(VIDEO_EXTENSIONS)})") from error
     if not container.streams.video:
         container.close()
         raise VideoLoadError("this file has no video track")

@@ -1,42 +1,26 @@
-"""Classify a photo: upload or camera, model and detector options, annotated result, per-face
-probabilities, valence-arousal plane, Grad-CAM, saved to the user's history, PDF and JSON downloads."""
+"""Classify a photo: upload one or several (a batch) or take a picture; model and detector options;
+numbered faces on the photo, per-face cards, valence-arousal plane, Grad-CAM, a second model side by
+side; saved once to the user's history (studio.analyses), PDF and JSON downloads. UI only."""
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
-import time
 import uuid
 
-import cv2
-import numpy as np
-import plotly.graph_objects as go
+import pandas as pd
 import streamlit as st
 
 import emotion
-from emotion import config, explain
+from emotion import config
 from emotion.detectors import DETECTOR_DESCRIPTIONS
-from emotion.imageio import encode_png
-from emotion.labels import VALENCE_AROUSAL
-from pages.common import (
-    installed_models,
-    md_escape,
-    report_downloads,
-    require_user,
-    rgb_css,
-    show_error,
-    store,
-    worker_pool,
-)
-from studio import reports
+from pages.common import installed_models, md_escape, require_user, show_error, store
+from pages.result_view import GRADCAM_KEY, show_analysis
+from studio import analyses, figures
+from studio.analyses import AnalysisResult
 
 log = logging.getLogger(__name__)
-RESULT_KEY = "classify_result"  # session_state: the last analysis, so downloads survive reruns
-GRADCAM_KEY = "classify_gradcam"  # session_state: {(result key, face index): RGB overlay}
-WHOLE_IMAGE_DETECTOR = "none"
-DISPLAY_MAX_WIDTH = 1280  # px of the picture sent to the browser: its column, twice, on a wide layout
-_LABEL_POSITIONS = {"fear": "middle left", "angry": "top right", "disgust": "bottom center"}  # neighbours apart
+RESULT_KEY = "classify_result"  # session_state: {"key", "result", "input", "upload"}: the last analysis
+BATCH_KEY = "classify_batch"  # session_state: {"key", "input", "items": [(name, AnalysisResult | error)]}
 
 
 def _model_label(info: emotion.ModelInfo) -> str:
@@ -45,314 +29,131 @@ def _model_label(info: emotion.ModelInfo) -> str:
     return f"{info.name} ({info.kind}, {measured})"
 
 
-def display_jpeg(image: np.ndarray, max_width: int = DISPLAY_MAX_WIDTH, quality: int = 85) -> bytes:
-    """What the browser gets of an RGB (H, W, 3) picture: JPEG at most `max_width` px wide (the column's
-    width on a high-density screen); a 2000 px PNG was megabytes and most of a second to encode."""
-    height, width = image.shape[:2]
-    if width > max_width:
-        image = cv2.resize(image, (max_width, max(1, round(height * max_width / width))), interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("the annotated image could not be encoded")
-    return data.tobytes()
+def _count(n: int, word: str) -> str:
+    """ "1 face", "2 faces"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def run_analysis(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> dict:
-    """Decode, analyse and annotate: what the user waits for; raises ImageLoadError.
-
-    Returns the session result: report (JSON dict, not saved yet: `save_result`), the annotated RGB
-    (H, W, 3) image and its display JPEG, the RGB (H, W, 3) image (for Grad-CAM), the upload (for a
-    whole-image retry). The PDF is built only when downloaded (`pdf_bytes`).
-    """
-    started = time.perf_counter()
-    image = emotion.load_image(data, name=name)
-    load_ms = (time.perf_counter() - started) * 1000
-    analyzed = time.perf_counter()
-    faces = emotion.analyze(
-        image, options["model"], options["detector"], options["tta"], min_face=options["min_face"], detect=detect
-    )
-    annotated = emotion.annotate(image, faces)
-    encoding = time.perf_counter()
-    display = display_jpeg(annotated)
-    timings = {
-        "decode_ms": load_ms,
-        "detect_ms": faces[0].timings["detect_ms"] if faces else (time.perf_counter() - analyzed) * 1000,
-        "classify_ms": sum(f.timings.get("classify_ms", 0.0) for f in faces),
-        "encode_ms": (time.perf_counter() - encoding) * 1000,
-        "total_ms": (time.perf_counter() - started) * 1000,
-    }
-    detector = options["detector"] if detect else WHOLE_IMAGE_DETECTOR
-    face_dicts = [f.to_dict() for f in faces]
-    size = (int(image.shape[1]), int(image.shape[0]))
-    report = reports.json_report(
-        faces=face_dicts,
-        image_size=size,
-        model=options["model"],
-        detector=detector,
-        source=source,
-        created_at=reports.utc_now(),
-        user=user.username,
-        title=options["title"] or None,
-        original_name=name,
-        timings=timings,
-    )
-    return {
-        "key": uuid.uuid4().hex,
-        "image": image,
-        "annotated": annotated,
-        "display_jpeg": display,
-        "upload": {"data": data, "name": name, "source": source},
-        "no_faces": not faces,
-        "report": report,
-        "options": {**options, "detector": detector},
-        "saved": False,
-        "pending_save": bool(faces),  # an image with no face is not kept: a whole-image analysis is offered
-    }
-
-
-def save_result(result: dict, user) -> None:
-    """Keep an analysed result in the user's history (lossless PNG and the row), once; a failure is kept
-    in result["save_error"] and the result stays shown and downloadable. Runs after the result is on screen."""
-    if not result.pop("pending_save", False):
-        return
-    options, report = result["options"], result["report"]
-    started = time.perf_counter()
+def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True):
+    """analyses.analyze_photo with every failure turned into a message: (result, None) or (None, message)."""
     try:
-        analysis = store().add_analysis(
-            user.id,
-            source=report["source"],
-            model=report["model"],
-            detector=report["detector"],
-            faces=report["faces"],
-            image_png=encode_png(result["annotated"], compress_level=1),  # 2000 px: 0.4 s instead of 1.5-2 s
-            original_name=result["upload"]["name"],
-            title=report["title"],
-            extra={
-                "image_size": [report["image"]["width"], report["image"]["height"]],
-                "timings": report["timings"],
-                "tta": options["tta"],
-                "min_face": options["min_face"],
-            },
-        )
-        result["report"] = reports.report_for_analysis(analysis, user.username)
-        result["saved"] = True
-    except (OSError, ValueError, sqlite3.Error) as error:  # results are still shown and downloadable
-        log.exception("saving an analysis failed")
-        result["save_error"] = str(error)
-    result["save_ms"] = (time.perf_counter() - started) * 1000
+        return analyses.analyze_photo(
+            store(), user, data, name=name, source=source, options=options, detect=detect
+        ), None
+    except emotion.ImageLoadError as error:
+        return None, f"This file cannot be analysed: {error}"
+    except Exception:  # any other failure: logged with its traceback, the user gets a plain message
+        log.exception("analysis of %r failed", name)
+        return None, "Something went wrong while analysing this image. It has been logged; try another photo."
 
 
-def _saved(result: dict) -> dict:
-    """The result once its save (running in the worker pool) is over: its report has the analysis id."""
-    future = result.get("save_future")
-    if future is not None:
-        future.result()
-    return result
-
-
-def json_bytes(result: dict) -> bytes:
-    """The result's JSON report (built when downloaded)."""
-    return json.dumps(_saved(result)["report"], indent=2, ensure_ascii=False).encode()
-
-
-def pdf_bytes(result: dict) -> bytes:
-    """The result's PDF report, built on first use (a download click) and kept."""
-    _saved(result)
-    if result.get("pdf") is None:
-        result["pdf"] = reports.pdf_report(result["report"], result["annotated"])
-    return result["pdf"]
-
-
-def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True) -> None:
-    """run_analysis with a spinner; every failure becomes a message, never a traceback."""
-    st.session_state[GRADCAM_KEY] = {}  # explanations of an earlier result are not needed any more
+def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict, user, signature, **kw) -> None:
+    """One photo: analysed (spinner), kept in the session with the input it belongs to."""
     with st.spinner("Analyzing the photo…"):
-        try:
-            job = worker_pool().submit(run_analysis, data, name, source, options, user, detect=detect)
-            st.session_state[RESULT_KEY] = job.result()
-        except emotion.ImageLoadError as error:
-            st.session_state.pop(RESULT_KEY, None)
-            show_error(f"This file cannot be analysed: {error}")
-        except Exception:  # any other failure: logged with its traceback, the user gets a plain message
-            log.exception("analysis of %r failed", name)
-            st.session_state.pop(RESULT_KEY, None)
-            show_error("Something went wrong while analysing this image. It has been logged; try another photo.")
-
-
-def probability_chart(face: dict) -> go.Figure:
-    """Horizontal bars of one face's probabilities, coloured per emotion."""
-    labels = list(face["scores"])
-    values = [face["scores"][k] * 100 for k in labels]
-    figure = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=[rgb_css(k) for k in labels],
-            text=[f"{v:.1f}%" for v in values],
-            textposition="outside",
-            hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        height=60 + 28 * len(labels),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"range": [0, 110], "title": "probability (%)"},
-        yaxis={"autorange": "reversed"},
-        showlegend=False,
-    )
-    return figure
-
-
-def circumplex_chart(faces: list[dict]) -> go.Figure:
-    """Each face on the valence (x) / arousal (y) plane, with the emotions' reference points."""
-    labels = sorted({k for f in faces for k in f["scores"]} & set(VALENCE_AROUSAL))
-    figure = go.Figure(
-        go.Scatter(
-            x=[VALENCE_AROUSAL[k][0] for k in labels],
-            y=[VALENCE_AROUSAL[k][1] for k in labels],
-            mode="markers+text",
-            text=labels,
-            textposition=[_LABEL_POSITIONS.get(k, "top center") for k in labels],
-            marker={"color": [rgb_css(k) for k in labels], "size": 9, "opacity": 0.5},
-            name="emotions",
-            hoverinfo="text",
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=[f["valence"] for f in faces],
-            y=[f["arousal"] for f in faces],
-            mode="markers+text",
-            text=[f"Face {f['index']}" for f in faces],
-            textposition="bottom center",
-            name="faces",
-            marker={
-                "color": [rgb_css(f["label"]) for f in faces],
-                "size": 16,
-                "symbol": "x",
-                "line": {"width": 1, "color": "black"},
-            },
-            hovertemplate="%{text}: valence %{x:.2f}, arousal %{y:.2f}<extra></extra>",
-        )
-    )
-    axis = {"range": [-1.05, 1.05], "zeroline": True, "zerolinecolor": "#999"}
-    figure.update_layout(
-        height=380,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        showlegend=False,
-        xaxis={**axis, "title": "valence (unpleasant → pleasant)"},
-        yaxis={**axis, "title": "arousal (calm → excited)"},
-    )
-    return figure
-
-
-def _explanation(result: dict, face: dict, model: str) -> None:
-    """Grad-CAM of one face, computed once per result and face and kept in the session."""
-    cache = st.session_state.setdefault(GRADCAM_KEY, {})
-    cache_key = (result["key"], face["index"])
-    if cache_key not in cache:
-        with st.spinner("Computing Grad-CAM…"):
-            started = time.perf_counter()
-            try:
-                cache[cache_key] = explain.gradcam_overlay(result["image"], face["box"], model, face["label"])
-            except explain.ExplainError as error:
-                cache[cache_key] = str(error)
-            cache[(*cache_key, "ms")] = (time.perf_counter() - started) * 1000
-    overlay = cache[cache_key]
-    if isinstance(overlay, str):
-        st.info(f"No explanation for this model: {overlay}")
+        result, error = _analyze(data, name, source, options, user, **kw)
+    if error:
+        st.session_state.pop(RESULT_KEY, None)
+        show_error(error)
         return
+    st.session_state[RESULT_KEY] = {
+        "key": uuid.uuid4().hex, "result": result, "input": signature,
+        "upload": {"data": data, "name": name, "source": source},
+    }  # fmt: skip
+
+
+def _analyze_batch(files: list, options: dict, user, signature) -> None:
+    """Several photos, one after the other with a progress bar; a bad file gets its message, the rest go on."""
+    bar = st.progress(0.0, text="Analyzing the photos…")
+    items = []
+    for done, upload in enumerate(files, start=1):
+        result, error = _analyze(upload.getvalue(), upload.name, "photo", options, user)
+        items.append((upload.name, result if result is not None else error))
+        bar.progress(done / len(files), text=f"Analyzed {done} of {len(files)} photos")
+    bar.empty()
+    st.session_state[BATCH_KEY] = {"key": uuid.uuid4().hex, "input": signature, "items": items}
+
+
+def show_batch(batch: dict) -> None:
+    """Results table, gallery of the annotated photos, one CSV and one JSON for the whole batch."""
+    items = batch["items"]
+    good = [(n, r) for n, r in items if isinstance(r, AnalysisResult)]
+    faces = sum(len(r.faces) for _, r in good)
+    st.subheader(f"{_count(len(items), 'photo')}: {_count(faces, 'face')} found")
+    saved = [r for _, r in good if r.saved]
+    failed = [r.save_error for _, r in good if r.save_error]
+    if saved:
+        st.success(f"{_count(len(saved), 'photo')} with faces in your history, one entry each.")
+    for error in dict.fromkeys(failed):
+        show_error(error)
+    for name, outcome in items:
+        if not isinstance(outcome, AnalysisResult):
+            show_error(f"{name}: {outcome}")
+    rows = analyses.batch_rows(items)
+    found = [r for r in rows if r["face"] is not None]
+    if found:  # one row per face; photos without a face are named below (no empty cells in the table)
+        st.dataframe(pd.DataFrame(found).drop(columns="error"), hide_index=True, width="stretch")
+    faceless = [n for n, r in good if not r.faces]
+    if faceless:
+        st.caption("No face found in " + ", ".join(md_escape(n) for n in faceless) + " (not saved).")
+    st.markdown("**Gallery**")
+    columns = st.columns(3)
+    for i, (name, result) in enumerate(good):
+        summary = ", ".join(f"{f['index']} {f['label']}" for f in result.faces) or "no face"
+        columns[i % 3].image(result.annotated_png, caption=md_escape(f"{name}: {summary}"), width="stretch")
     left, right = st.columns(2)
-    left.image(explain.face_crop(result["image"], face["box"]), caption="face as classified", width="stretch")
-    right.image(overlay, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
-    st.caption(f"Grad-CAM computed in {cache[(*cache_key, 'ms')]:.0f} ms")
+    left.download_button("Batch CSV (one row per face)", analyses.batch_csv(rows), "emotion-batch.csv", "text/csv",
+                         key=f"batch_csv_{batch['key']}", on_click="ignore", width="stretch")  # fmt: skip
+    right.download_button("Batch JSON (every report)", analyses.batch_json(items),
+                          "emotion-batch.json", "application/json", key=f"batch_json_{batch['key']}",
+                          on_click="ignore", width="stretch")  # fmt: skip
 
 
-@st.fragment
-def _face_card(result: dict, face: dict, model: str) -> None:
-    """One face's bars and its Grad-CAM toggle; a fragment, so that the toggle reruns this card only (not
-    the whole page, its picture and every chart)."""
-    with st.container(border=True):
-        st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
-        st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
-        if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
-            _explanation(result, face, model)
-
-
-def _timing_caption(result: dict) -> str:
-    """The user's wait from the Analyze click's rerun to the result on the page, with its parts."""
-    report, timings = result["report"], result["report"]["timings"]
-    parts = [
-        f"decode {timings.get('decode_ms', 0):.0f} ms",
-        f"detection {timings.get('detect_ms', 0):.0f} ms",
-        f"classification {timings.get('classify_ms', 0):.0f} ms",
-        f"image for the page {timings.get('encode_ms', 0):.0f} ms",
-    ]
-    if "page_ms" in result:
-        parts.append(f"charts and page {result['page_ms']:.0f} ms")
-    waited = result.get("waited_ms", timings.get("total_ms", 0))
-    saved = f" · saved in {result['save_ms']:.0f} ms after it was shown" if "save_ms" in result else ""
-    return (
-        f"Answered in {waited:.0f} ms ({', '.join(parts)}){saved} · model {report['model']} · "
-        f"detector {report['detector']}"
-    )
-
-
-def show_result(result: dict, user=None, run_started: float | None = None) -> None:
-    """The annotated photo, per-face bars and circumplex, timings, Grad-CAM toggles and downloads.
-
-    A fresh result (run_started: when this script run began, the Analyze click) is saved to `user`'s
-    history after it is on the page, and the caption then gives the time the user waited, end to end.
-    """
-    report = result["report"]
-    faces = report["faces"]
-    if result["no_faces"]:
+def show_comparison(kept: dict, other: str, tta: bool) -> None:
+    """The same faces classified by a second model, side by side; disagreements called out."""
+    result: AnalysisResult = kept["result"]
+    cache = kept.setdefault("comparisons", {})
+    if (other, tta) not in cache:
+        with st.spinner(f"Classifying the same faces with {other}…"):
+            cache[(other, tta)] = analyses.compare_models(result, other, tta)
+    comparison = cache[(other, tta)]
+    first, second = comparison.models
+    st.markdown(f"**{first}** and **{other}** on the same faces")
+    disagree = comparison.disagreements
+    if disagree:
         st.warning(
-            "No face was found in this photo (nothing was saved). Try the other detector or a smaller minimum "
-            "face size, or classify the whole image as one face if it is a close-up."
+            f"The models disagree on {len(disagree)} of {_count(len(comparison.rows), 'face')}: "
+            + "; ".join(f"face {r['index']}: {r['label_a']} vs {r['label_b']}" for r in disagree)
         )
-        return
-    explain.warm_up(report["model"])  # in the background: a Grad-CAM click then waits for one face only
-    count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
-    st.subheader(f"{count} found")
-    caption, saved_message = st.empty(), st.empty()  # filled once the result is shown and saved
-    picture, plane = st.columns([3, 2])
-    picture.image(
-        result["display_jpeg"],
-        caption=md_escape(report["title"] or report["image"]["original_name"] or ""),
-        width="stretch",
-    )
-    with plane:
-        st.markdown("**Valence and arousal** (circumplex plane; probability-weighted)")
-        st.plotly_chart(circumplex_chart(faces), key=f"circumplex_{result['key']}")
-    columns = st.columns(min(2, len(faces)))
-    for i, face in enumerate(faces):
-        with columns[i % len(columns)]:
-            _face_card(result, face, report["model"])
-    if result.get("pending_save") and user is not None:
-        if run_started is not None:
-            result["waited_ms"] = (time.perf_counter() - run_started) * 1000
-            result["page_ms"] = result["waited_ms"] - report["timings"].get("total_ms", 0)
-        result["save_future"] = worker_pool().submit(save_result, result, user)
-    report_downloads(  # deferred: built when clicked, after the save (the report then has its id)
-        result["report"],
-        lambda: pdf_bytes(result),
-        lambda: json_bytes(result),
-        labels=("Download PDF report", "Download JSON"),
-        keys=(f"pdf_{result['key']}", f"json_{result['key']}"),
-    )
-    _saved(result).pop("save_future", None)  # the rest of the run (the messages, the counter) after the save
-    caption.caption(_timing_caption(result))
-    if result["saved"]:
-        saved_message.success(f"Saved to your history as analysis #{result['report'].get('analysis_id')}.")
-    elif "save_error" in result:
-        with saved_message.container():
-            show_error(f"The result could not be saved: {result['save_error']}")
+    else:
+        count = len(comparison.rows)
+        st.success(f"Both models agree on {'the face' if count == 1 else f'all {count} faces'}.")
+    st.dataframe(
+        pd.DataFrame([{
+            "face": r["index"], first: f"{r['label_a']} ({r['confidence_a']:.0%})",
+            second: f"{r['label_b']} ({r['confidence_b']:.0%})", "agree": "yes" if r["agree"] else "NO",
+        } for r in comparison.rows]),
+        hide_index=True, width="stretch",
+    )  # fmt: skip
+    st.plotly_chart(figures.comparison_chart(comparison.rows, comparison.models), key=f"compare_{kept['key']}")
+    for row in disagree:
+        face = next(f for f in result.faces if f["index"] == row["index"])
+        with st.container(border=True):
+            st.markdown(f"**Face {row['index']}**: {first} says {row['label_a']}, {second} says {row['label_b']}")
+            left, right = st.columns(2)
+            left.caption(first)
+            left.plotly_chart(figures.probability_chart(face), key=f"cmp_a_{kept['key']}_{row['index']}")
+            right.caption(second)
+            right.plotly_chart(
+                figures.probability_chart({"scores": row["scores_b"]}), key=f"cmp_b_{kept['key']}_{row['index']}"
+            )
+
+
+def _signature(mode: str, files: list) -> tuple:
+    """What identifies the current input: a different one clears the previous result."""
+    return (mode, tuple((getattr(f, "file_id", None), f.name, f.size) for f in files))
 
 
 def main() -> None:
-    run_started = time.perf_counter()  # an Analyze click's wait starts with this run
     user = require_user()
     st.title("Classify a photo")
     counter = st.empty()
@@ -376,36 +177,71 @@ def main() -> None:
         )
         tta = st.checkbox("Test-time augmentation (average with the mirrored face)", key="classify_tta")
         min_face = st.slider("Minimum face size (pixels)", 12, 300, 24, step=4, key="classify_min_face")
+        other = st.selectbox(
+            "Compare with a second model (same faces, side by side)",
+            [None, *(n for n in names if n != model)],
+            format_func=lambda n: "no comparison" if n is None else _model_label(models[names.index(n)]),
+            key="classify_compare",
+        )
     title = st.text_input("Title or note (optional, kept with the analysis)", max_chars=200, key="classify_title")
     options = {"model": model, "detector": detector, "tta": tta, "min_face": int(min_face), "title": title.strip()}
 
-    mode = st.radio("Photo", ["Upload a file", "Take a picture"], horizontal=True, key="classify_mode")
-    if mode == "Upload a file":
-        upload = st.file_uploader(
-            "Photo (JPEG, PNG, WebP or BMP)",
+    mode = st.radio("Photo", ["Upload photos", "Take a picture"], horizontal=True, key="classify_mode")
+    if mode == "Upload photos":
+        files = st.file_uploader(
+            "Photos (JPEG, PNG, WebP or BMP); choose several at once to analyse a batch",
             type=list(config.UPLOAD_EXTENSIONS),
             key="classify_upload",
+            accept_multiple_files=True,
             max_upload_size=config.MAX_IMAGE_BYTES // (1024 * 1024),
         )
-        source = "photo"
+        files, source = list(files or []), "photo"
     else:
-        upload = st.camera_input("Take a picture", key="classify_camera")
-        source = "snapshot"
-    if st.button("Analyze", type="primary", disabled=upload is None, key="classify_analyze"):
-        name = upload.name if source == "photo" else None
-        _analyze_and_keep(upload.getvalue(), name, source, options, user)
+        picture = st.camera_input("Take a picture", key="classify_camera")
+        files, source = ([picture] if picture is not None else []), "snapshot"
+    signature = _signature(mode, files)
+    for key in (RESULT_KEY, BATCH_KEY):  # a new input (or another mode) clears the old result
+        if key in st.session_state and st.session_state[key]["input"] != signature:
+            del st.session_state[key]
+            st.session_state[GRADCAM_KEY] = {}
+    if st.button("Analyze", type="primary", disabled=not files, key="classify_analyze"):
+        kept = st.session_state.get(RESULT_KEY)
+        unchanged = (  # the same input and options, saved (a failed save is tried again)
+            kept is not None and kept.get("options") == options and len(files) == 1 and not kept["result"].save_error
+        )
+        if len(files) == 1 and not unchanged:  # else the result on screen stands
+            name = files[0].name if source == "photo" else None
+            _analyze_and_keep(files[0].getvalue(), name, source, options, user, signature)
+            if RESULT_KEY in st.session_state:
+                st.session_state[RESULT_KEY]["options"] = options
+        elif len(files) > 1:
+            st.session_state.pop(RESULT_KEY, None)
+            _analyze_batch(files, options, user, signature)
 
-    result = st.session_state.get(RESULT_KEY)
-    if result is not None and result["no_faces"]:
-        show_result(result)
-        if st.button("Classify the whole image as one face", key="classify_whole"):
-            pending = result["upload"]
-            _analyze_and_keep(pending["data"], pending["name"], pending["source"], options, user, detect=False)
-            if st.session_state.get(RESULT_KEY) is not None:
-                st.rerun()
-        result = None
-    if result is not None:
-        show_result(result, user, run_started)
+    kept = st.session_state.get(RESULT_KEY)
+    if kept is not None:
+        result: AnalysisResult = kept["result"]
+        if not result.faces:
+            st.warning(
+                "No face was found in this photo (nothing was saved). Try the other detector or a smaller minimum "
+                "face size, or classify the whole image as one face if it is a close-up."
+            )
+            if st.button("Classify the whole image as one face", key="classify_whole"):
+                pending = kept["upload"]
+                _analyze_and_keep(
+                    pending["data"], pending["name"], pending["source"], options, user, signature, detect=False
+                )
+                if st.session_state.get(RESULT_KEY) is not kept:
+                    st.rerun()
+        else:
+            report = result.report
+            show_analysis(result, kept["key"], caption=report["title"] or report["image"]["original_name"] or "")
+            if other is not None:
+                st.divider()
+                show_comparison(kept, other, tta)
+    batch = st.session_state.get(BATCH_KEY)
+    if batch is not None:
+        show_batch(batch)
     counts = store().count_analyses(user.id)
     counter.metric(
         "Your saved analyses", counts["total"], help=f"{counts['photo']} photos, {counts['snapshot']} snapshots"

@@ -1,5 +1,7 @@
 """The user's past analyses, newest first: filters, emotions over time, thumbnails, PDF/JSON
-re-downloads and deletion (with a confirmation)."""
+re-downloads and deletion (with a confirmation); "Open" shows one analysis whole (studio.analyses.
+stored_analysis): the annotated image or the annotated video playing, its faces and charts and every
+download (PDF, JSON, per-frame CSV and JSON, mp4). The open analysis is in the URL (?analysis=id)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from PIL import Image
 import emotion
 from emotion.imageio import encode_png
 from emotion.labels import DEFAULT_LABELS
-from pages.common import md_escape, report_downloads, require_user, rgb_css, store, utc_time
-from studio import reports
+from pages.common import md_escape, report_downloads, require_user, rgb_css, store
+from pages.result_view import browser_timezone, show_analysis
+from studio import analyses, reports
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -26,6 +29,14 @@ CONFIRM_KEY = "history_confirm_delete"  # session_state: id of the analysis awai
 THUMBS_KEY = "history_thumbnails"  # session_state: {analysis id: thumbnail PNG}
 FLASH_KEY = "history_flash"  # session_state: a message for the next run (after a delete)
 SOURCE_NAMES = {"photo": "Photo", "snapshot": "Webcam snapshot", "video": "Video"}
+
+
+DETAIL_PARAM = "analysis"  # query parameter: the id of the analysis shown whole
+
+
+def _when(iso: str) -> str:
+    """When an analysis ran, as people write it, in the browser's time zone ("28 Nov 2026, 20:18 UTC")."""
+    return reports.human_time(iso, browser_timezone())
 
 
 def _thumbnail(the_store, user_id: int, analysis_id: int) -> bytes | None:
@@ -118,6 +129,7 @@ def _confirm_delete(the_store, user, analysis) -> None:
         deleted = the_store.delete_analysis(user.id, analysis.id)
         st.session_state.get(THUMBS_KEY, {}).pop(analysis.id, None)
         st.session_state[FLASH_KEY] = f"Analysis #{analysis.id} " + ("deleted." if deleted else "was already gone.")
+        st.query_params.pop(DETAIL_PARAM, None)
         st.rerun()
     if no.button("Cancel", key=f"history_cancel_{analysis.id}", width="stretch"):
         st.session_state.pop(CONFIRM_KEY, None)
@@ -126,10 +138,11 @@ def _confirm_delete(the_store, user, analysis) -> None:
 
 def _downloads(the_store, user, analysis) -> None:
     """PDF and JSON, built only when clicked (deferred downloads run outside the script)."""
+    timezone = browser_timezone()  # read now: the deferred builders run without the script's context
 
     def pdf() -> bytes:
-        made = reports.stored_reports(the_store, user.id, analysis.id, user.username)
-        return made[1] if made else b""
+        shown = analyses.stored_analysis(the_store, user, analysis.id)
+        return shown.pdf(timezone=timezone) if shown else b""
 
     def document() -> bytes:
         report = reports.report_for_analysis(analysis, user.username)
@@ -152,12 +165,15 @@ def _entry(the_store, user, analysis) -> None:
             heading = analysis.title or analysis.original_name or SOURCE_NAMES.get(analysis.source, "")
             st.markdown(f"**{md_escape(heading)}**")
             st.caption(
-                f"#{analysis.id} · {utc_time(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
+                f"#{analysis.id} · {_when(analysis.created_at)} · {SOURCE_NAMES.get(analysis.source, '')}"
                 f" · model {analysis.model} · detector {analysis.detector}"
             )
             count = len(analysis.faces)
             st.text(f"{count} face{'s' if count != 1 else ''}: {_face_summary(analysis.faces)}")
         with actions:
+            if st.button("Open", key=f"history_open_{analysis.id}", type="primary", width="stretch"):
+                st.query_params[DETAIL_PARAM] = str(analysis.id)
+                st.rerun()
             _downloads(the_store, user, analysis)
             if st.button("Delete", key=f"history_delete_{analysis.id}", width="stretch"):
                 st.session_state[CONFIRM_KEY] = analysis.id
@@ -166,12 +182,39 @@ def _entry(the_store, user, analysis) -> None:
             _confirm_delete(the_store, user, analysis)
 
 
+def _detail(the_store, user, analysis_id: int) -> None:
+    """One analysis whole: what the Photo or Live page showed when it ran, and every download."""
+    if st.button("← Back to your history", key="history_back"):
+        del st.query_params[DETAIL_PARAM]
+        st.rerun()
+    result = analyses.stored_analysis(the_store, user, analysis_id)
+    if result is None:
+        st.warning(f"There is no analysis #{analysis_id} in your history (deleted?). Go back to the list.")
+        return
+    report = result.report
+    heading = report["title"] or report["image"]["original_name"] or SOURCE_NAMES.get(report["source"], "")
+    st.subheader(f"#{analysis_id} · {md_escape(heading)}")
+    st.caption(f"{_when(report['created_at'])} · {SOURCE_NAMES.get(report['source'], '')}")
+    show_analysis(result, f"history_{analysis_id}", caption=report["image"]["original_name"] or "", saved=None)
+    analysis = the_store.get_analysis(user.id, analysis_id)
+    if st.button("Delete this analysis", key=f"history_delete_{analysis_id}"):
+        st.session_state[CONFIRM_KEY] = analysis_id
+    if st.session_state.get(CONFIRM_KEY) == analysis_id:
+        _confirm_delete(the_store, user, analysis)
+
+
 def main() -> None:
     user = require_user()
     the_store = store()
     st.title("History")
     if FLASH_KEY in st.session_state:
         st.success(st.session_state.pop(FLASH_KEY))
+    opened = st.query_params.get(DETAIL_PARAM)
+    if opened is not None:
+        if opened.isdigit():
+            _detail(the_store, user, int(opened))
+            return
+        del st.query_params[DETAIL_PARAM]
     counts = the_store.count_analyses(user.id)
     columns = st.columns(4)
     for column, key in zip(columns, ("total", "photo", "snapshot", "video"), strict=True):

@@ -3,9 +3,9 @@ frame pipeline is emotion.live.FrameProcessor, files go through emotion.video.pr
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+import uuid
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,23 +15,18 @@ import emotion
 from emotion import config
 from emotion.config import MAX_ANALYSIS_FPS, MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_EXTENSIONS
 from emotion.detectors import DETECTOR_DESCRIPTIONS
-from emotion.imageio import encode_png
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
-from emotion.video import (
-    VideoLoadError,
-    frames_to_csv,
-    process_video,
-    timeline_rows,
-)
-from pages.common import installed_models, md_escape, report_downloads, require_user, rgb_css, show_error, store
-from studio import reports
+from emotion.video import VideoLoadError, process_video
+from pages.common import installed_models, require_user, rgb_css, show_error, store
+from pages.result_view import downloads, save_status, show_analysis
+from studio import analyses
+from studio.analyses import FACE_KEYS, AnalysisResult
 
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
 PANEL_SECONDS = 1.0  # the live panel's refresh period while the camera plays
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
-FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
 
 
 def _ice_configuration() -> dict:
@@ -118,38 +113,33 @@ def _live_panel(processor: FrameProcessor) -> None:
 
 
 def _save_snapshot(processor: FrameProcessor, user) -> None:
+    """The current clean frame and its faces, saved through studio.analyses (numbered in reading order)."""
     snap = processor.snapshot()
     if snap.clean_frame is None or snap.result is None:
         st.warning("Start the camera first: there is no frame to save yet.")
         return
     frame, result = snap.clean_frame, snap.result
     faces = [{k: f.to_dict()[k] for k in FACE_KEYS} for f in result.faces]
-    model = emotion.load(snap.settings.model).name
-    analysis = store().add_analysis(
-        user.id, source="snapshot", model=model, detector=snap.settings.detector, faces=faces,
-        image_png=encode_png(frame), title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        extra={"image_size": list(result.size), "timings": result.timings,
-               "track_ids": [f.track_id for f in result.faces],
-               "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0},
-    )  # fmt: skip
-    report = reports.report_for_analysis(analysis, user.username)
-    st.session_state[SNAPSHOT_KEY] = {
-        "id": analysis.id, "frame": frame, "report": report,
+    options = {
+        "model": emotion.load(snap.settings.model).name, "detector": snap.settings.detector,
+        "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0,
     }  # fmt: skip
+    saved = analyses.save_analysis(
+        store(), user, source="snapshot", content=frame.tobytes(), options=options, faces=faces, image=frame,
+        title=f"Webcam snapshot {time.strftime('%Y-%m-%d %H:%M:%S')}", timings=result.timings,
+        extra={"track_ids": [f.track_id for f in result.faces]},
+    )  # fmt: skip
+    st.session_state[SNAPSHOT_KEY] = {"key": uuid.uuid4().hex, "result": saved}
 
 
 def _snapshot_result() -> None:
-    saved = st.session_state.get(SNAPSHOT_KEY)
-    if not saved:
+    kept = st.session_state.get(SNAPSHOT_KEY)
+    if not kept:
         return
-    st.success(f"Snapshot saved to your history (analysis #{saved['id']}).")
-    st.image(saved["frame"], caption="Saved snapshot", width=320)
-    report = saved["report"]
-    report_downloads(
-        report, lambda: reports.pdf_report(report, saved["frame"]), json.dumps(report, indent=2),
-        labels=("PDF report", "JSON report"),
-        keys=("snap_pdf", "snap_json"), on_click="rerun",
-    )  # fmt: skip
+    result: AnalysisResult = kept["result"]
+    save_status(result, "Snapshot saved")
+    st.image(result.annotated_png, caption="Saved snapshot (faces numbered left to right)", width=320)
+    downloads(result, kept["key"])
 
 
 def webcam_tab(options: dict, user) -> None:
@@ -183,21 +173,8 @@ def webcam_tab(options: dict, user) -> None:
         st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
 
 
-def _faces_chart(frames: list[dict]) -> go.Figure:
-    figure = go.Figure()
-    rows = timeline_rows(frames)
-    for track in sorted({r["track"] for r in rows}):
-        mine = [r for r in rows if r["track"] == track]
-        figure.add_trace(
-            go.Scatter(x=[r["time"] for r in mine], y=[r["label"] for r in mine], name=track, mode="markers+lines",
-                       text=[f"{r['confidence']:.0%}" for r in mine],
-                       marker=dict(color=[rgb_css(r["label"]) for r in mine], size=7))
-        )  # fmt: skip
-    figure.update_layout(title="Emotion per face over time", xaxis_title="seconds", height=320)
-    return figure
-
-
 def _analyze_video(upload, options: dict, user) -> None:
+    """Every frame analysed (progress bar), then saved through studio.analyses with its mp4 and frames."""
     data = upload.getvalue()
     bar = st.progress(0.0, text="Analysing frames…")
 
@@ -212,25 +189,26 @@ def _analyze_video(upload, options: dict, user) -> None:
             strength=options["strength"], progress=progress,
         )  # fmt: skip
     except VideoLoadError as error:
-        show_error(str(error))
+        bar.empty()
+        show_error(f"{upload.name} cannot be analysed: {error}.")
         return
-    finally:
-        bar.empty()  # on success too: the result below says what was done
-    faces = [{k: f[k] for k in FACE_KEYS} for f in analysis.representative_faces]
-    saved = store().add_analysis(
-        user.id, source="video", model=analysis.model, detector=analysis.detector, faces=faces,
-        image_png=encode_png(analysis.representative), original_name=upload.name, title=f"Video {upload.name}",
-        media_bytes=analysis.mp4, media_ext="mp4",
-        extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames,
-               "representative_frame": analysis.representative_index, "timings": analysis.timings,
-               "tracks": analysis.tracks, "dropped_tracks": len(analysis.dropped_tracks)},
+    bar.progress(1.0, text=f"Done: {len(analysis.frames)} frames in {analysis.timings['total_s']:.1f} s")
+    faces = [{**{k: f[k] for k in FACE_KEYS}, "index": f["track_id"]} for f in analysis.representative_faces]
+    recorded = {
+        "model": analysis.model, "detector": analysis.detector,
+        "smoothing": options["strength"] if options["smoothing"] else 0.0,
+    }  # fmt: skip
+    saved = analyses.save_analysis(
+        store(), user, source="video", content=data, options=recorded, faces=faces,
+        annotated=analysis.representative, original_name=upload.name, title=f"Video {upload.name}",
+        timings=analysis.timings, media=analysis.mp4, frames=analysis.frames, labels=analysis.labels,
+        extra={"fps": analysis.fps, "representative_frame": analysis.representative_index,
+               "truncated": analysis.truncated, "tracks": analysis.tracks,
+               "dropped_tracks": len(analysis.dropped_tracks)},
     )  # fmt: skip
-    report = reports.report_for_analysis(saved, user.username)
     st.session_state[VIDEO_KEY] = {
-        "name": upload.name, "id": saved.id, "mp4": analysis.mp4, "frames": analysis.frames,
-        "csv": frames_to_csv(analysis.frames, analysis.labels), "json": analysis.to_json(), "report": report,
-        "frame": analysis.representative, "truncated": analysis.truncated,
-        "face_count": analysis.face_count, "dropped_tracks": len(analysis.dropped_tracks),
+        "key": uuid.uuid4().hex, "result": saved, "input": upload.file_id, "face_count": analysis.face_count,
+        "dropped_tracks": len(analysis.dropped_tracks),
         "notes": [*analysis.notes, f"{len(analysis.frames)} frames analysed in {analysis.timings['total_s']:.1f} s."],
     }  # fmt: skip
 
@@ -238,35 +216,27 @@ def _analyze_video(upload, options: dict, user) -> None:
 def video_tab(options: dict, user) -> None:
     st.caption(
         f"Up to {MAX_VIDEO_BYTES // 2**20} MB and {MAX_VIDEO_SECONDS:.0f} s ({', '.join(VIDEO_EXTENSIONS)}). "
-        f"Frames are analysed at up to {MAX_ANALYSIS_FPS:g} per second; the annotated video is saved to your history."
+        f"Frames are analysed at up to {MAX_ANALYSIS_FPS:g} per second; the annotated video, its per-frame CSV and "
+        "reports are saved to your history."
     )
     upload = st.file_uploader("Video file", type=list(VIDEO_EXTENSIONS), key="live_video_upload")
+    kept = st.session_state.get(VIDEO_KEY)
+    if kept and (upload is None or kept["input"] != upload.file_id):  # a new file clears the old result
+        st.session_state.pop(VIDEO_KEY)
     if upload is not None and st.button("Analyse video", type="primary"):
         _analyze_video(upload, options, user)
-    result = st.session_state.get(VIDEO_KEY)
-    if not result:
+    kept = st.session_state.get(VIDEO_KEY)
+    if not kept:
         return
-    st.success(f"{md_escape(result['name'])}: saved to your history (analysis #{result['id']}).")
+    result: AnalysisResult = kept["result"]
     st.caption(
-        f"{result['face_count']} face(s) tracked; {result['dropped_tracks']} brief or unsure detection(s) not "
+        f"{kept['face_count']} face(s) tracked; {kept['dropped_tracks']} brief or unsure detection(s) not "
         "reported (a face must be followed for half a second with a confident detector)."
     )
-    for note in result.get("notes", []):
+    for note in kept["notes"]:
         st.info(note)
-    st.video(result["mp4"], format="video/mp4")
-    st.plotly_chart(_faces_chart(result["frames"]), key="video_chart")
-    stem = result["name"].rsplit(".", 1)[0]
-    cols = st.columns(5)
-    cols[0].download_button("Annotated video", result["mp4"], f"{stem}-annotated.mp4", "video/mp4")
-    cols[1].download_button("Per-frame CSV", result["csv"], f"{stem}-frames.csv", "text/csv")
-    cols[2].download_button("Per-frame JSON", result["json"], f"{stem}-frames.json", "application/json")
-    cols[3].download_button(  # built when clicked, not on every rerun
-        "PDF report", lambda: reports.pdf_report(result["report"], result["frame"]),
-        reports.report_filename(result["report"], "pdf"), "application/pdf", on_click="ignore",
-    )  # fmt: skip
-    cols[4].download_button(
-        "JSON report", json.dumps(result["report"], indent=2), reports.report_filename(result["report"], "json")
-    )
+    name = result.report["image"]["original_name"] or ""
+    show_analysis(result, kept["key"], caption=name, saved=f"{name}: saved")
 
 
 user = require_user()

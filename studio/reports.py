@@ -1,22 +1,27 @@
 """Analysis reports: a versioned JSON document (with its JSON Schema) and a PDF built from it.
 
-The classify page, the history page, the live page and the CLI all call these functions; nothing
-here imports streamlit. `json_report` builds the document, `pdf_report` renders one (reportlab
-only: text, the annotated image, a table, one bar chart per face and a note on the model's
-measured accuracy), `report_for_analysis` rebuilds the document of a stored analysis.
+studio.analyses (behind the Photo, Live & video and History pages) and the CLI call these functions;
+nothing here imports streamlit. `json_report` builds the document, `pdf_report` renders one
+(reportlab only: dates as people write them in the reader's time zone (`human_time`), the annotated
+image, a faces table, the valence-arousal plane, one bar chart per face, Grad-CAM of the faces the
+user explained, a note on the model's measured accuracy, page numbers), `report_for_analysis`
+rebuilds the document of a stored analysis.
 
 JSON layout (version REPORT_SCHEMA_VERSION, JSON Schema draft 2020-12 in REPORT_JSON_SCHEMA):
     schema_version, created_at (ISO-8601 UTC of the analysis), generated_at, user, source
     ("photo" | "snapshot" | "video"), title, image {width, height, original_name},
     model, model_info {kind, labels, description, metrics: {split, n, accuracy, macro_f1, ...} | null},
-    detector, face_count, faces [{index, box [x, y, w, h] (pixels of the image), label, confidence,
-    scores {label: probability}, valence, arousal (circumplex, -1..1, see emotion.labels)}],
+    detector, face_count, faces [{index (the number drawn on the image), box [x, y, w, h] (pixels of
+    the image), label, confidence, scores {label: probability}, valence, arousal (circumplex, -1..1,
+    see emotion.labels)}],
     summary {label_counts, mean_valence, mean_arousal}, timings {name_ms: milliseconds, name_s: seconds}.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,7 +40,11 @@ _FACE_SCHEMA = {
     "required": ["index", "box", "label", "confidence", "scores", "valence", "arousal"],
     "additionalProperties": False,
     "properties": {
-        "index": {"type": "integer", "minimum": 1, "description": "1-based, largest face first"},
+        "index": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "1-based number drawn on the image: reading order (photos), track id (video)",
+        },
         "box": {
             "type": "array",
             "description": "[x, y, width, height] in pixels of the analysed image",
@@ -161,6 +170,25 @@ class AnalysisLike(Protocol):
     extra: dict
 
 
+def human_time(iso: str, timezone: str | None = None) -> str:
+    """An ISO-8601 time as people write it, in `timezone` (an IANA name such as the browser's
+    "Europe/Paris"; UTC when None or unknown): "28 Nov 2026, 20:18 UTC"."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    moment = dt.datetime.fromisoformat(iso)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    zone: dt.tzinfo = dt.UTC
+    if timezone and timezone != "UTC":
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = dt.UTC
+    local = moment.astimezone(zone)
+    name = "UTC" if zone is dt.UTC else (local.tzname() or timezone)
+    return f"{local.day} {local:%b %Y, %H:%M} {name}"
+
+
 def model_summary(model: str) -> dict:
     """kind, labels, description and the headline metrics of a registered model (metrics None when
     it has no metrics.json; everything empty when the model is no longer registered)."""
@@ -203,7 +231,7 @@ def json_report(
     timings: dict | None = None,
 ) -> dict:
     """The report document of one analysis; faces are FaceResult.to_dict() dicts, image_size (w, h)."""
-    entries = [_face_entry(i, f) for i, f in enumerate(faces, start=1)]
+    entries = [_face_entry(int(f.get("index") or i), f) for i, f in enumerate(faces, start=1)]
     counts: dict[str, int] = {}
     for face in entries:
         counts[face["label"]] = counts.get(face["label"], 0) + 1
@@ -377,6 +405,78 @@ def _bar_chart(face: dict, font: str):
     return drawing
 
 
+def _circumplex_drawing(faces: list[dict], font: str):
+    """The valence (x) / arousal (y) plane: the emotions' reference points (small, labelled) and each
+    face as a numbered disc in its top emotion's colour; names placed by studio.plane so that none is
+    printed over a face or another name."""
+    from reportlab.graphics.shapes import Circle, Drawing, Group, Line, Rect, String
+    from reportlab.lib import colors
+    from reportlab.lib.units import cm
+
+    from emotion.labels import VALENCE_AROUSAL
+    from studio.plane import PDF, label_positions, spread_points
+
+    side = 9 * cm  # PDF (studio.plane) is sized for this: 127.5 points per plane unit
+    left, bottom = 1.2 * cm, 1.0 * cm
+    drawing = Drawing(_PAGE_WIDTH_CM * cm, side + 1.6 * cm)
+
+    def point(v: float, a: float) -> tuple[float, float]:
+        return left + (v + 1) / 2 * side, bottom + (a + 1) / 2 * side
+
+    grey = colors.HexColor("#9aa0a6")
+    drawing.add(Rect(left, bottom, side, side, strokeColor=grey, fillColor=None, strokeWidth=0.6))
+    drawing.add(Line(*point(-1, 0), *point(1, 0), strokeColor=grey, strokeWidth=0.5))
+    drawing.add(Line(*point(0, -1), *point(0, 1), strokeColor=grey, strokeWidth=0.5))
+    drawing.add(String(left + side / 2, 0.35 * cm, "valence (unpleasant to pleasant)", fontName=font, fontSize=8,
+                       textAnchor="middle"))  # fmt: skip
+    axis_label = String(0, 0, "arousal (calm to excited)", fontName=font, fontSize=8, textAnchor="middle")
+    turned = Group(axis_label)
+    turned.rotate(90)
+    turned.translate(bottom + side / 2, -0.7 * cm)
+    drawing.add(turned)
+    shown = {k for face in faces for k in face["scores"]} or set(VALENCE_AROUSAL)
+    references = {k: v for k, v in VALENCE_AROUSAL.items() if k in shown}
+    spots = spread_points([(f["valence"], f["arousal"]) for f in faces], PDF.face_gap)
+    shifts = label_positions(references, spots, PDF)  # names off the faces and each other
+    for label, (v, a) in references.items():
+        x, y = point(v, a)
+        drawing.add(Circle(x, y, PDF.dot, fillColor=_rgb(label), strokeColor=None))
+        dx, dy = shifts[label]
+        drawing.add(String(x + dx, y + dy - PDF.text / 2 + 1.5, label, fontName=font, fontSize=7,
+                           textAnchor="middle", fillColor=colors.HexColor("#5f6368")))  # fmt: skip
+    for face, (v, a) in zip(faces, spots, strict=True):
+        x, y = point(v, a)
+        drawing.add(Circle(x, y, PDF.face, fillColor=_rgb(face["label"]), strokeColor=colors.black, strokeWidth=0.8))
+        drawing.add(String(x, y - 3, str(face["index"]), fontName=font, fontSize=8, textAnchor="middle"))
+    legend = "Faces by number (disc colour: top emotion); small dots: where each emotion sits."
+    drawing.add(String(left + side + 0.5 * cm, bottom + side - 0.3 * cm, legend[:44], fontName=font, fontSize=7.5))
+    drawing.add(String(left + side + 0.5 * cm, bottom + side - 0.75 * cm, legend[44:].strip(), fontName=font,
+                       fontSize=7.5))  # fmt: skip
+    return drawing
+
+
+def _gradcam_row(face: dict, overlay: np.ndarray, font: str):
+    """Grad-CAM of one face (its overlay, RGB (h, w, 3)) with a caption."""
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Table
+
+    caption = f"Face {face['index']}: Grad-CAM for \u201c{face['label']}\u201d (red: most influential)"
+    picture = _image_flowable(overlay, max_height_cm=4.0)
+    table = Table([[picture, caption]], colWidths=[4.6 * cm, None], hAlign="LEFT")
+    table.setStyle([("FONTNAME", (0, 0), (-1, -1), font), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
+    return table
+
+
+def _page_number(canvas, doc) -> None:
+    """'Page n' at the foot of every page."""
+    from reportlab.lib.units import cm
+
+    canvas.saveState()
+    canvas.setFont("Helvetica", 8)
+    canvas.drawRightString(doc.pagesize[0] - 2 * cm, 0.8 * cm, f"Page {canvas.getPageNumber()}")
+    canvas.restoreState()
+
+
 def _format_timing(key: str, value: float) -> str:
     """ "detect_ms", 70.1 -> "detect 70 ms"; "total_s", 3.25 -> "total 3.2 s"."""
     if key.endswith("_ms"):
@@ -418,9 +518,18 @@ def _faces_table(report: dict, font: str, bold: str):
     return table
 
 
-def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
-    """A PDF of a report (see json_report) with the annotated RGB uint8 (H, W, 3) image.
+def pdf_report(
+    report: dict,
+    annotated_image: np.ndarray,
+    *,
+    gradcam: Mapping[int, np.ndarray] | None = None,
+    timezone: str | None = None,
+) -> bytes:
+    """A PDF of a report (see json_report) with the annotated RGB uint8 (H, W, 3) image, the faces
+    table, the valence-arousal plane, one bar chart per face and page numbers.
 
+    gradcam: {face index: Grad-CAM overlay RGB (h, w, 3)} for the faces the user asked to explain.
+    timezone: IANA name the dates are written in (the user's browser's; UTC when None).
     Every user-supplied string (title, original name, user) is escaped for Paragraph markup.
     """
     import io
@@ -439,7 +548,7 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
     image = report["image"]
     size = f"{image['width']}x{image['height']} px" if image.get("width") else "size not recorded"
     meta = [
-        ("Date", report["created_at"]),
+        ("Date", human_time(report["created_at"], timezone)),
         ("User", report.get("user") or "-"),
         ("Source", report["source"]),
         ("Image", f"{image.get('original_name') or 'unnamed'} ({size})"),
@@ -455,7 +564,13 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
     story += [Spacer(1, 0.3 * cm), _image_flowable(annotated_image), Spacer(1, 0.3 * cm)]
     if report["faces"]:
         story += [Paragraph("Faces", heading), _faces_table(report, font, bold), Spacer(1, 0.3 * cm)]
+        plane = _circumplex_drawing(report["faces"], font)
+        story.append(KeepTogether([Paragraph("Valence and arousal", heading), plane]))
         story += [KeepTogether(_bar_chart(face, font)) for face in report["faces"]]
+        explained = [(face, gradcam[face["index"]]) for face in report["faces"] if face["index"] in (gradcam or {})]
+        if explained:
+            rows = [_gradcam_row(face, overlay, font) for face, overlay in explained]
+            story += [KeepTogether([Paragraph("Explanations (Grad-CAM)", heading), rows[0]]), *rows[1:]]
     else:
         story.append(Paragraph("No face was found in this image.", body))
     story += [Paragraph("About the model", heading), Paragraph(escape(describe_model_accuracy(report)), body)]
@@ -478,26 +593,6 @@ def pdf_report(report: dict, annotated_image: np.ndarray) -> bytes:
         title=report.get("title") or "Facial emotion analysis",
         author=report.get("user") or "",
     )
-    doc.build(story)
+    story.append(Paragraph(f"Report generated {escape(human_time(report['generated_at'], timezone))}.", body))
+    doc.build(story, onFirstPage=_page_number, onLaterPages=_page_number)
     return buffer.getvalue()
-
-
-def stored_reports(store: Any, user_id: int, analysis_id: int, username: str) -> tuple[dict, bytes] | None:
-    """(JSON report, PDF bytes) of a saved analysis from an studio.store.Store, or None when it is not
-    this user's. The PDF shows the saved annotated image (a grey placeholder when it has none)."""
-    from emotion.imageio import ImageLoadError, load_image
-
-    analysis = store.get_analysis(user_id, analysis_id)
-    if analysis is None:
-        return None
-    report = report_for_analysis(analysis, username)
-    png = store.read_image(user_id, analysis_id)
-    try:
-        image = load_image(png, name="the saved image") if png else None
-    except ImageLoadError:
-        image = None
-    if image is None:
-        width, height = report["image"]["width"] or 640, report["image"]["height"] or 480
-        scale = min(1.0, 800 / max(width, height))  # same aspect, few pixels
-        image = np.full((max(1, round(height * scale)), max(1, round(width * scale)), 3), 235, np.uint8)
-    return report, pdf_report(report, image)

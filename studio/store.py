@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("photo", "snapshot", "video")
 MEDIA_EXTENSIONS = frozenset({"mp4", "webm", "avi", "mov", "mkv", "gif"})
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # The sweep leaves younger files alone: a writer may have written its file and not yet its row.
 SWEEP_GRACE_S = 15 * 60
 VIDEO_TMP_PREFIX = "emotion-video-"  # emotion.video's temporary folders under the system temp dir
@@ -93,6 +93,7 @@ class Analysis:
     extra: dict = field(default_factory=dict)
     has_image: bool = False
     has_media: bool = False
+    content_key: str | None = None
 
 
 def utc_now(timespec: str = "microseconds") -> str:
@@ -187,7 +188,20 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_analyses_user_time ON analyses (user_id, created_at)")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """A content key per analysis (hash of its input and options, see studio.analyses) and an index to
+    find it, so that the same analysis is saved once; NULL for analyses saved before."""
+    analyses = db.table("analyses")
+    analyses.add_column("content_key", str)
+    analyses.create_index(["user_id", "content_key"], index_name="idx_analyses_user_content")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _migration_1,
+    2: _migration_2,
+    3: _migration_3,
+    4: _migration_4,
+}
 
 
 def _schema_version(db: sqlite_utils.Database) -> int:
@@ -302,6 +316,7 @@ def _row_to_analysis(row: dict[str, Any]) -> Analysis:
         extra=json.loads(row["extra"] or "{}"),
         has_image=row["image_file"] is not None,
         has_media=row["media_file"] is not None,
+        content_key=row.get("content_key"),
     )
 
 
@@ -477,8 +492,10 @@ class Store:
         media_bytes: bytes | None = None,
         media_ext: str | None = None,
         extra: dict | None = None,
+        content_key: str | None = None,
     ) -> Analysis:
-        """Save an analysis: files first (atomically), then the row; files are removed if the row fails."""
+        """Save an analysis: files first (atomically), then the row; files are removed if the row fails.
+        content_key: what find_analysis looks it up by (studio.analyses: hash of input and options)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         ext = (media_ext or "").lower().lstrip(".")
@@ -497,7 +514,7 @@ class Store:
             row = {
                 "user_id": user_id, "created_at": utc_now(), "source": source, "model": model,
                 "detector": detector, "faces": faces_json, "image_file": image_file, "media_file": media_file,
-                "original_name": original_name, "title": title, "extra": extra_json,
+                "original_name": original_name, "title": title, "extra": extra_json, "content_key": content_key,
             }  # fmt: skip
             with _writing(self.path) as db:
                 columns = ", ".join(row)
@@ -548,6 +565,28 @@ class Store:
         with _reading(self.path) as db:
             rows = list(db.query("SELECT * FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id]))
         return _row_to_analysis(rows[0]) if rows else None
+
+    def find_analysis(self, user_id: int, content_key: str) -> Analysis | None:
+        """This user's newest analysis saved with this content_key, or None (studio.analyses keys an
+        analysis by its input's hash and options, so that it is saved once; an indexed lookup)."""
+        sql = "SELECT * FROM analyses WHERE user_id = ? AND content_key = ? ORDER BY created_at DESC, id DESC LIMIT 1"
+        with _reading(self.path) as db:
+            rows = list(db.query(sql, [user_id, content_key]))
+        return _row_to_analysis(rows[0]) if rows else None
+
+    def update_extra(self, user_id: int, analysis_id: int, changes: dict) -> bool:
+        """Merge `changes` into the extra of this user's analysis (e.g. a Grad-CAM computed later);
+        False when it is not this user's or not there."""
+        with _writing(self.path) as db:
+            row = db.execute("SELECT extra FROM analyses WHERE id = ? AND user_id = ?", [analysis_id, user_id])
+            found = row.fetchone()
+            if found is None:
+                return False
+            extra = {**json.loads(found[0] or "{}"), **changes}
+            db.execute(
+                "UPDATE analyses SET extra = ? WHERE id = ? AND user_id = ?", [json.dumps(extra), analysis_id, user_id]
+            )
+        return True
 
     def _read_file(self, user_id: int, analysis_id: int, column: str) -> bytes | None:
         with _reading(self.path) as db:

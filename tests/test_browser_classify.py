@@ -51,9 +51,9 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
         page.get_by_text("two_people.jpg").first.wait_for()
         page.get_by_role("button", name="Analyze").click()
         page.get_by_text("2 faces found").wait_for()
-        page.get_by_text("Face 2:").wait_for()
+        page.get_by_role("heading", name="Face 2").wait_for()
         with page.expect_download() as download_info:
-            page.get_by_role("button", name="Download PDF report").click()
+            page.get_by_role("button", name="PDF report").click()
         download = download_info.value
         pdf = Path(download.path()).read_bytes()
         shots = screenshot_dir(tmp_path)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from studio import reports
+from studio import analyses, reports
 from studio.store import get_store
 
 pytestmark = pytest.mark.shared
@@ -81,16 +81,16 @@ def test_upload_each_photo(photos_dir, user, name):
     faces = EXPECTED_FACES[name]
     assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
     assert len(at.get("plotly_chart")) == faces + 1  # one bar chart per face and the circumplex
-    assert [b.label for b in at.get("download_button")] == ["Download PDF report", "Download JSON"]
+    assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
-    result = at.session_state["classify_result"]
-    report = result["report"]
+    result = at.session_state["classify_result"]["result"]
+    report = result.report
     assert reports.schema_errors(report) == []
     assert report["image"]["original_name"] == name and report["user"] == "alice" and report["source"] == "photo"
     assert report["face_count"] == faces and report["analysis_id"] > 0
-    assert result.get("pdf") is None  # built only when the download is clicked (test_pdf_is_built_only_when_asked)
-    pdf = reports.pdf_report(report, result["annotated"])
-    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert [f["index"] for f in report["faces"]] == list(range(1, faces + 1))
+    assert all(f"Face {i}" in _texts(at) for i in range(1, faces + 1))
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(result.pdf())).pages)
     for face in report["faces"]:
         assert face["label"] in text and f"{face['confidence']:.1%}" in text
     saved = get_store().list_analyses(user.id)
@@ -98,19 +98,68 @@ def test_upload_each_photo(photos_dir, user, name):
 
 
 @pytest.mark.slow
-def test_result_survives_reruns_and_counter_goes_up(photos_dir, user):
+def test_repeated_analyze_saves_once_and_a_new_input_clears_the_result(photos_dir, user):
     at = _page("classify.py", user)
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
-    first = at.session_state["classify_result"]["report"]["analysis_id"]
+    first = at.session_state["classify_result"]["result"].analysis_id
     at.text_input(key="classify_title").input("Second <b>try</b>")
     at.run()  # an unrelated rerun: the result and its downloads stay
     assert len(at.get("download_button")) == 2 and "2 faces found" in _texts(at)
+    for _ in range(3):  # the same photo with the same options: one history entry
+        at.button(key="classify_analyze").click()
+        at.run()
+    assert _counter(at) == 1 and at.session_state["classify_result"]["result"].analysis_id == first
+    at.file_uploader(key="classify_upload").set_value(("two_people.jpg", (photos_dir / "two_people.jpg").read_bytes(),
+                                                      "image/jpeg"))  # fmt: skip
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()  # the same bytes uploaded again: found in the history, not saved twice
+    assert _counter(at) == 1 and "Already in your history" in at.info[0].value
+    at.file_uploader(key="classify_upload").set_value(("obama.jpg", (photos_dir / "obama.jpg").read_bytes(),
+                                                      "image/jpeg"))  # fmt: skip
+    at.run()  # a new input: the old result is gone before Analyze
+    assert "classify_result" not in at.session_state and "faces found" not in _texts(at)
     at.button(key="classify_analyze").click()
     at.run()
     assert _counter(at) == 2
-    report = at.session_state["classify_result"]["report"]
-    assert report["analysis_id"] != first and report["title"] == "Second <b>try</b>"
-    assert get_store().get_analysis(user.id, report["analysis_id"]).title == "Second <b>try</b>"
+    at.radio(key="classify_mode").set_value("Take a picture")
+    at.run()
+    assert "classify_result" not in at.session_state and not at.get("download_button")
+
+
+def test_batch_of_photos(photos_dir, user):
+    at = _page("classify.py", user)
+    names = ["obama.jpg", "two_people.jpg", "notes.jpg"]
+    files = [(n, (photos_dir / n).read_bytes() if n != "notes.jpg" else b"not an image", "image/jpeg") for n in names]
+    at.file_uploader(key="classify_upload").set_value(files)
+    at.run()
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "3 photos: 3 faces found" in _texts(at)
+    assert _counter(at) == 2 and "notes.jpg" in html.unescape(at.error[0].value)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["obama.jpg", "two_people.jpg", "two_people.jpg"] and "error" not in table
+    assert [b.label for b in at.get("download_button")][-2:] == ["Batch CSV (one row per face)",
+                                                                 "Batch JSON (every report)"]  # fmt: skip
+
+
+def test_compare_two_models_on_the_same_faces(photos_dir, user):
+    at = _page("classify.py", user)
+    _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
+    other = next(o for o in at.selectbox(key="classify_compare").options if o != "no comparison")
+    at.selectbox(key="classify_compare").select(other)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    kept = at.session_state["classify_result"]
+    (comparison,) = kept["comparisons"].values()
+    assert [r["index"] for r in comparison.rows] == [1, 2]
+    frame = at.dataframe[0].value
+    assert list(frame["face"]) == [1, 2] and comparison.models[0] in frame.columns
+    said = _texts(at)
+    assert ("disagree" in said) == bool(comparison.disagreements) and ("agree on all" in said) != bool(
+        comparison.disagreements
+    )
 
 
 def test_pdf_is_built_only_when_asked(photos_dir, user, monkeypatch):
@@ -172,7 +221,7 @@ def test_no_face_offers_whole_image(user):
     at.run()
     assert not at.exception
     assert "1 face found" in _texts(at) and _counter(at) == 1
-    report = at.session_state["classify_result"]["report"]
+    report = at.session_state["classify_result"]["result"].report
     assert report["detector"] == "none" and report["faces"][0]["box"] == [0, 0, 300, 200]
 
 
@@ -187,7 +236,7 @@ def test_camera_snapshot(photos_dir, user):
     at.run()
     assert not at.exception
     assert "1 face found" in _texts(at)
-    assert at.session_state["classify_result"]["report"]["source"] == "snapshot"
+    assert at.session_state["classify_result"]["result"].report["source"] == "snapshot"
     assert get_store().count_analyses(user.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
 
 
@@ -200,9 +249,18 @@ def test_gradcam_toggle_shows_overlay(photos_dir, user):
     at.toggle(key=f"gradcam_{key}_2").set_value(True)
     at.run()
     assert not at.exception
-    assert len(at.get("image")) == images_before + 2  # the face crop and its Grad-CAM overlay
+    assert len(at.get("image")) == images_before + 1  # the Grad-CAM overlay beside the card's face thumbnail
     captions = [c for e in at.get("image") for c in e.captions]
     assert any(c.startswith("Grad-CAM for") for c in captions)
+    # Kept with the analysis: History's detail view shows it, and its PDF has it.
+    analysis_id = at.session_state["classify_result"]["result"].analysis_id
+    history = AppTest.from_file(str(PAGES / "history.py"), default_timeout=TIMEOUT)
+    history.session_state["user"] = user
+    history.query_params["analysis"] = str(analysis_id)
+    history.run()
+    assert not history.exception
+    captions = [c for e in history.get("image") for c in e.captions]
+    assert sum(c.startswith("Grad-CAM for") for c in captions) == 1
 
 
 def _history(at_user, photos_dir, names: list[str]) -> AppTest:
@@ -223,7 +281,8 @@ def test_history_lists_newest_first_with_downloads(photos_dir, user):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF", "JSON", "PDF", "JSON"]
     assert len(at.get("plotly_chart")) == 1  # emotions over time
-    report, pdf = reports.stored_reports(get_store(), user.id, saved[0].id, user.username)
+    shown = analyses.stored_analysis(get_store(), user, saved[0].id)
+    report, pdf = shown.report, shown.pdf()
     assert reports.schema_errors(report) == [] and report["face_count"] == 2
     assert all(f["label"] in pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text() for f in report["faces"])
 
@@ -264,3 +323,69 @@ def test_history_delete_needs_confirmation_and_removes_files(photos_dir, user, i
     assert get_store().get_analysis(user.id, analysis.id) is None
     assert not any(p.exists() for p in media)
     assert "deleted" in at.success[0].value and "empty" in at.info[0].value
+
+
+def test_history_detail_shows_the_analysis_whole(photos_dir, user):
+    at = _history(user, photos_dir, ["two_people.jpg"])
+    analysis = get_store().list_analyses(user.id)[0]
+    at.button(key=f"history_open_{analysis.id}").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["analysis"] == str(analysis.id)
+    said = _texts(at)
+    assert "2 faces found" in said and "Face 1" in said and "Face 2" in said and f"#{analysis.id}" in said
+    assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
+    assert len(at.get("plotly_chart")) == 3  # the plane and one bar chart per face
+    at.button(key="history_back").click()
+    at.run()
+    assert "analysis" not in at.query_params and at.button(key=f"history_open_{analysis.id}")
+
+
+def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
+    import cv2
+
+    from emotion import load_image
+    from emotion.video import process_video, write_video
+
+    photo = cv2.resize(load_image(photos_dir / "obama.jpg"), (192, 240))
+    frames = [np.full((240, 320, 3), 80, np.uint8) for _ in range(6)]
+    for frame in frames:
+        frame[:, 60:252] = photo
+    data = write_video(frames, tmp_path / "clip.mp4", fps=6).read_bytes()
+    video = process_video(data)
+    saved = analyses.save_analysis(
+        get_store(), user, source="video", content=data, options={"model": video.model, "detector": video.detector},
+        faces=[{**f, "index": f["track_id"]} for f in video.representative_faces], annotated=video.representative,
+        original_name="clip.mp4", media=video.mp4, frames=video.frames, labels=video.labels,
+    )  # fmt: skip
+    at = AppTest.from_file(str(PAGES / "history.py"), default_timeout=TIMEOUT)
+    at.session_state["user"] = user
+    at.query_params["analysis"] = str(saved.analysis_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("video")) == 1
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
+    assert len(at.get("plotly_chart")) == 3  # plane, timeline, the representative frame's one face
+
+
+def test_a_failed_save_keeps_the_result_on_screen_and_analyze_retries(photos_dir, user, monkeypatch):
+    import sqlite3
+
+    from studio.store import Store
+
+    original = Store.add_analysis
+
+    def locked(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "add_analysis", locked)
+    at = _page("classify.py", user)
+    _upload(at, "obama.jpg", (photos_dir / "obama.jpg").read_bytes())
+    message = html.unescape(at.error[0].value).replace("\u2060", "")
+    assert "could not be saved" in message and "still shown here" in message
+    assert "1 face found" in _texts(at) and len(at.get("download_button")) == 2 and _counter(at) == 0
+    monkeypatch.setattr(Store, "add_analysis", original)
+    at.button(key="classify_analyze").click()
+    at.run()
+    assert not at.error and "Saved to your history" in _texts(at) and _counter(at) == 1

@@ -15,7 +15,7 @@ from PIL import Image
 
 import emotion
 from emotion import config
-from studio import reports
+from studio import analyses, reports
 from studio.store import get_store
 
 pytestmark = pytest.mark.shared
@@ -185,11 +185,11 @@ def test_stored_analysis_report_and_pdf(photos_dir, isolated_store):
     assert reports.schema_errors(rebuilt) == []
     assert rebuilt["analysis_id"] == saved.id and rebuilt["source"] == "video" and rebuilt["face_count"] == 2
     assert [f["label"] for f in rebuilt["faces"]] == [f["label"] for f in report["faces"]]
-    made = reports.stored_reports(store, alice.id, saved.id, "alice")
-    assert made is not None and made[0]["faces"] == rebuilt["faces"]
-    text = _pdf_text(made[1])
+    made = analyses.stored_analysis(store, alice, saved.id)
+    assert made is not None and made.report["faces"] == rebuilt["faces"]
+    text = _pdf_text(made.pdf())
     assert "total 3.2 s" in text and "clip.mp4" in text and "Clip" in text
-    assert reports.stored_reports(store, bob.id, saved.id, "bob") is None
+    assert analyses.stored_analysis(store, bob, saved.id) is None
 
 
 def test_cli_source_is_valid():

@@ -156,11 +156,11 @@ def test_migrate_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == store_module.SCHEMA_VERSION == 3
+    assert store.schema_version() == store_module.SCHEMA_VERSION == 4
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
-    assert Store(path, tmp_path / "media").schema_version() == 3  # opening again is a no-op
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4]
+    assert Store(path, tmp_path / "media").schema_version() == 4  # opening again is a no-op
 
 
 def test_migrate_from_version_1(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
             ['[{"label": "happy"}]'],
         )
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     old = store.list_analyses(1)
     assert len(old) == 1 and old[0].title is None and old[0].extra == {} and old[0].original_name == "x.jpg"
     assert store.list_analyses(1, label="happy") == old
@@ -186,7 +186,10 @@ def test_migrate_from_version_1(tmp_path: Path) -> None:
     assert store.get_analysis(1, new.id).title == "new"
     with sqlite3.connect(path) as conn:
         indexes = [r[1] for r in conn.execute("PRAGMA index_list(analyses)")]
-    assert "idx_analyses_user_time" in indexes
+    assert "idx_analyses_user_time" in indexes and "idx_analyses_user_content" in indexes
+    assert old[0].content_key is None and store.find_analysis(1, "k") is None
+    keyed = add(store, 1, content_key="k")
+    assert store.find_analysis(1, "k").id == keyed.id and store.find_analysis(2, "k") is None
 
 
 def test_migration_3_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
@@ -208,7 +211,7 @@ def test_migration_3_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
             )
         conn.execute("DELETE FROM analyses WHERE id = 3")  # under v2 the next row would get id 3 again
     store = Store(path, tmp_path / "media")
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     assert [a.id for a in store.list_analyses(2)] == [1] and store.list_analyses(2)[0].extra == {"k": 1}
     assert [a.id for a in store.list_analyses(1)] == [2] and store.list_analyses(1)[0].title == "t2"
     assert store.get_user(2).username == "user2" and store.session_version("user2") == 0

@@ -1,0 +1,130 @@
+"""How an analysis (studio.analyses.AnalysisResult) is shown, on the Photo page, the Live & video
+page and in History's detail view: save status, the annotated image or video, the valence-arousal
+plane, one card per face (its number as drawn on the image, a crop thumbnail, probabilities, Grad-CAM)
+and every download. Not a page: pages import it."""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from emotion import explain
+from pages.common import md_escape, require_user, show_error, store
+from studio import analyses, figures
+from studio.analyses import AnalysisResult
+
+log = logging.getLogger(__name__)
+GRADCAM_KEY = "gradcam_overlays"  # session_state: {(result key, face index): RGB overlay or a message}
+
+
+def browser_timezone() -> str | None:
+    """The visitor's IANA time zone as the browser reports it (None when unknown, e.g. in AppTest)."""
+    try:
+        return st.context.timezone
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def gradcam_overlays(key: str) -> dict:
+    """{face index: overlay} of the Grad-CAMs computed for result `key` in this session."""
+    cache = st.session_state.get(GRADCAM_KEY, {})
+    return {index: v for (k, index), v in cache.items() if k == key and not isinstance(v, str)}
+
+
+def _explanation(result: AnalysisResult, face: dict, key: str) -> None:
+    """Grad-CAM of one face, computed once per result and face, kept in the session and with the
+    saved analysis (History shows it and its PDF has it)."""
+    cache = st.session_state.setdefault(GRADCAM_KEY, {})
+    cache_key = (key, face["index"])
+    if cache_key not in cache:
+        with st.spinner("Computing Grad-CAM…"):
+            try:
+                model = result.report["model"]
+                cache[cache_key] = explain.gradcam_overlay(result.image, face["box"], model, face["label"])
+                analyses.keep_gradcam(store(), require_user(), result, face["index"], cache[cache_key])
+            except explain.ExplainError as error:
+                cache[cache_key] = str(error)
+    overlay = cache[cache_key]
+    if isinstance(overlay, str):
+        st.info(f"No explanation for this model: {overlay}")
+        return
+    st.image(overlay, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
+
+
+def save_status(result: AnalysisResult, saved: str = "Saved") -> None:
+    """ "<saved> to your history as analysis #n", already in the history, or why it could not be saved
+    (saved: how the success message starts, e.g. "Snapshot saved", "clip.mp4: saved")."""
+    if result.save_error:
+        show_error(result.save_error)
+    elif result.duplicate:
+        st.info(
+            f"Already in your history as analysis #{result.analysis_id} (the same input with the same options): "
+            "not saved twice."
+        )
+    elif result.saved:
+        st.success(f"{saved} to your history as analysis #{result.analysis_id}.")
+
+
+def face_cards(result: AnalysisResult, key: str, *, explainable: bool) -> None:
+    """One bordered card per face, numbered as on the image, with its crop and probability bars."""
+    faces = result.faces
+    columns = st.columns(min(2, len(faces)))
+    for i, face in enumerate(faces):
+        with columns[i % len(columns)].container(border=True):
+            thumb, title = st.columns([1, 3], vertical_alignment="center")
+            thumb.image(result.face_thumbnail(face), width="stretch")
+            title.markdown(f"#### Face {face['index']}\n{md_escape(face['label'])} ({face['confidence']:.1%})")
+            st.plotly_chart(figures.probability_chart(face), key=f"bars_{key}_{face['index']}")
+            kept = result.gradcam.get(face["index"])
+            if kept is not None and not explainable:  # History: the Grad-CAM computed when it ran
+                st.image(kept, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")
+            elif explainable and st.toggle("Explain (Grad-CAM)", key=f"gradcam_{key}_{face['index']}"):
+                _explanation(result, face, key)
+
+
+def downloads(result: AnalysisResult, key: str) -> None:
+    """Every download of the result in one row (the PDF is built when clicked, with Grad-CAMs)."""
+    files = result.downloads(gradcam=lambda: gradcam_overlays(key), timezone=browser_timezone())
+    for column, file in zip(st.columns(len(files)), files, strict=True):
+        column.download_button(
+            file.label, file.data, file_name=file.file_name, mime=file.mime, key=f"dl_{key}_{file.file_name}",
+            on_click="ignore", width="stretch",
+        )  # fmt: skip
+
+
+def show_analysis(result: AnalysisResult, key: str, *, caption: str = "", saved: str | None = "Saved") -> None:
+    """The whole result: status (saved=None: none, as in History), picture (or video) beside the
+    plane, face cards, downloads."""
+    report = result.report
+    faces = result.faces
+    count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
+    st.subheader(f"{count} found")
+    timings = report.get("timings") or {}
+    if "total_ms" in timings:
+        st.caption(
+            f"Processing time {timings.get('total_ms', 0):.0f} ms (decode {timings.get('decode_ms', 0):.0f} ms, "
+            f"detection {timings.get('detect_ms', 0):.0f} ms, classification {timings.get('classify_ms', 0):.0f} ms)"
+            f" · model {report['model']} · detector {report['detector']}"
+        )
+    else:
+        st.caption(f"model {report['model']} · detector {report['detector']}")
+    if saved is not None:
+        save_status(result, saved)
+    picture, plane = st.columns([3, 2])
+    with picture:
+        if result.media is not None:
+            st.video(result.media, format="video/mp4")
+        else:
+            st.image(result.annotated_png, caption=md_escape(caption), width="stretch")
+    with plane:
+        if faces:
+            st.markdown("**Valence and arousal** (circumplex plane; probability-weighted)")
+            st.plotly_chart(figures.circumplex_chart(faces), key=f"circumplex_{key}")
+    if result.frames:
+        st.plotly_chart(figures.video_timeline_chart(result.frames), key=f"timeline_{key}")
+    if faces:
+        if result.media is not None:
+            st.caption("Faces of the representative frame (numbers: the face's track id in the video).")
+        face_cards(result, key, explainable=result.image is not None)
+    downloads(result, key)

@@ -1,0 +1,152 @@
+"""The plotly figures of an analysis, shared by the Photo, Live & video and History pages (no
+streamlit here): probability bars of a face, the valence-arousal plane of the faces, a video's
+emotion-per-face timeline and two models side by side on the same faces."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from emotion.labels import VALENCE_AROUSAL, color_for
+from studio.plane import label_positions, spread_points
+
+
+def rgb_css(label: str) -> str:
+    """An emotion's colour as CSS, 'rgb(r,g,b)'."""
+    r, g, b = color_for(label)
+    return f"rgb({r},{g},{b})"
+
+
+def probability_chart(face: dict) -> go.Figure:
+    """Horizontal bars of one face's probabilities (face["scores"]), coloured per emotion."""
+    labels = list(face["scores"])
+    values = [face["scores"][k] * 100 for k in labels]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=[rgb_css(k) for k in labels],
+            text=[f"{v:.1f}%" for v in values],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=60 + 28 * len(labels),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"range": [0, 115], "title": "probability (%)"},
+        yaxis={"autorange": "reversed"},
+        showlegend=False,
+    )
+    return figure
+
+
+def circumplex_chart(faces: list[dict]) -> go.Figure:
+    """Each face (report faces: index, label, valence, arousal) as a numbered disc on the valence (x)
+    / arousal (y) plane, with the reference points of the emotions the model knows."""
+    labels = sorted({k for f in faces for k in f["scores"]} & set(VALENCE_AROUSAL))
+    spots = spread_points([(f["valence"], f["arousal"]) for f in faces])
+    positions = label_positions({k: VALENCE_AROUSAL[k] for k in labels}, spots)
+    figure = go.Figure(
+        go.Scatter(
+            x=[VALENCE_AROUSAL[k][0] for k in labels],
+            y=[VALENCE_AROUSAL[k][1] for k in labels],
+            mode="markers",
+            text=labels,
+            marker={"color": [rgb_css(k) for k in labels], "size": 8, "opacity": 0.6},
+            name="emotions",
+            hoverinfo="text",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[s[0] for s in spots],
+            y=[s[1] for s in spots],
+            mode="markers+text",
+            text=[str(f["index"]) for f in faces],
+            textposition="middle center",
+            textfont={"color": "black", "size": 12},
+            customdata=[[f["index"], f["label"], f["valence"], f["arousal"]] for f in faces],
+            name="faces",
+            marker={
+                "color": [rgb_css(f["label"]) for f in faces],
+                "size": 24,
+                "line": {"width": 1.5, "color": "black"},
+            },
+            hovertemplate="Face %{customdata[0]} (%{customdata[1]}): valence %{customdata[2]:.2f}, "
+            "arousal %{customdata[3]:.2f}<extra></extra>",
+        )
+    )
+    for label in labels:  # names as annotations: shifted in pixels off the faces and each other
+        (x, y), (dx, dy) = VALENCE_AROUSAL[label], positions[label]
+        figure.add_annotation(x=x, y=y, text=label, showarrow=False, xshift=dx, yshift=dy,
+                              font={"color": "#5f6368", "size": 11})  # fmt: skip
+    axis = {"range": [-1.1, 1.1], "zeroline": True, "zerolinecolor": "#999"}
+    figure.update_layout(
+        height=380,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        showlegend=False,
+        xaxis={**axis, "title": "valence (unpleasant → pleasant)"},
+        yaxis={**axis, "title": "arousal (calm → excited)"},
+    )
+    return figure
+
+
+def video_timeline_chart(frames: list[dict]) -> go.Figure:
+    """Emotion per face over time: one row per face (track), one marker per frame, and colour means
+    one thing only, the emotion (legend), as on every other chart of the studio."""
+    rows = [
+        (f["time"], f"face {face['track_id']}", face["label"], face["confidence"])
+        for f in frames
+        for face in f["faces"]
+    ]
+    figure = go.Figure()
+    tracks = sorted({r[1] for r in rows}, key=lambda t: int(t.split()[-1]))
+    for label in sorted({r[2] for r in rows}):
+        mine = [r for r in rows if r[2] == label]
+        figure.add_trace(
+            go.Scatter(
+                x=[r[0] for r in mine],
+                y=[r[1] for r in mine],
+                mode="markers",
+                name=label,
+                marker={"color": rgb_css(label), "size": 9, "symbol": "square"},
+                customdata=[f"{r[3]:.0%}" for r in mine],
+                hovertemplate="%{y}, %{x:.2f} s: " + label + " %{customdata}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title="Emotion per face over time",
+        xaxis_title="seconds",
+        yaxis={"categoryorder": "array", "categoryarray": tracks[::-1], "title": ""},
+        height=140 + 40 * max(1, len(tracks)),
+        legend={"title": "emotion"},
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    return figure
+
+
+def comparison_chart(rows: list[dict], models: tuple[str, str]) -> go.Figure:
+    """Each face's top-label confidence under two models, side by side (bars coloured by the label
+    each model chose; the label is written on the bar)."""
+    figure = go.Figure()
+    for suffix, model, pattern in (("a", models[0], ""), ("b", models[1], "/")):
+        figure.add_trace(
+            go.Bar(
+                x=[f"Face {r['index']}" for r in rows],
+                y=[r[f"confidence_{suffix}"] * 100 for r in rows],
+                name=model,
+                text=[r[f"label_{suffix}"] for r in rows],
+                textposition="inside",
+                marker={"color": [rgb_css(r[f"label_{suffix}"]) for r in rows], "pattern": {"shape": pattern}},
+                hovertemplate=model + ": %{text} %{y:.1f}%<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        barmode="group",
+        height=320,
+        yaxis={"title": "confidence of the top label (%)", "range": [0, 100]},
+        legend={"title": "model (hatched: second)"},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return figure

@@ -1,0 +1,64 @@
+"""studio.figures: the valence-arousal plane never prints a name over a face or another name, faces
+drawn apart, the video timeline gives colour one meaning (the emotion)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from emotion.labels import FER2013_LABELS, VALENCE_AROUSAL
+from studio import figures, plane
+
+REFERENCES = {k: VALENCE_AROUSAL[k] for k in FER2013_LABELS}
+
+
+def _face(index: int, label: str, valence: float, arousal: float) -> dict:
+    return {
+        "index": index,
+        "label": label,
+        "valence": valence,
+        "arousal": arousal,
+        "scores": {k: 0.1 for k in REFERENCES},
+    }
+
+
+@pytest.mark.parametrize(
+    "points",
+    [[], [(0.0, 0.0)], [(0.0, 0.0)] * 4, [(-0.55, 0.6), (-0.6, 0.58)], [(0.81, 0.51)], [(0.05, 0.1), (0.5, 0.4)]],
+)
+def test_names_never_overprint_faces_or_each_other(points):
+    for scale in (plane.WEB, plane.PDF):
+        faces = plane.spread_points(points, scale.face_gap)
+        assert plane.overprints(REFERENCES, faces, scale) == 0
+        assert plane.overprints(VALENCE_AROUSAL, faces, scale) == 0  # the larger label set of folder datasets
+
+
+def test_faces_on_one_spot_are_drawn_apart_near_their_place():
+    spread = plane.spread_points([(0.0, 0.0)] * 5 + [(0.5, 0.5)])
+    for a, b in itertools.combinations(spread, 2):
+        assert math.dist(a, b) >= plane.WEB.face_gap - 1e-9
+    assert spread[0] == (0.0, 0.0) and spread[-1] == (0.5, 0.5)
+    assert all(math.dist(p, (0, 0)) < 0.5 for p in spread[:5])
+
+
+def test_circumplex_numbers_faces_and_names_emotions_as_annotations():
+    faces = [_face(1, "happy", 0.6, 0.4), _face(2, "neutral", 0.0, 0.0)]
+    figure = figures.circumplex_chart(faces)
+    discs = figure.data[1]
+    assert list(discs.text) == ["1", "2"] and discs.textposition == "middle center"
+    assert sorted(a.text for a in figure.layout.annotations) == sorted(REFERENCES)
+
+
+def test_video_timeline_colour_means_emotion_only():
+    frames = [
+        {"time": 0.0, "faces": [{"track_id": 1, "label": "happy", "confidence": 0.9},
+                                {"track_id": 2, "label": "sad", "confidence": 0.6}]},
+        {"time": 0.1, "faces": [{"track_id": 1, "label": "sad", "confidence": 0.5}]},
+    ]  # fmt: skip
+    figure = figures.video_timeline_chart(frames)
+    assert [t.name for t in figure.data] == ["happy", "sad"]
+    for trace in figure.data:
+        assert trace.marker.color == figures.rgb_css(trace.name) and trace.mode == "markers"
+    assert list(figure.data[1].y) == ["face 2", "face 1"]
