@@ -59,7 +59,7 @@ from studio.store import Store, User
 
 DETECTORS = tuple(emotion.DETECTORS)
 TYPED = (ImageLoadError, VideoLoadError)
-FACE_KEYS = ("track_id", "box", "label", "confidence", "scores")
+FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # pages/live.py FACE_KEYS (a test checks)
 
 
 # --- the page paths ---------------------------------------------------------------------------------
