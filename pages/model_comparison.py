@@ -143,29 +143,11 @@ def _confusion_section(view: View) -> None:
 def _pareto_section(view: View) -> None:
     """Accuracy against latency on a log axis with 1-2-5 ticks; a colour per model (shades of its
     family's hue), circles without TTA and diamonds with it; the Pareto front joined by a line."""
-    table = view.table.loc[view.names]
-    points = []
-    for name, row in table.iterrows():
-        points.append((name, name, False, row["Latency ms/face"], row["Accuracy %"]))
-        points.append((name, f"{name} + TTA", True, row["Latency TTA ms/face"], row["Accuracy TTA %"]))
-    frame = pd.DataFrame(points, columns=["model", "label", "tta", "latency", "accuracy"]).dropna()
-    frame = frame[frame["latency"] > 0].reset_index(drop=True)
-    if frame.empty:
+    chart = comparison.pareto_points(view.table.loc[view.names], view.lineage, MAX_LABELLED_POINTS)
+    if chart is None:
         st.info(f"No model with both accuracy and latency measured yet. {EVALUATE_HINT}")
         return
-    frame["log_latency"] = np.log10(frame["latency"].astype(float))
-    frame["front"] = comparison.pareto_front(frame["latency"].to_numpy(), frame["accuracy"].to_numpy())
-    # Plotly takes a log axis's range in log10 units.
-    x_range = (float(frame["log_latency"].min()) - 0.1, float(frame["log_latency"].max()) + 0.15)
-    pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
-    y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
-    # Many points: name only those on the front and each family's first run, the rest on hover.
-    crowded = len(frame) > MAX_LABELLED_POINTS
-    named = frame["front"] | ~(frame["tta"] | frame["model"].map(lambda n: view.lineage[n].is_checkpoint))
-    frame["shown_label"] = np.where(named | (not crowded), frame["label"], "")
-    ranked = frame[frame["shown_label"] != ""].sort_values("accuracy", ascending=False)  # best first
-    positions = comparison.label_positions(ranked["log_latency"], ranked["accuracy"], ranked["label"], x_range, y_range)
-    frame["position"] = pd.Series(positions, index=ranked.index).reindex(frame.index).fillna("top center")
+    frame, x_range, y_range = chart
     fig = go.Figure()
     sizes = pd.Series([view.lineage[n].family for n in frame["model"].unique()]).value_counts()
     front = frame[frame["front"]].sort_values("latency")

@@ -363,6 +363,40 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return front
 
 
+def pareto_points(
+    table: pd.DataFrame, lineage: dict[str, Lineage], max_labelled: int = 16
+) -> tuple[pd.DataFrame, tuple[float, float], tuple[float, float]] | None:
+    """The accuracy-latency chart's points from model_table rows: each model without and with TTA.
+
+    Returns (frame, x_range, y_range), or None when no row has both figures. frame has one row per
+    point: model, label ("name" / "name + TTA"), tta, latency (ms, > 0), accuracy (%), log_latency,
+    front (on the Pareto front), shown_label (label, or "" when more than max_labelled points: then
+    only the front and each family's first run without TTA are named) and position (a plotly
+    textposition from label_positions). x_range is in log10 units (plotly's log axis), y_range in %."""
+    points = []
+    for name, row in table.iterrows():
+        points.append((name, name, False, row["Latency ms/face"], row["Accuracy %"]))
+        points.append((name, f"{name} + TTA", True, row["Latency TTA ms/face"], row["Accuracy TTA %"]))
+    frame = pd.DataFrame(points, columns=["model", "label", "tta", "latency", "accuracy"]).dropna()
+    frame = frame[frame["latency"] > 0].reset_index(drop=True)
+    if frame.empty:
+        return None
+    frame["latency"], frame["accuracy"] = frame["latency"].astype(float), frame["accuracy"].astype(float)
+    frame["log_latency"] = np.log10(frame["latency"])
+    frame["front"] = pareto_front(frame["latency"].to_numpy(), frame["accuracy"].to_numpy())
+    x_range = (float(frame["log_latency"].min()) - 0.1, float(frame["log_latency"].max()) + 0.15)
+    pad = 0.08 * max(1.0, float(frame["accuracy"].max() - frame["accuracy"].min()))
+    y_range = (float(frame["accuracy"].min()) - pad, float(frame["accuracy"].max()) + pad)
+    checkpoint = frame["model"].map(lambda n: n in lineage and lineage[n].is_checkpoint)
+    named = frame["front"] | ~(frame["tta"] | checkpoint) | (len(frame) <= max_labelled)
+    frame["shown_label"] = np.where(named, frame["label"], "")
+    ranked = frame[named].sort_values("accuracy", ascending=False)  # the best models get the first pick
+    positions = label_positions(ranked["log_latency"], ranked["accuracy"], ranked["label"], x_range, y_range)
+    frame["position"] = pd.Series(positions, index=ranked.index, dtype=object).reindex(frame.index)
+    frame["position"] = frame["position"].fillna("top center")
+    return frame, x_range, y_range
+
+
 _LabelBox = tuple[float, float, float, float]  # (left, right, bottom, top) in pixels
 
 # Where a point's label may go, as plotly textposition -> the label's box relative to the point, in

@@ -282,3 +282,18 @@ def test_log_ticks_read_as_plain_numbers():
     assert [comparison.tick_text(t) for t in comparison.log_ticks(0.45, 14.0)] == ["0.5", "1", "2", "5", "10"]
     assert comparison.log_ticks(0.6, 0.9) == [0.5, 1.0]  # inside one step: its two neighbours
     assert comparison.log_ticks(0.0, 1.0) == []
+
+
+def test_pareto_points_name_only_the_front_and_roots_when_crowded(tmp_path):
+    models = _write_lineage_models(tmp_path / "models")
+    lineage = comparison.lineages(models)
+    table = comparison.model_table(models)
+    frame, x_range, y_range = comparison.pareto_points(table, lineage, max_labelled=100)
+    assert len(frame) == 2 * 7 and (frame["shown_label"] == frame["label"]).all()  # the committee has no metrics
+    assert x_range[0] < frame["log_latency"].min() and y_range[1] > frame["accuracy"].max()
+    crowded, _, _ = comparison.pareto_points(table, lineage, max_labelled=4)
+    named = set(crowded.loc[crowded["shown_label"] != "", "label"])
+    roots = {"wide", "small"}  # the first runs, without TTA
+    assert roots <= named and named == roots | set(crowded.loc[crowded["front"], "label"])
+    assert "p" not in named  # a checkpoint off the front is left to the hover text
+    assert comparison.pareto_points(table.iloc[:0], lineage) is None
