@@ -398,8 +398,9 @@ def main(argv: list[str] | None = None) -> None:
                 args.skip_wheels,
                 args.backend,
             )
-            print(f"bundle ready: {out}\nrun on the GPU machine, from the folder that holds it:")
-            print(f"  sh {out.name}/run.sh")
+            where = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
+            print(f"bundle ready: {out}\nthe one command to run on the GPU machine, from the repository's root")
+            print(f"(carry {where}; results go to $OUT, else {where}/out):\n  sh {where}/run.sh")
         elif args.command == "run":
             overrides = {k: v for k, v in (("epochs", args.epochs), ("time_budget_min", args.time_budget_min)) if v}
             summary = run_bundle(args.bundle.resolve(), args.out.resolve(), overrides, args.only)
