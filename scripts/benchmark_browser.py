@@ -336,9 +336,6 @@ async def main_async(args: argparse.Namespace) -> dict:
                                 report[f"users_{count}"] = await users_row(browser, url, users[:count], photos[0])
                     finally:
                         await browser.close()
-    if "live" in args.only:
-        report["live"] = live_row(args.live_seconds, max(1, min(args.repeats, 3)))
-    report["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     return report
 
 
@@ -391,6 +388,9 @@ def main() -> None:
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is missing (Debian's chromium)")
     report = asyncio.run(main_async(args))
+    if "live" in args.only:  # playwright's sync API (benchmark_live), outside the event loop
+        report["live"] = live_row(args.live_seconds, max(1, min(args.repeats, 3)))
+    report["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
     print("\n".join(summary(report)))
     if args.json:
