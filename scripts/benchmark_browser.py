@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 PASSWORD = "benchmark-password-1"
 ROWS = ("idle", "photo", "gradcam", "live", "users")
-TIMEOUT_MS = 120_000
+TIMEOUT_MS = 120_000  # per step; --timeout changes it
 # Images on the page, by src. The result is a new image loaded after a click, or (the same photo again makes
 # the same bytes, so the same URL) the image again fresh: the run marks the old one stale, then replaces it.
 IMAGES_JS = """() => { window.__sawStale = false;
@@ -233,6 +233,7 @@ async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: 
 async def idle_row(browser, url: str, user: str, server: subprocess.Popen, seconds: float) -> dict:
     """Server CPU with one logged-in tab on Home, after a 3 s settle."""
     page = await browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
     await log_in(page, url, user)
     await page.wait_for_timeout(3000)
     cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
@@ -383,8 +384,11 @@ def main() -> None:
     parser.add_argument("--users", nargs="+", type=int, default=[10, 20], help="users clicking at once")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a step may take before it fails")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     args = parser.parse_args()
+    global TIMEOUT_MS
+    TIMEOUT_MS = int(args.timeout * 1000)
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is missing (Debian's chromium)")
     report = asyncio.run(main_async(args))
