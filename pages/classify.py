@@ -269,15 +269,19 @@ def _explanation(result: dict, face: dict, model: str) -> None:
     st.caption(f"Grad-CAM computed in {cache[(*cache_key, 'ms')]:.0f} ms")
 
 
-@st.fragment
 def _face_card(result: dict, face: dict, model: str) -> None:
-    """One face's bars and its Grad-CAM toggle; a fragment, so that the toggle reruns this card only (not
-    the whole page, its picture and every chart)."""
+    """One face's bars and its Grad-CAM toggle."""
     with st.container(border=True):
         st.markdown(f"**Face {face['index']}**: {md_escape(face['label'])} ({face['confidence']:.1%})")
         st.plotly_chart(probability_chart(face), key=f"bars_{result['key']}_{face['index']}")
-        if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
-            _explanation(result, face, model)
+        _gradcam_toggle(result, face, model)
+
+
+@st.fragment
+def _gradcam_toggle(result: dict, face: dict, model: str) -> None:
+    """A fragment: the toggle reruns only itself and its explanation (not the page, its picture and charts)."""
+    if st.toggle("Explain (Grad-CAM)", key=f"gradcam_{result['key']}_{face['index']}"):
+        _explanation(result, face, model)
 
 
 def _timing_caption(result: dict) -> str:
