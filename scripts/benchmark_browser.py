@@ -178,8 +178,9 @@ async def click_analyze(page) -> dict:
     return {"visible_s": visible, "finished_s": downloads, "page_says_ms": answered, "caption": text}
 
 
-async def click_gradcam(page, index: int) -> float:
-    """Turn on the index-th face's Grad-CAM toggle; seconds until its explanation is shown."""
+async def click_gradcam(page, index: int) -> tuple[float, float]:
+    """Turn on the index-th face's Grad-CAM toggle; seconds until its explanation is shown, and the page's
+    own figure (ms, "Grad-CAM computed in")."""
     done = page.get_by_text(re.compile(r"^Grad-CAM computed in"))
     before = await done.count()
     started = time.perf_counter()
@@ -191,7 +192,9 @@ async def click_gradcam(page, index: int) -> float:
         polling=20,
         timeout=TIMEOUT_MS,
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    text = await done.nth(before).inner_text()
+    return seconds, float(re.findall(r"computed in (\d+) ms", text)[0])
 
 
 async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: int, gradcam: bool) -> dict:
@@ -202,6 +205,7 @@ async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: 
     await open_photo_page(page)
     rows: dict = {}
     cams: list[float] = []
+    cam_server: list[float] = []
     first_cam: float | None = None
     for photo in photos:
         clicks = []
@@ -211,11 +215,12 @@ async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: 
             if gradcam and photo == photos[0]:
                 faces = await page.get_by_text("Explain (Grad-CAM)").count()
                 for index in range(faces):
-                    seconds = await click_gradcam(page, index)
+                    seconds, server_ms = await click_gradcam(page, index)
                     if first_cam is None:
                         first_cam = seconds
                     else:
                         cams.append(seconds)
+                        cam_server.append(server_ms)
             del repeat
         rows[photo.name] = {
             "first_click_s": round(clicks[0]["visible_s"], 3),
@@ -226,7 +231,11 @@ async def photo_rows(browser, url: str, user: str, photos: list[Path], repeats: 
         }
     await page.close()
     if gradcam:
-        rows["gradcam"] = {"first_click_s": first_cam, "per_face_s": stats(cams)}
+        rows["gradcam"] = {
+            "first_click_s": first_cam,
+            "per_face_s": stats(cams),
+            "page_says_ms": stats(cam_server, 0),
+        }
     return rows
 
 
@@ -357,7 +366,8 @@ def summary(report: dict) -> list[str]:
         if name == "gradcam":
             lines.append(
                 f"Grad-CAM, one face | {row['per_face_s'].get('median')} / {row['per_face_s'].get('p95')} s "
-                f"(first click after start {row['first_click_s']} s) | <= 0.5 s"
+                f"(page says {row['page_says_ms'].get('median')} ms; first click after start "
+                f"{row['first_click_s']:.1f} s) | <= 0.5 s"
             )
             continue
         click = row["click_to_result_s"]
