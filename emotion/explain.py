@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -157,7 +158,12 @@ def explainer() -> ProcessPoolExecutor:
     global _explainer
     with _explainer_lock:
         if _explainer is None:
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
+            )
             # A spawned child re-runs the parent's __main__ file, which under Streamlit is the page script:
             # hide it while the worker starts (it starts on the first submit), so the child imports only this.
             placeholder, main = types.ModuleType("__main__"), sys.modules.get("__main__")
@@ -169,6 +175,17 @@ def explainer() -> ProcessPoolExecutor:
                     sys.modules["__main__"] = main
             _explainer = pool
         return _explainer
+
+
+def _follow_parent(parent: int) -> None:
+    """In the explainer: exit when the server process is gone (even killed), never linger with TensorFlow."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="explainer-parent-watch", daemon=True).start()
 
 
 def _in_explainer(function: Callable[..., T], *args: Any) -> T:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
 PANEL_SECONDS = 1.0  # the live panel's refresh period while the camera plays
+TIMELINE_SECONDS = 3.0  # and its timeline chart's
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
 
 
@@ -88,6 +89,15 @@ def _timeline(rows: list[dict], labels: tuple[str, ...]) -> go.Figure:
     return figure
 
 
+def _live_timeline(processor: FrameProcessor) -> None:
+    """The main face's probabilities over time; redrawn less often than the numbers (a chart costs the
+    browser more than the video beside it can spare)."""
+    snap = processor.snapshot()
+    main = snap.result.main_face if snap.result else None
+    if main is not None:
+        st.plotly_chart(_timeline(snap.timeline, tuple(main.result.scores)), key="live_timeline")
+
+
 def _live_panel(processor: FrameProcessor) -> None:
     """Probability bars, timeline and counters; re-run on a timer while the camera plays."""
     snap: LiveSnapshot = processor.snapshot()
@@ -108,8 +118,6 @@ def _live_panel(processor: FrameProcessor) -> None:
     # the browser the frames it should have shown.
     for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
         st.progress(min(1.0, max(0.0, value)), text=f"{name} {value:.0%}")
-    labels = tuple(main.result.scores)
-    st.plotly_chart(_timeline(snap.timeline, labels), key="live_timeline")
 
 
 def _save_snapshot(processor: FrameProcessor, user) -> None:
@@ -171,6 +179,7 @@ def webcam_tab(options: dict, user) -> None:
         if not ctx.state.playing and processor.snapshot().result is not None:
             processor.reset()  # stopped: the panel starts empty (on_ended does the same from the media thread)
         st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
+        st.fragment(run_every=TIMELINE_SECONDS if ctx.state.playing else None)(_live_timeline)(processor)
 
 
 def _analyze_video(upload, options: dict, user) -> None:

@@ -108,3 +108,23 @@ def test_warm_up_of_an_unexplainable_model_only_says_so():
     assert explain.warm_up("no-such-model").result(timeout=300) == (
         "no Grad-CAM warm-up for no-such-model: model 'no-such-model' is not registered"
     )
+
+
+def test_the_explainer_process_ends_with_a_killed_server(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        f"import os, sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+        "from emotion import explain\n"
+        "print(explain.explainer().submit(os.getpid).result(), flush=True)\nos.kill(os.getpid(), 9)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120).stdout
+    child = int(out.split()[0])
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
