@@ -170,3 +170,10 @@ def test_oversized_frames_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(video, "MAX_VIDEO_FRAME_PIXELS", 64 * 48)
     with pytest.raises(VideoLoadError, match="the limit is 3,072 pixels per frame"):
         process_video(path)
+
+
+def test_a_track_in_an_unknown_codec_is_a_typed_error(tmp_path):
+    """An mp4 whose sample entry names no known codec: PyAV gives the stream no codec context."""
+    data = _synthetic_clip(tmp_path / "clip.mp4", fps=10, frames=3).read_bytes().replace(b"avc1", b"zzzz")
+    with pytest.raises(VideoLoadError, match="cannot be decoded"):
+        process_video(data)
