@@ -150,6 +150,9 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
         container.close()
         raise VideoLoadError("this file has no video track")
     context = container.streams.video[0].codec_context
+    if context is None:  # a video track in a codec this FFmpeg build cannot decode (or a damaged header)
+        container.close()
+        raise VideoLoadError("this file's video track uses a format that cannot be decoded")
     if (context.width or 0) * (context.height or 0) > MAX_VIDEO_FRAME_PIXELS:
         container.close()
         raise VideoLoadError(

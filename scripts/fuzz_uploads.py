@@ -305,6 +305,10 @@ def video_inputs(count: int, rng: random.Random) -> Iterator[tuple[str, bytes, d
         ("empty.mp4", b""),
         ("random.webm", rng.randbytes(8192)),
         ("text.avi", b"RIFF" + b"not a video" * 100),
+        (
+            "unknown_codec.mp4",
+            make_video(rng, fps=10, seconds=0.3, size=(64, 48), container="mp4").replace(b"avc1", b"zzzz"),
+        ),
     ]
     produced = 0
     for name, data in fixed:

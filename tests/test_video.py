@@ -206,3 +206,10 @@ def test_short_false_tracks_are_dropped(photos_dir, tmp_path):
     }
     assert real_tracks(summaries, clip_seconds=2.0) == {1, 4}
     assert real_tracks(summaries, clip_seconds=0.5) == {1, 2, 4}
+
+
+def test_a_track_in_an_unknown_codec_is_a_typed_error(tmp_path):
+    """An mp4 whose sample entry names no known codec: PyAV gives the stream no codec context."""
+    data = _synthetic_clip(tmp_path / "clip.mp4", fps=10, frames=3).read_bytes().replace(b"avc1", b"zzzz")
+    with pytest.raises(VideoLoadError, match="cannot be decoded"):
+        process_video(data)
