@@ -220,11 +220,12 @@ class EmotionModel:
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
-        members, each preprocessing the crops as it was trained, calibrated with its own
-        temperature and (tta=True) augmented in its own chosen mode; calibrated applies this
-        model's own temperature (a committee's on its vote)."""
+        members, each preprocessing the crops as it was trained and calibrated with its own
+        temperature, all augmented in the committee's TTA mode (tta=True: its own tta_mode);
+        calibrated applies this model's own temperature (a committee's on its vote)."""
         if self._members:
-            stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
+            mode = _tta_mode(tta, self.tta_mode)
+            stacked = np.stack([m.predict_faces(crops, mode) for m in self._members])  # (M, N, K)
             voted = committee_vote(stacked, self.info.vote)
             if not calibrated or self.info.temperature == 1.0:
                 return voted
