@@ -275,7 +275,7 @@ def main() -> None:
             format_func=lambda d: f"{d}: {DETECTOR_DESCRIPTIONS.get(d, '')}",
             key="classify_detector",
         )
-        tta = st.checkbox("Test-time augmentation (average with the mirrored face)", key="classify_tta")
+        tta = st.checkbox("Test-time augmentation (mirror or ten crops, as the model chose)", key="classify_tta")
         min_face = st.slider("Minimum face size (pixels)", 12, 300, 24, step=4, key="classify_min_face")
     title = st.text_input("Title or note (optional, kept with the analysis)", max_chars=200, key="classify_title")
     options = {"model": model, "detector": detector, "tta": tta, "min_face": int(min_face), "title": title.strip()}
