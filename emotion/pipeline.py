@@ -71,10 +71,10 @@ def classify_crops(
 
 def face_crop(image: np.ndarray, box: Box, margin: float = 0.1, align: bool = True) -> np.ndarray:
     """The crop of one detected face: with align and the box's eye keypoints, rotated so the eyes
-    are level and framed like FER2013's faces (emotion.preprocess.aligned_crop); else the box grown
-    by `margin` of its size on every side."""
+    are level and framed like FER2013's faces around the box (emotion.preprocess.aligned_crop);
+    else the box grown by `margin` of its size on every side."""
     if align and box.eyes is not None:
-        return aligned_crop(image, box.eyes)
+        return aligned_crop(image, box.eyes, (box.x, box.y, box.w, box.h))
     height, width = image.shape[:2]
     return crop(image, expand_box(box, margin, width, height))
 

@@ -115,31 +115,41 @@ def ten_crops(inputs: np.ndarray, enlarge: float = 0.125) -> np.ndarray:
     return np.stack(crops + [c[:, :, ::-1] for c in crops])
 
 
-# FER2013's registration, measured by `python scripts/fer_registration.py` (BlazeFace's eye keypoints
-# on 600 Training faces, medians over the faces found): the distance between the eyes and the height
-# of the eye line, as fractions of the 48 px face's side. An aligned crop puts a detected face's
-# eyes at the same place.
+# FER2013's registration, measured by `python scripts/fer_registration.py` (BlazeFace on 600 Training
+# faces, medians over the faces found), as fractions of the 48 px face's side: the distance between
+# the eyes, the height of the eye line; and the detector's box against the face: the face is
+# 1 / FER_BOX_SIDE times the box's side, its centre FER_BOX_DROP of the face's side below the box's.
 FER_EYE_DISTANCE = 0.348
 FER_EYE_Y = 0.381
+FER_BOX_SIDE = 0.927
+FER_BOX_DROP = 0.055
 
 
 def aligned_crop(
     image: np.ndarray,
     eyes: tuple[tuple[float, float], tuple[float, float]],
-    eye_distance: float = FER_EYE_DISTANCE,
-    eye_y: float = FER_EYE_Y,
+    box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """A square face crop of an (H, W) or (H, W, C) uint8 image, rotated so that the eyes are level
-    and framed as FER2013's faces are: side = eye gap / eye_distance, the eyes' midpoint centred
-    horizontally at eye_y of the side from the top. eyes: ((x, y), (x, y)) in image pixels, the
-    left one in the image first. Pixels beyond the image repeat its border. Feed the result to
-    preprocess_face like any crop."""
+    and framed as FER2013 registers its faces. eyes: ((x, y), (x, y)) in image pixels, the left one
+    in the image first. With the detector's box (x, y, w, h) the framing follows the box (side
+    max(w, h) / FER_BOX_SIDE, centre FER_BOX_DROP of it below the box's centre along the face's own
+    vertical); without, it follows the eyes (side = eye gap / FER_EYE_DISTANCE, the eyes' midpoint
+    centred at FER_EYE_Y of the side from the top). Pixels beyond the image repeat its border. Feed
+    the result to preprocess_face like any crop."""
     (lx, ly), (rx, ry) = eyes
-    gap = float(np.hypot(rx - lx, ry - ly))
-    side = max(8, int(round(gap / eye_distance)))
-    mid = ((lx + rx) / 2, (ly + ry) / 2)
     angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))  # > 0: the right eye is lower
-    matrix = cv2.getRotationMatrix2D(mid, angle, 1.0)  # rotates by -angle in image coordinates: eyes level
-    matrix[0, 2] += side / 2 - mid[0]
-    matrix[1, 2] += eye_y * side - mid[1]
+    if box is None:
+        side = max(8, int(round(float(np.hypot(rx - lx, ry - ly)) / FER_EYE_DISTANCE)))
+        anchor, anchor_at = ((lx + rx) / 2, (ly + ry) / 2), (side / 2, FER_EYE_Y * side)
+    else:
+        x, y, w, h = box
+        side = max(8, int(round(max(w, h) / FER_BOX_SIDE)))
+        theta = np.radians(angle)
+        drop = FER_BOX_DROP * side
+        anchor = (x + w / 2 - drop * np.sin(theta), y + h / 2 + drop * np.cos(theta))  # the face's centre
+        anchor_at = (side / 2, side / 2)
+    matrix = cv2.getRotationMatrix2D(anchor, angle, 1.0)  # about the anchor, eyes level
+    matrix[0, 2] += anchor_at[0] - anchor[0]
+    matrix[1, 2] += anchor_at[1] - anchor[1]
     return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

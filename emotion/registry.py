@@ -64,6 +64,8 @@ class ModelInfo:
     # Calibration: served probabilities are softmax(log-probabilities / temperature), the temperature
     # fitted on PublicTest by training.evaluate (1.0: uncalibrated).
     temperature: float = 1.0
+    # Averaging views makes answers less confident: TTA answers get a second temperature on the mean.
+    tta_temperature: float = 1.0
     tta_mode: str = "flip"  # what tta=True means: "flip" or "crops", chosen on PublicTest
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -109,6 +111,7 @@ def _read_manifest(folder: Path) -> ModelInfo:
         vote=data.get("vote", "soft"),
         serving_output=data.get("serving_output", "probabilities"),
         temperature=float(data.get("temperature") or 1.0),
+        tta_temperature=float(data.get("tta_temperature") or 1.0),
         tta_mode=data.get("tta_mode", "flip"),
         manifest=data,
     )
@@ -205,10 +208,12 @@ class EmotionModel:
             return self._probabilities(inputs, temperature)
         if mode == "flip":
             mirrored = inputs[:, :, ::-1, :]
-            return 0.5 * (self._probabilities(inputs, temperature) + self._probabilities(mirrored, temperature))
-        views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
-        probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature)
-        return probs.reshape(len(views), len(inputs), -1).mean(axis=0)
+            probs = 0.5 * (self._probabilities(inputs, temperature) + self._probabilities(mirrored, temperature))
+        else:
+            views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
+            probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature)
+            probs = probs.reshape(len(views), len(inputs), -1).mean(axis=0)
+        return _rescaled(probs, self.info.tta_temperature if calibrated else 1.0)
 
     def _probabilities(self, inputs: np.ndarray, temperature: float) -> np.ndarray:
         output = self._runner.predict(inputs)
@@ -220,15 +225,17 @@ class EmotionModel:
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
-        members, each preprocessing the crops as it was trained, calibrated with its own
-        temperature and (tta=True) augmented in its own chosen mode; calibrated applies this
-        model's own temperature (a committee's on its vote)."""
+        members, each preprocessing the crops as it was trained and calibrated with its own
+        temperature, all augmented in the committee's TTA mode (tta=True: its own tta_mode);
+        calibrated applies this model's own temperature (a committee's on its vote; with TTA its
+        tta_temperature)."""
         if self._members:
-            stacked = np.stack([m.predict_faces(crops, tta) for m in self._members])  # (M, N, K)
+            mode = _tta_mode(tta, self.tta_mode)
+            stacked = np.stack([m.predict_faces(crops, mode) for m in self._members])  # (M, N, K)
             voted = committee_vote(stacked, self.info.vote)
-            if not calibrated or self.info.temperature == 1.0:
+            if not calibrated:
                 return voted
-            return softmax(_log_probabilities(voted), self.info.temperature)
+            return _rescaled(voted, self.info.temperature if mode == "none" else self.info.tta_temperature)
         return self.predict_inputs(self.preprocess(crops), tta, calibrated)
 
 
@@ -252,6 +259,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled -= scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _rescaled(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """(N, K) probabilities with a temperature applied: softmax(log(probs) / temperature)."""
+    return probs if temperature == 1.0 else softmax(_log_probabilities(probs), temperature)
 
 
 def _log_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -175,7 +175,7 @@ def main() -> None:
             format_func=lambda d: f"{d}: {DETECTOR_DESCRIPTIONS.get(d, '')}",
             key="classify_detector",
         )
-        tta = st.checkbox("Test-time augmentation (average with the mirrored face)", key="classify_tta")
+        tta = st.checkbox("Test-time augmentation (mirror or ten crops, as the model chose)", key="classify_tta")
         min_face = st.slider("Minimum face size (pixels)", 12, 300, 24, step=4, key="classify_min_face")
         other = st.selectbox(
             "Compare with a second model (same faces, side by side)",

@@ -9,9 +9,10 @@ edge by an elliptical mask and pasted at a random place of a 320x320 scene whose
 drawn at random (flat grey, gradient, blurred noise or random rectangles). Scenes are made at run
 time from a fixed seed; nothing is written. A detection counts when its centre falls within 40%
 of the face's size of the placed centre. Printed per angle: detection rate; accuracy on the
-detected faces with the box crop (margin 0.1, no rotation), with the FER-framed box crop and with
-the aligned crop (BlazeFace's eyes, emotion.preprocess.aligned_crop); the crop-level accuracy of
-the same detected faces; and the cost (crop level minus pipeline) of each. Choose on PublicTest
+detected faces with the box crop (margin 0.1, no rotation), the FER-framed box crop (no rotation),
+the aligned crop framed by the eyes and the aligned crop framed by the box (what analyze serves;
+emotion.preprocess.aligned_crop); the crop-level accuracy of the same detected faces; and the cost
+(crop level minus pipeline) of the box crop and of the served aligned crop. Choose on PublicTest
 (--split PublicTest), report on PrivateTest.
 """
 
@@ -32,15 +33,12 @@ import cv2
 
 from emotion.detectors import Box, crop, expand_box, get_detector
 from emotion.pipeline import face_crop
+from emotion.preprocess import FER_BOX_DROP, FER_BOX_SIDE, aligned_crop
 from emotion.registry import load
 from training.data import load_fer2013_csv
 from training.evaluate import default_data
 
 SCENE = 320
-# FER2013's framing of a detected box, measured by scripts/fer_registration.py: the 48 px face is
-# 1/0.927 of BlazeFace's box side, its centre 0.055 of the face's side below the box's centre.
-FER_BOX_SCALE = 1 / 0.927
-FER_BOX_SHIFT = 0.055
 
 
 def background(rng: np.random.Generator) -> np.ndarray:
@@ -89,8 +87,8 @@ def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.
 
 def fer_framed_crop(image: np.ndarray, box: Box) -> np.ndarray:
     """The box scaled and shifted to FER2013's measured framing (no rotation)."""
-    side = max(box.w, box.h) * FER_BOX_SCALE
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2 + FER_BOX_SHIFT * side
+    side = max(box.w, box.h) / FER_BOX_SIDE
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2 + FER_BOX_DROP * side
     height, width = image.shape[:2]
     framed = Box(int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
     return crop(image, expand_box(framed, 0.0, width, height))
@@ -115,10 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     detector = get_detector(args.detector, min_face=24)
     print(f"model {model.name}, detector {args.detector}, {len(faces)} {args.split} faces; crop-level accuracy "
           f"{crop_level.mean():.1%}")  # fmt: skip
-    header = "angle | detected | crop level (detected) | box crop | FER-framed box | aligned | cost box | cost aligned"
+    header = (
+        "angle | detected | crop level (detected) | box crop | FER-framed box | aligned, eye framing"
+        " | aligned, box framing | cost box | cost aligned"
+    )
     print(header + " | ms per scene")
     for angle in args.angles:
-        found, crops = [], {"box": [], "fer": [], "aligned": []}
+        found, crops = [], {"box": [], "fer": [], "eyes": [], "aligned": []}
         started = time.perf_counter()
         for face in faces:
             signed = angle * (1 if rng.random() < 0.5 else -1)
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                 box = max(near, key=lambda b: b.area)
                 crops["box"].append(face_crop(scene, box, align=False))
                 crops["fer"].append(fer_framed_crop(scene, box))
+                crops["eyes"].append(aligned_crop(scene, box.eyes) if box.eyes else face_crop(scene, box, align=False))
                 crops["aligned"].append(face_crop(scene, box, align=True))
         per_scene = (time.perf_counter() - started) * 1000 / len(faces)
         hit = np.array(found)
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
                for k, v in crops.items()}  # fmt: skip
         base = float(crop_level[hit].mean()) if hit.any() else float("nan")
         print(
-            f"{angle:g} | {hit.mean():.1%} | {base:.1%} | {acc['box']:.1%} | {acc['fer']:.1%} | {acc['aligned']:.1%}"
+            f"{angle:g} | {hit.mean():.1%} | {base:.1%} | {acc['box']:.1%} | {acc['fer']:.1%} | {acc['eyes']:.1%}"
+            f" | {acc['aligned']:.1%}"
             f" | {100 * (base - acc['box']):+.1f} | {100 * (base - acc['aligned']):+.1f} | {per_scene:.1f}",
             flush=True,
         )

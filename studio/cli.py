@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-detect", action="store_true", help="treat each image as one aligned face crop")
     predict.add_argument("--model", help="a registered model (default: the best one)")
     predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR)
-    predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    predict.add_argument("--tta", action="store_true", help="TTA: the model's chosen mode (flip or ten crops)")
     predict.add_argument(
         "--min-face", type=int, metavar="PX", help="smallest face in pixels (default: a tenth of the shorter side)"
     )

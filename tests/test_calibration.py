@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,6 +71,7 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     manifest = json.loads((folder / "manifest.json").read_text())
     calibration = report["calibration"]
     assert manifest["temperature"] == pytest.approx(calibration["temperature"], abs=1e-4)
+    assert manifest["tta_temperature"] == pytest.approx(calibration["tta_temperature"], abs=1e-4)
     assert manifest["tta_mode"] == report["tta_mode"] in ("flip", "crops")
     assert set(report["tta_modes"]) == {"flip", "crops"} and report["tta_modes"]["crops"]["latency_ms_per_face"] > 0
     assert sum(calibration["reliability_after"]["count"]) == report["n"] == 21
@@ -80,6 +82,12 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     np.testing.assert_allclose(served, saved["probs"].astype(np.float32), atol=2e-3)
     raw = registry.load("tiny").predict_faces([rows[-1][1].astype(np.uint8)], calibrated=False)
     np.testing.assert_allclose(served[-1], softmax(np.log(raw), manifest["temperature"])[0], atol=1e-3)
+    # TTA: the views' calibrated mean, rescaled by the second temperature
+    model = registry.load("tiny")
+    crop = [rows[-1][1].astype(np.uint8)]
+    mean = model.predict_faces(crop, tta=True, calibrated=True)
+    untuned = registry.EmotionModel(dataclasses.replace(model.info, tta_temperature=1.0)).predict_faces(crop, tta=True)
+    np.testing.assert_allclose(mean, softmax(np.log(untuned), manifest["tta_temperature"]), atol=1e-4)
     registry.clear_cache()
 
 
@@ -106,7 +114,7 @@ def test_evaluate_calibrates_a_committee_over_calibrated_members(tmp_path, monke
 
     metrics = json.loads((tmp_path / "models" / "team" / "metrics.json").read_text())
     manifest = json.loads((tmp_path / "models" / "team" / "manifest.json").read_text())
-    assert metrics["tta_mode"] == "members' own" and "tta_mode" not in manifest
+    assert metrics["tta_mode"] == manifest["tta_mode"] in ("flip", "crops")
     assert manifest["temperature"] == pytest.approx(metrics["calibration"]["temperature"], abs=1e-4)
     assert (tmp_path / "models" / "team" / "predictions_privatetest.npz").is_file()
     registry.clear_cache()

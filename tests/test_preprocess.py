@@ -127,3 +127,14 @@ def test_ten_crops_are_five_views_and_their_mirrors():
     assert views.shape == (10, 3, 48, 48, 1) and views.dtype == np.float32
     np.testing.assert_array_equal(views[5:], views[:5, :, :, ::-1])
     assert not np.allclose(views[0], views[3])  # top-left and bottom-right corners differ
+
+
+def test_aligned_crop_framed_by_the_box_centres_the_face_below_it():
+    from emotion.preprocess import FER_BOX_DROP, FER_BOX_SIDE, aligned_crop
+
+    image = np.zeros((300, 300, 3), np.uint8)
+    cv2.circle(image, (150, 150 + round(FER_BOX_DROP * 100 / FER_BOX_SIDE)), 3, (255, 0, 0), -1)  # the face centre
+    out = aligned_crop(image, ((120.0, 140.0), (180.0, 140.0)), box=(100, 100, 100, 100))  # eyes level
+    assert out.shape[:2] == (round(100 / FER_BOX_SIDE),) * 2
+    centre = np.argwhere(out[:, :, 0] > 128).mean(axis=0)
+    np.testing.assert_allclose(centre, [out.shape[0] / 2 - 0.5] * 2, atol=1.0)

@@ -26,8 +26,18 @@ def test_models_are_shipped_with_metrics():
         assert metrics, f"{info.name} has no metrics file: run python -m training.evaluate --model {info.name}"
         assert metrics["split"] == "PrivateTest" and metrics["n"] == 3589
         assert metrics["labels"] == list(info.labels)
-        assert metrics["calibration"]["fitted_on"] == "PublicTest"
-        assert metrics["calibration"]["temperature"] == pytest.approx(info.temperature, abs=1e-3)
+
+
+def test_every_model_is_calibrated_and_its_predictions_saved():
+    """training.evaluate fitted each served model's temperature on PublicTest and saved its PrivateTest
+    predictions (the comparison page's confident mistakes read them)."""
+    missing = [m.name for m in SHIPPED if "calibration" not in m.metrics]
+    assert not missing, f"not calibrated: {', '.join(missing)}: run python -m training.evaluate --all"
+    for info in SHIPPED:
+        calibration = info.metrics["calibration"]
+        assert calibration["fitted_on"] == "PublicTest"
+        assert calibration["temperature"] == pytest.approx(info.temperature, abs=1e-3)
+        assert calibration.get("tta_temperature", 1.0) == pytest.approx(info.tta_temperature, abs=1e-3)
         assert (info.folder / PREDICTIONS_FILE).is_file()
 
 
