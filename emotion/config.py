@@ -39,16 +39,33 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # about 7700x5200; above this a file is treated as a decompression bomb
 ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
+# An image is also judged by the bytes its decoded pixels take (width x height x bands x bytes per band,
+# read from the header before decoding), not by its file size: a 150 KB RGBA PNG can declare 600 MB.
+# Under this cap, one photo through the whole Photo page path (decode, detect, classify, annotate,
+# PNG, PDF) stays under 1 GB of process memory (scripts/fuzz_uploads.py measures it).
+MAX_DECODED_IMAGE_BYTES = 128 * 1024 * 1024
+# Decodes larger than this wait for one of MAX_CONCURRENT_LARGE_DECODES slots (at most DECODE_WAIT_S
+# seconds, then a "busy" error), so that several large uploads at once do not add up.
+LARGE_DECODE_BYTES = 16 * 1024 * 1024
+MAX_CONCURRENT_LARGE_DECODES = 1
+DECODE_WAIT_S = 120.0
 # A zip of a dataset uploaded to the explorer (studio.zipsafe): at most this many entries, this many bytes
 # uncompressed in total, and no member expanding more than MAX_ZIP_RATIO times (JPEG/PNG stay near 1).
 MAX_ZIP_MEMBERS = 100_000
 MAX_ZIP_BYTES = 2 * 1024**3
 MAX_ZIP_RATIO = 100
-# Video analysis (emotion.video): accepted containers, the largest file, how much of a clip is analysed,
-# and the longest frame side kept (larger frames are scaled down before analysis and encoding).
+# Video analysis (emotion.video): accepted containers, the largest file, and the longest frame side kept
+# (larger frames are scaled down before analysis and encoding). The first MAX_VIDEO_SECONDS are analysed,
+# sampled to at most MAX_ANALYSIS_FPS frames per second (a 240 fps clip is analysed at this rate), at most
+# MAX_DECODED_VIDEO_FRAMES frames are decoded (which bounds the CPU whatever the frame rate), and frames
+# above MAX_VIDEO_FRAME_PIXELS are refused.
 VIDEO_EXTENSIONS = ("mp4", "webm", "avi", "mov", "mkv")
 MAX_VIDEO_BYTES = 50 * 1024 * 1024  # the upload cap of .streamlit/config.toml
 MAX_VIDEO_SIDE = 1280
+MAX_VIDEO_SECONDS = 120.0
+MAX_ANALYSIS_FPS = 10.0
+MAX_DECODED_VIDEO_FRAMES = 7_200
+MAX_VIDEO_FRAME_PIXELS = 4096 * 2304
 # Files taken as images when a folder is read (datasets, the CLI).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -118,23 +135,3 @@ def resolve_dataset_path(text: str) -> Path | None:
     raw = Path(text.strip()).expanduser()
     path = (raw if raw.is_absolute() else DATA_DIR / raw).resolve()
     return path if any(path == root or root in path.parents for root in dataset_roots()) else None
-
-
-# --- Resource limits for uploads (issue 21, trust) ----------------------------------------------------
-# An image is judged by the bytes its decoded pixels take (width x height x bands x bytes per band,
-# read from the header before decoding), not by its file size: a 150 KB RGBA PNG can declare 600 MB.
-# Under this cap, one photo through the whole Photo page path (decode, detect, classify, annotate,
-# PNG, PDF) stays under 1 GB of process memory (scripts/fuzz_uploads.py measures it).
-MAX_DECODED_IMAGE_BYTES = 128 * 1024 * 1024
-# Decodes larger than this wait for one of MAX_CONCURRENT_LARGE_DECODES slots (at most DECODE_WAIT_S
-# seconds, then a "busy" error), so that several large uploads at once do not add up.
-LARGE_DECODE_BYTES = 16 * 1024 * 1024
-MAX_CONCURRENT_LARGE_DECODES = 1
-DECODE_WAIT_S = 120.0
-# Video files: the first MAX_VIDEO_SECONDS are analysed, sampled to at most MAX_ANALYSIS_FPS frames per
-# second (a 240 fps clip is analysed at this rate), at most MAX_DECODED_VIDEO_FRAMES frames are decoded
-# (which bounds the CPU whatever the frame rate), and frames above MAX_VIDEO_FRAME_PIXELS are refused.
-MAX_VIDEO_SECONDS = 120.0
-MAX_ANALYSIS_FPS = 10.0
-MAX_DECODED_VIDEO_FRAMES = 7_200
-MAX_VIDEO_FRAME_PIXELS = 4096 * 2304
