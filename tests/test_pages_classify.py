@@ -179,13 +179,13 @@ def test_pdf_is_built_only_when_asked(photos_dir, user, monkeypatch):
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
     at.text_input(key="classify_title").input("a rerun")
     at.run()
-    assert built == [] and at.session_state["classify_result"].get("pdf") is None
+    assert built == [] and not at.session_state["classify_result"]["result"].pdf_built
     buttons = {b.label: b.proto.deferred_file_id for b in at.get("download_button")}
-    assert buttons["Download PDF report"] in deferred and buttons["Download JSON"] in deferred
-    pdf = deferred[buttons["Download PDF report"]]()  # the click
+    assert buttons["PDF report"] in deferred and buttons["JSON report"] in deferred
+    pdf = deferred[buttons["PDF report"]]()  # the click
     assert built == [1] and pypdf.PdfReader(io.BytesIO(pdf)).pages
-    assert deferred[buttons["Download PDF report"]]() == pdf and built == [1]  # kept for a second click
-    assert json.loads(deferred[buttons["Download JSON"]]())["analysis_id"] > 0
+    assert deferred[buttons["PDF report"]]() == pdf and built == [1]  # kept for a second click
+    assert json.loads(deferred[buttons["JSON report"]]())["analysis_id"] > 0
 
 
 @pytest.mark.parametrize(
