@@ -72,7 +72,7 @@ def save_status(result: AnalysisResult, saved: str = "Saved") -> None:
             "not saved twice."
         )
     elif result.saved:
-        st.success(f"{saved} to your history as analysis #{result.analysis_id}.")
+        st.success(f"{md_escape(saved)} to your history as analysis #{result.analysis_id}.")  # a file name
 
 
 @st.fragment
