@@ -119,7 +119,7 @@ def timing_caption(result: AnalysisResult) -> str:
     processing time alone when the page did not measure it, e.g. History), the save after it, the
     model and detector."""
     report = result.report
-    timings = report.get("timings") or {}
+    timings = result.timings or report.get("timings") or {}
     model = f"model {report['model']} · detector {report['detector']}"
     if "total_ms" not in timings:
         return model
@@ -175,7 +175,7 @@ def show_analysis(
     if result.pending:  # the picture and charts are on their way to the browser: now the PNG and the row
         if started is not None:
             waited = (time.perf_counter() - started) * 1000
-            total = (result.report.get("timings") or {}).get("total_ms", 0.0)
+            total = result.timings.get("total_ms", 0.0)
             result.shown.update(waited_ms=waited, page_ms=max(0.0, waited - total))
         worker_pool().submit(analyses.save, store(), require_user(), result).result()
     downloads(result, key)  # after the save: file names carry the analysis id; files built when clicked

@@ -77,8 +77,9 @@ class AnalysisResult:
     annotated: RGB (H, W, 3) uint8 with the faces drawn and numbered as in report["faces"];
     image: the analysed RGB (H, W, 3) image when known (Grad-CAM, clean face thumbnails), else None;
     media: the annotated mp4 of a video; frames: its per-frame results (emotion.video layout).
-    pending: prepared, not saved yet (`save`); save_ms: how long the save took; shown: the page's own
-    measurements of the user's wait (waited_ms, page_ms), for its timing caption.
+    pending: prepared, not saved yet (`save`); save_ms: how long the save took; timings: this
+    analysis' own (ms by step); shown: the page's own measurements of the user's wait (waited_ms,
+    page_ms), for its timing caption.
     """
 
     report: dict
@@ -93,6 +94,7 @@ class AnalysisResult:
     labels: tuple[str, ...] = ()
     gradcam: dict[int, np.ndarray] = field(default_factory=dict)  # face index -> Grad-CAM overlay kept
     save_ms: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # this run's (a duplicate's report has the first's)
     shown: dict[str, float] = field(default_factory=dict)
     _png: bytes | None = field(default=None, repr=False)
     _record: dict | None = field(default=None, repr=False)  # Store.add_analysis arguments until `save` runs
@@ -244,6 +246,7 @@ def prepare_analysis(
         media=media,
         frames=frames,
         labels=tuple(labels),
+        timings=dict(timings or {}),
     )
     if numbered:
         result._record = dict(
@@ -335,6 +338,7 @@ def analyze_photo(
     result.display_jpeg()
     done = time.perf_counter()
     timings.update(encode_ms=(done - classified) * 1000, total_ms=(done - started) * 1000)
+    result.timings = dict(timings)
     result.report["timings"] = {k: round(v, 3) for k, v in timings.items()}  # as json_report writes them
     if result._record is not None:
         result._record["extra"]["timings"] = dict(timings)

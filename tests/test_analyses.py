@@ -217,9 +217,12 @@ def test_a_photo_is_shown_first_then_saved_once(store_and_user, photos_dir, monk
     assert store.get_analysis(user.id, shown.analysis_id).extra["timings"]["encode_ms"] >= 0
     first = pdf.data()
     assert first.startswith(b"%PDF-") and pdf.data() == first and built == [1]  # built once, kept
+    store.update_extra(user.id, shown.analysis_id, {"timings": {"total_ms": 987654.0}})  # told apart below
     again = analyses.analyze_photo(store, user, data, name="ob.jpg", source="photo", options=options, keep=False)
     analyses.save(store, user, again)  # the same input and options: found, not saved twice
     assert again.duplicate and again.analysis_id == shown.analysis_id and len(store.list_analyses(user.id)) == 1
+    assert again.report["timings"]["total_ms"] == 987654.0  # the history's report
+    assert 0 < again.timings["total_ms"] < 987654.0 and "encode_ms" in again.timings  # this click's own wait
 
 
 def test_a_failed_deferred_save_keeps_the_result(store_and_user, monkeypatch):
