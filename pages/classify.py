@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 import pandas as pd
 import streamlit as st
@@ -21,7 +22,7 @@ from studio import analyses, figures
 from studio.analyses import AnalysisResult
 
 log = logging.getLogger(__name__)
-RESULT_KEY = "classify_result"  # session_state: {"key", "result", "input", "upload", "started"}: the last analysis
+RESULT_KEY = "classify_result"  # session_state: {"key", "result", "input", "upload", "started", "saving"}
 GALLERY_WIDTH = 640  # px of a batch gallery picture (a third of the page)
 BATCH_KEY = "classify_batch"  # session_state: {"key", "input", "items": [(name, AnalysisResult | error)]}
 
@@ -37,20 +38,26 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True, keep=True):
+def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True):
     """analyses.analyze_photo in the worker pool (bounded: many users clicking at once queue instead of
-    thrashing), every failure turned into a message: (result, None) or (None, message). keep=False: not
-    saved yet (show_analysis saves it once it is on screen)."""
+    thrashing), which then saves it: (result, the save's Future, None) as soon as the result is ready
+    (the page shows it while the save runs, and a click interrupting the page does not lose the save),
+    or (None, None, message) with every failure turned into a message."""
+    ready: Future = Future()
+    job = worker_pool().submit(
+        analyses.analyze_photo, store(), user, data, name=name, source=source, options=options, detect=detect,
+        on_ready=ready.set_result,
+    )  # fmt: skip
+    wait([ready, job], return_when=FIRST_COMPLETED)
     try:
-        return worker_pool().submit(
-            analyses.analyze_photo, store(), user, data, name=name, source=source, options=options, detect=detect,
-            keep=keep,
-        ).result(), None  # fmt: skip
+        if not ready.done():
+            job.result()  # the analysis failed: its error
+        return ready.result(), job, None
     except emotion.ImageLoadError as error:
-        return None, f"This file cannot be analysed: {error}"
+        return None, None, f"This file cannot be analysed: {error}"
     except Exception:  # any other failure: logged with its traceback, the user gets a plain message
         log.exception("analysis of %r failed", name)
-        return None, "Something went wrong while analysing this image. It has been logged; try another photo."
+        return None, None, "Something went wrong while analysing this image. It has been logged; try another photo."
 
 
 def _analyze_and_keep(
@@ -59,13 +66,13 @@ def _analyze_and_keep(
     """One photo: analysed (spinner), kept in the session with the input it belongs to and when the
     click's run started (the caption's wait); saved when shown."""
     with st.spinner("Analyzing the photo…"):
-        result, error = _analyze(data, name, source, options, user, keep=False, **kw)
+        result, saving, error = _analyze(data, name, source, options, user, **kw)
     if error:
         st.session_state.pop(RESULT_KEY, None)
         show_error(error)
         return
     st.session_state[RESULT_KEY] = {
-        "key": uuid.uuid4().hex, "result": result, "input": signature,
+        "key": uuid.uuid4().hex, "result": result, "input": signature, "saving": saving,
         "upload": {"data": data, "name": name, "source": source}, "started": started,
     }  # fmt: skip
 
@@ -75,7 +82,9 @@ def _analyze_batch(files: list, options: dict, user, signature) -> None:
     bar = st.progress(0.0, text="Analyzing the photos…")
     items = []
     for done, upload in enumerate(files, start=1):
-        result, error = _analyze(upload.getvalue(), upload.name, "photo", options, user)
+        result, saving, error = _analyze(upload.getvalue(), upload.name, "photo", options, user)
+        if saving is not None:
+            saving.result()  # one photo saved before the next begins
         items.append((upload.name, result if result is not None else error))
         bar.progress(done / len(files), text=f"Analyzed {done} of {len(files)} photos")
     bar.empty()
@@ -254,7 +263,8 @@ def main() -> None:
         else:
             report = result.report
             caption = report["title"] or report["image"]["original_name"] or ""
-            show_analysis(result, kept["key"], caption=caption, started=kept.pop("started", None))
+            saving = kept.pop("saving", None)
+            show_analysis(result, kept["key"], caption=caption, started=kept.pop("started", None), saving=saving)
             if other is not None:
                 st.divider()
                 show_comparison(kept, other, tta)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 
 import streamlit as st
 
@@ -133,7 +134,7 @@ def timing_caption(result: AnalysisResult) -> str:
     if "waited_ms" not in result.shown:
         return f"Processing time {timings['total_ms']:.0f} ms ({', '.join(parts)}) · {model}"
     parts.append(f"charts and page {result.shown['page_ms']:.0f} ms")
-    saved = f" · saved in {result.save_ms:.0f} ms after it was shown" if result.save_ms is not None else ""
+    saved = f" · saved in {result.save_ms:.0f} ms while it was drawn" if result.save_ms is not None else ""
     return f"Answered in {result.shown['waited_ms']:.0f} ms ({', '.join(parts)}){saved} · {model}"
 
 
@@ -144,14 +145,19 @@ def show_analysis(
     caption: str = "",
     saved: str | None = "Saved",
     started: float | None = None,
+    saving: Future | None = None,
 ) -> None:
     """The whole result: status (saved=None: none, as in History), picture (or video) beside the
     plane, face cards, downloads.
 
-    A result not saved yet (result.pending) is saved in the worker pool once it is drawn (the user
-    does not wait for it: the browser has the picture and charts by then); started
-    (time.perf_counter() of the click's script run) makes the caption give the user's wait end to end.
+    A result not saved yet is saved in the worker pool while it is drawn (`saving`: that save's Future
+    when the caller started it, else started here for a pending result), so that the user does not
+    wait for it, and so that a click that interrupts this run does not lose it; the status, caption and
+    downloads come once it is over. started (time.perf_counter() of the click's script run) makes the
+    caption give the user's wait end to end.
     """
+    if saving is None and result.pending:
+        saving = worker_pool().submit(analyses.save, store(), require_user(), result)
     faces = result.faces
     count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
     st.subheader(f"{count} found")
@@ -172,12 +178,12 @@ def show_analysis(
         if result.media is not None:
             st.caption("Faces of the representative frame (numbers: the face's track id in the video).")
         face_cards(result, key, explainable=result.image is not None)
-    if result.pending:  # the picture and charts are on their way to the browser: now the PNG and the row
-        if started is not None:
-            waited = (time.perf_counter() - started) * 1000
-            total = result.timings.get("total_ms", 0.0)
-            result.shown.update(waited_ms=waited, page_ms=max(0.0, waited - total))
-        worker_pool().submit(analyses.save, store(), require_user(), result).result()
+    if started is not None:  # everything is on its way to the browser: the user's wait ends here
+        waited = (time.perf_counter() - started) * 1000
+        total = result.timings.get("total_ms", 0.0)
+        result.shown.update(waited_ms=waited, page_ms=max(0.0, waited - total))
+    if saving is not None:
+        saving.result()
     downloads(result, key)  # after the save: file names carry the analysis id; files built when clicked
     caption_slot.caption(timing_caption(result))
     if saved is not None:

@@ -304,9 +304,12 @@ def analyze_photo(
     options: Mapping[str, Any],
     detect: bool = True,
     keep: bool = True,
+    on_ready: Callable[[AnalysisResult], None] | None = None,
 ) -> AnalysisResult:
     """Decode, analyse, annotate and save one photo (or camera picture); raises ImageLoadError for a
-    bad file. keep=False leaves the save to the caller (`save`, once the result is shown).
+    bad file. keep=False leaves the save to the caller (`save`). on_ready gets the result before it
+    is saved: run in a worker, the page shows it while this goes on to save it (and the save happens
+    even when the page's run is interrupted, e.g. by another click).
 
     options: model, detector, tta, min_face and title. detect=False classifies the whole image as
     one face (recorded with detector "none"). timings: decode, detect, classify, encode (numbering
@@ -342,6 +345,8 @@ def analyze_photo(
     result.report["timings"] = {k: round(v, 3) for k, v in timings.items()}  # as json_report writes them
     if result._record is not None:
         result._record["extra"]["timings"] = dict(timings)
+    if on_ready is not None:
+        on_ready(result)
     return save(store, user, result) if keep else result
 
 

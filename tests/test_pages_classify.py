@@ -81,7 +81,7 @@ def _check_wait_caption(at: AppTest) -> None:
     values = dict(re.findall(r"([a-z ]+?) (\d+) ms", parts))
     assert [n.strip() for n in values] == names, caption
     assert sum(int(v) for v in values.values()) <= waited + len(names), caption
-    assert "after it was shown" in caption
+    assert "while it was drawn" in caption
 
 
 # One photo in the fast loop (two faces), every photo in the full suite.
