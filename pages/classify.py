@@ -1,11 +1,14 @@
 """Classify a photo: upload one or several (a batch) or take a picture; model and detector options;
 numbered faces on the photo, per-face cards, valence-arousal plane, Grad-CAM, a second model side by
-side; saved once to the user's history (studio.analyses), PDF and JSON downloads. UI only."""
+side; saved once to the user's history (studio.analyses) after the result is on screen, PDF and JSON
+downloads built when clicked. UI only."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 import pandas as pd
 import streamlit as st
@@ -13,13 +16,14 @@ import streamlit as st
 import emotion
 from emotion import config
 from emotion.detectors import DETECTOR_DESCRIPTIONS
-from pages.common import installed_models, md_escape, require_user, show_error, store
+from pages.common import installed_models, md_escape, require_user, show_error, store, worker_pool
 from pages.result_view import GRADCAM_KEY, show_analysis
 from studio import analyses, figures
 from studio.analyses import AnalysisResult
 
 log = logging.getLogger(__name__)
-RESULT_KEY = "classify_result"  # session_state: {"key", "result", "input", "upload"}: the last analysis
+RESULT_KEY = "classify_result"  # session_state: {"key", "result", "input", "upload", "started", "saving"}
+GALLERY_WIDTH = 640  # px of a batch gallery picture (a third of the page)
 BATCH_KEY = "classify_batch"  # session_state: {"key", "input", "items": [(name, AnalysisResult | error)]}
 
 
@@ -35,29 +39,41 @@ def _count(n: int, word: str) -> str:
 
 
 def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True):
-    """analyses.analyze_photo with every failure turned into a message: (result, None) or (None, message)."""
+    """analyses.analyze_photo in the worker pool (bounded: many users clicking at once queue instead of
+    thrashing), which then saves it: (result, the save's Future, None) as soon as the result is ready
+    (the page shows it while the save runs, and a click interrupting the page does not lose the save),
+    or (None, None, message) with every failure turned into a message."""
+    ready: Future = Future()
+    job = worker_pool().submit(
+        analyses.analyze_photo, store(), user, data, name=name, source=source, options=options, detect=detect,
+        on_ready=ready.set_result,
+    )  # fmt: skip
+    wait([ready, job], return_when=FIRST_COMPLETED)
     try:
-        return analyses.analyze_photo(
-            store(), user, data, name=name, source=source, options=options, detect=detect
-        ), None
+        if not ready.done():
+            job.result()  # the analysis failed: its error
+        return ready.result(), job, None
     except emotion.ImageLoadError as error:
-        return None, f"This file cannot be analysed: {error}"
+        return None, None, f"This file cannot be analysed: {error}"
     except Exception:  # any other failure: logged with its traceback, the user gets a plain message
         log.exception("analysis of %r failed", name)
-        return None, "Something went wrong while analysing this image. It has been logged; try another photo."
+        return None, None, "Something went wrong while analysing this image. It has been logged; try another photo."
 
 
-def _analyze_and_keep(data: bytes, name: str | None, source: str, options: dict, user, signature, **kw) -> None:
-    """One photo: analysed (spinner), kept in the session with the input it belongs to."""
+def _analyze_and_keep(
+    data: bytes, name: str | None, source: str, options: dict, user, signature, started: float, **kw
+) -> None:
+    """One photo: analysed (spinner), kept in the session with the input it belongs to and when the
+    click's run started (the caption's wait); saved when shown."""
     with st.spinner("Analyzing the photo…"):
-        result, error = _analyze(data, name, source, options, user, **kw)
+        result, saving, error = _analyze(data, name, source, options, user, **kw)
     if error:
         st.session_state.pop(RESULT_KEY, None)
         show_error(error)
         return
     st.session_state[RESULT_KEY] = {
-        "key": uuid.uuid4().hex, "result": result, "input": signature,
-        "upload": {"data": data, "name": name, "source": source},
+        "key": uuid.uuid4().hex, "result": result, "input": signature, "saving": saving,
+        "upload": {"data": data, "name": name, "source": source}, "started": started,
     }  # fmt: skip
 
 
@@ -66,7 +82,9 @@ def _analyze_batch(files: list, options: dict, user, signature) -> None:
     bar = st.progress(0.0, text="Analyzing the photos…")
     items = []
     for done, upload in enumerate(files, start=1):
-        result, error = _analyze(upload.getvalue(), upload.name, "photo", options, user)
+        result, saving, error = _analyze(upload.getvalue(), upload.name, "photo", options, user)
+        if saving is not None:
+            saving.result()  # one photo saved before the next begins
         items.append((upload.name, result if result is not None else error))
         bar.progress(done / len(files), text=f"Analyzed {done} of {len(files)} photos")
     bar.empty()
@@ -99,11 +117,12 @@ def show_batch(batch: dict) -> None:
     columns = st.columns(3)
     for i, (name, result) in enumerate(good):
         summary = ", ".join(f"{f['index']} {f['label']}" for f in result.faces) or "no face"
-        columns[i % 3].image(result.annotated_png, caption=md_escape(f"{name}: {summary}"), width="stretch")
+        picture = result.display_jpeg(GALLERY_WIDTH)
+        columns[i % 3].image(picture, caption=md_escape(f"{name}: {summary}"), width="stretch")
     left, right = st.columns(2)
     left.download_button("Batch CSV (one row per face)", analyses.batch_csv(rows), "emotion-batch.csv", "text/csv",
                          key=f"batch_csv_{batch['key']}", on_click="ignore", width="stretch")  # fmt: skip
-    right.download_button("Batch JSON (every report)", analyses.batch_json(items),
+    right.download_button("Batch JSON (every report)", lambda: analyses.batch_json(items).encode(),
                           "emotion-batch.json", "application/json", key=f"batch_json_{batch['key']}",
                           on_click="ignore", width="stretch")  # fmt: skip
 
@@ -154,6 +173,7 @@ def _signature(mode: str, files: list) -> tuple:
 
 
 def main() -> None:
+    started = time.perf_counter()  # an Analyze click's wait starts with this run
     user = require_user()
     st.title("Classify a photo")
     counter = st.empty()
@@ -211,7 +231,7 @@ def main() -> None:
         )
         if len(files) == 1 and not unchanged:  # else the result on screen stands
             name = files[0].name if source == "photo" else None
-            _analyze_and_keep(files[0].getvalue(), name, source, options, user, signature)
+            _analyze_and_keep(files[0].getvalue(), name, source, options, user, signature, started)
             if RESULT_KEY in st.session_state:
                 st.session_state[RESULT_KEY]["options"] = options
         elif len(files) > 1:
@@ -229,13 +249,22 @@ def main() -> None:
             if st.button("Classify the whole image as one face", key="classify_whole"):
                 pending = kept["upload"]
                 _analyze_and_keep(
-                    pending["data"], pending["name"], pending["source"], options, user, signature, detect=False
+                    pending["data"],
+                    pending["name"],
+                    pending["source"],
+                    options,
+                    user,
+                    signature,
+                    started,
+                    detect=False,
                 )
                 if st.session_state.get(RESULT_KEY) is not kept:
                     st.rerun()
         else:
             report = result.report
-            show_analysis(result, kept["key"], caption=report["title"] or report["image"]["original_name"] or "")
+            caption = report["title"] or report["image"]["original_name"] or ""
+            saving = kept.pop("saving", None)
+            show_analysis(result, kept["key"], caption=caption, started=kept.pop("started", None), saving=saving)
             if other is not None:
                 st.divider()
                 show_comparison(kept, other, tta)

@@ -146,7 +146,7 @@ def _snapshot_result() -> None:
         return
     result: AnalysisResult = kept["result"]
     save_status(result, "Snapshot saved")
-    st.image(result.annotated_png, caption="Saved snapshot (faces numbered left to right)", width=320)
+    st.image(result.display_jpeg(640), caption="Saved snapshot (faces numbered left to right)", width=320)
     downloads(result, kept["key"])
 
 

@@ -1,15 +1,18 @@
 """Analyse and save: the one service behind every page that keeps an analysis (a photo, a batch of
 photos, a webcam snapshot, a video) and behind History's detail view.
 
-`save_analysis` is the single place an analysis is written to the store, with one error policy: a
-failed save is logged and reported in `AnalysisResult.save_error` (a sentence for the user), the
-result itself is still returned, shown and downloadable. An analysis is keyed by the hash of its
-input and its options (`content_key`): the same input with the same options is saved once, and
-asking again returns the entry already in the history (`duplicate`).
+`save` is the single place an analysis is written to the store, with one error policy: a failed
+save is logged and reported in `AnalysisResult.save_error` (a sentence for the user), the result
+itself is still returned, shown and downloadable. An analysis is keyed by the hash of its input and
+its options (`content_key`): the same input with the same options is saved once, and asking again
+returns the entry already in the history (`duplicate`). `save_analysis` prepares and saves at once;
+`prepare_analysis` (or `analyze_photo(save=False)`) gives a result to show first and `save` later
+(the Photo page saves in its worker pool after the result is on screen: the user does not wait for
+the PNG encode and the row).
 
-`AnalysisResult` is what a page shows (annotated image, faces in reading order, report) and offers
-for download (`downloads()`: PDF, JSON, and for a video the mp4, per-frame CSV and JSON). Nothing
-here imports streamlit.
+`AnalysisResult` is what a page shows (annotated image, its display JPEG at column size, faces in
+reading order, report) and offers for download (`downloads()`: PDF and JSON built when clicked, and
+for a video the mp4, per-frame CSV and JSON). Nothing here imports streamlit.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from emotion.detectors import Box, crop, expand_box
@@ -38,6 +42,21 @@ log = logging.getLogger(__name__)
 WHOLE_IMAGE_DETECTOR = "none"  # the detector recorded for a whole-image analysis (no detection)
 FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # FaceResult.to_dict() fields
 SAVE_FAILED = "The result could not be saved to your history ({}). It is still shown here and can be downloaded."
+DISPLAY_MAX_WIDTH = 1280  # px of the picture sent to the browser: its column, twice, on a wide layout
+HISTORY_PNG_LEVEL = 1  # zlib level of the kept PNG: several times faster than 6 for ~10% more bytes
+
+
+def display_jpeg(image: np.ndarray, max_width: int = DISPLAY_MAX_WIDTH, quality: int = 85) -> bytes:
+    """What the browser gets of an RGB (H, W, 3) uint8 picture: a JPEG at most `max_width` px wide
+    (its column on a high-density screen); a full-size PNG of a large photo is megabytes and most of
+    a second to encode."""
+    height, width = image.shape[:2]
+    if width > max_width:
+        image = cv2.resize(image, (max_width, max(1, round(height * max_width / width))), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the annotated image could not be encoded")
+    return data.tobytes()
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,9 @@ class AnalysisResult:
     annotated: RGB (H, W, 3) uint8 with the faces drawn and numbered as in report["faces"];
     image: the analysed RGB (H, W, 3) image when known (Grad-CAM, clean face thumbnails), else None;
     media: the annotated mp4 of a video; frames: its per-frame results (emotion.video layout).
+    pending: prepared, not saved yet (`save`); save_ms: how long the save took; timings: this
+    analysis' own (ms by step); shown: the page's own measurements of the user's wait (waited_ms,
+    page_ms), for its timing caption.
     """
 
     report: dict
@@ -71,11 +93,27 @@ class AnalysisResult:
     frames: list[dict] | None = None
     labels: tuple[str, ...] = ()
     gradcam: dict[int, np.ndarray] = field(default_factory=dict)  # face index -> Grad-CAM overlay kept
+    save_ms: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # this run's (a duplicate's report has the first's)
+    shown: dict[str, float] = field(default_factory=dict)
     _png: bytes | None = field(default=None, repr=False)
+    _record: dict | None = field(default=None, repr=False)  # Store.add_analysis arguments until `save` runs
+    _displays: dict[int, bytes] = field(default_factory=dict, repr=False)  # max width -> display JPEG
+    _pdfs: dict[tuple, bytes] = field(default_factory=dict, repr=False)  # (Grad-CAM faces, time zone) -> PDF
 
     @property
     def saved(self) -> bool:
         return self.analysis_id is not None
+
+    @property
+    def pending(self) -> bool:
+        """Prepared but not saved yet (nor found in the history, nor failed)."""
+        return self._record is not None
+
+    @property
+    def pdf_built(self) -> bool:
+        """Whether a PDF was built (they are built when a download asks, then kept)."""
+        return bool(self._pdfs)
 
     @property
     def faces(self) -> list[dict]:
@@ -84,9 +122,16 @@ class AnalysisResult:
 
     @property
     def annotated_png(self) -> bytes:
+        """The annotated image as the history keeps it (lossless PNG, fast zlib level)."""
         if self._png is None:
-            self._png = encode_png(self.annotated)
+            self._png = encode_png(self.annotated, compress_level=HISTORY_PNG_LEVEL)
         return self._png
+
+    def display_jpeg(self, max_width: int = DISPLAY_MAX_WIDTH) -> bytes:
+        """The annotated image for the page: JPEG at most `max_width` px wide, made once per width."""
+        if max_width not in self._displays:
+            self._displays[max_width] = display_jpeg(self.annotated, max_width)
+        return self._displays[max_width]
 
     def face_thumbnail(self, face: dict, margin: float = 0.1) -> np.ndarray:
         """The face's crop (RGB (h, w, 3)) from the clean image, else from the annotated one."""
@@ -99,18 +144,28 @@ class AnalysisResult:
 
     def pdf(self, gradcam: Mapping[int, np.ndarray] | None = None, timezone: str | None = None) -> bytes:
         """The PDF report with the Grad-CAM overlays (RGB, by face index) kept with the analysis and
-        those in `gradcam`."""
+        those in `gradcam`; built on first use and kept (a Grad-CAM computed since makes a new one)."""
         overlays = {**self.gradcam, **(gradcam or {})}
-        return reports.pdf_report(self.report, self.annotated, gradcam=overlays, timezone=timezone)
+        key = (tuple(sorted(overlays)), timezone)
+        if key not in self._pdfs:
+            self._pdfs[key] = reports.pdf_report(self.report, self.annotated, gradcam=overlays, timezone=timezone)
+        return self._pdfs[key]
 
     def frames_csv(self) -> str | None:
         return frames_to_csv(self.frames, self.labels) if self.frames else None
 
+    def _frames_csv_bytes(self) -> bytes:
+        return (self.frames_csv() or "").encode()
+
+    def _frames_json(self) -> bytes:
+        return json.dumps({"labels": list(self.labels), "frames": self.frames}).encode()
+
     def downloads(
         self, gradcam: Callable[[], Mapping[int, np.ndarray]] | None = None, timezone: str | None = None
     ) -> list[Download]:
-        """PDF (built when clicked, with the Grad-CAM overlays `gradcam()` returns then) and JSON; for a
-        video also the annotated mp4, the per-frame CSV and the per-frame JSON."""
+        """PDF and JSON (both built when clicked: the PDF with the overlays kept with the result and
+        those `gradcam()` returns then); for a video also the annotated mp4, the per-frame CSV and the
+        per-frame JSON (built when clicked too)."""
         report = self.report
         files = [
             Download(
@@ -119,15 +174,14 @@ class AnalysisResult:
                 reports.report_filename(report, "pdf"),
                 "application/pdf",
             ),
-            Download("JSON report", self.json_bytes(), reports.report_filename(report, "json"), "application/json"),
+            Download("JSON report", self.json_bytes, reports.report_filename(report, "json"), "application/json"),
         ]
         stem = reports.report_filename(report, "")[:-1]
         if self.media is not None:
             files.append(Download("Annotated video", self.media, f"{stem}-annotated.mp4", "video/mp4"))
         if self.frames:
-            frames_json = json.dumps({"labels": list(self.labels), "frames": self.frames})
-            files.append(Download("Per-frame CSV", self.frames_csv() or "", f"{stem}-frames.csv", "text/csv"))
-            files.append(Download("Per-frame JSON", frames_json, f"{stem}-frames.json", "application/json"))
+            files.append(Download("Per-frame CSV", self._frames_csv_bytes, f"{stem}-frames.csv", "text/csv"))
+            files.append(Download("Per-frame JSON", self._frames_json, f"{stem}-frames.json", "application/json"))
         return files
 
 
@@ -145,8 +199,7 @@ def _numbered(faces: Sequence[dict], *, reorder: bool) -> list[dict]:
     return [{**{k: f[k] for k in FACE_KEYS}, "index": int(f.get("index") or i)} for i, f in enumerate(faces, 1)]
 
 
-def save_analysis(
-    store: Any,
+def prepare_analysis(
     user: Any,
     *,
     source: str,
@@ -163,14 +216,12 @@ def save_analysis(
     frames: list[dict] | None = None,
     labels: Sequence[str] = (),
 ) -> AnalysisResult:
-    """Keep one analysis for `user` (studio.store.User) in `store` (studio.store.Store) and build
-    what the page shows; never raises because of the store.
+    """What the page shows of one analysis for `user` (studio.store.User), not saved yet (`save`).
 
     faces: FaceResult.to_dict() dicts. Given only `image` (RGB (H, W, 3)), the faces are put in
     reading order and drawn numbered on it; given `annotated` (a video's representative frame, drawn
     with track ids), faces keep their order and an "index" they carry. content and options make the
-    content key: an analysis with the same key in the user's history is returned instead of saved
-    again. An analysis without a face is not saved (nothing to keep). options["model"] and
+    content key. An analysis without a face is not pending (nothing to keep). options["model"] and
     options["detector"] are recorded.
     """
     if image is None and annotated is None:
@@ -195,30 +246,52 @@ def save_analysis(
         media=media,
         frames=frames,
         labels=tuple(labels),
+        timings=dict(timings or {}),
     )
-    if not numbered:
+    if numbered:
+        result._record = dict(
+            source=source, model=model, detector=detector, faces=numbered, original_name=original_name,
+            title=title or None, media_bytes=media, media_ext="mp4" if media is not None else None,
+            extra={**dict(extra or {}), "image_size": list(size), "timings": dict(timings or {}),
+                   "options": {k: v for k, v in options.items() if k not in ("model", "detector")},
+                   **({"frames": frames, "labels": list(labels)} if frames else {})},
+        )  # fmt: skip
+    return result
+
+
+def save(store: Any, user: Any, result: AnalysisResult) -> AnalysisResult:
+    """Keep a prepared result in `user`'s history in `store` (studio.store.Store), once; never raises
+    because of the store. The same content key already in the history is returned (`duplicate`, with
+    the Grad-CAMs kept then) instead of saved again; a failure is logged and put in `save_error`. Safe
+    to run in a worker thread while the page shows the result (the page reads it after this ends).
+    """
+    record, result._record = result._record, None
+    if record is None:  # saved already, or nothing to keep
         return result
+    started = time.perf_counter()
     try:
-        existing = store.find_analysis(user.id, key)
+        existing = store.find_analysis(user.id, result.content_key)
         if existing is not None:
             result.duplicate = True
-            result.gradcam = _stored_gradcam(existing.extra)  # explanations the user asked for before
+            result.gradcam = {**_stored_gradcam(existing.extra), **result.gradcam}  # asked for before
             saved = existing
         else:
-            saved = store.add_analysis(
-                user.id, source=source, model=model, detector=detector, faces=numbered,
-                image_png=result.annotated_png, original_name=original_name, title=title or None,
-                media_bytes=media, media_ext="mp4" if media is not None else None, content_key=key,
-                extra={**dict(extra or {}), "image_size": list(size), "timings": dict(timings or {}),
-                       "options": {k: v for k, v in options.items() if k not in ("model", "detector")},
-                       **({"frames": frames, "labels": list(labels)} if frames else {})},
-            )  # fmt: skip
+            png = result.annotated_png
+            saved = store.add_analysis(user.id, image_png=png, content_key=result.content_key, **record)
         result.analysis_id = saved.id
         result.report = reports.report_for_analysis(saved, user.username)
+        result._pdfs.clear()  # a PDF built before names no analysis
     except (OSError, ValueError, sqlite3.Error) as error:  # the result stays on screen and downloadable
-        log.exception("saving a %s analysis failed", source)
+        log.exception("saving a %s analysis failed", record["source"])
         result.save_error = SAVE_FAILED.format(error)
+    result.save_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+def save_analysis(store: Any, user: Any, **analysis: Any) -> AnalysisResult:
+    """`prepare_analysis(user, **analysis)` then `save` in `store`: the result, saved (or found in
+    the history, or with its save_error). An analysis without a face is not saved."""
+    return save(store, user, prepare_analysis(user, **analysis))
 
 
 def analyze_photo(
@@ -230,11 +303,17 @@ def analyze_photo(
     source: str,
     options: Mapping[str, Any],
     detect: bool = True,
+    keep: bool = True,
+    on_ready: Callable[[AnalysisResult], None] | None = None,
 ) -> AnalysisResult:
-    """Decode, analyse and save one photo (or camera picture); raises ImageLoadError for a bad file.
+    """Decode, analyse, annotate and save one photo (or camera picture); raises ImageLoadError for a
+    bad file. keep=False leaves the save to the caller (`save`). on_ready gets the result before it
+    is saved: run in a worker, the page shows it while this goes on to save it (and the save happens
+    even when the page's run is interrupted, e.g. by another click).
 
     options: model, detector, tta, min_face and title. detect=False classifies the whole image as
-    one face (recorded with detector "none").
+    one face (recorded with detector "none"). timings: decode, detect, classify, encode (numbering
+    and the display JPEG: the image for the page) and total, in ms.
     """
     started = time.perf_counter()
     image = load_image(data, name=name)
@@ -243,11 +322,11 @@ def analyze_photo(
         image, options["model"], options["detector"], bool(options.get("tta")), min_face=options.get("min_face"),
         detect=detect,
     )  # fmt: skip
+    classified = time.perf_counter()
     timings = {
         "decode_ms": (decoded - started) * 1000,
-        "detect_ms": faces[0].timings["detect_ms"] if faces else (time.perf_counter() - decoded) * 1000,
+        "detect_ms": faces[0].timings["detect_ms"] if faces else (classified - decoded) * 1000,
         "classify_ms": sum(f.timings.get("classify_ms", 0.0) for f in faces),
-        "total_ms": (time.perf_counter() - started) * 1000,
     }
     recorded = {
         "model": options["model"],
@@ -255,10 +334,20 @@ def analyze_photo(
         "tta": bool(options.get("tta")),
         "min_face": options.get("min_face"),
     }
-    return save_analysis(
-        store, user, source=source, content=data, options=recorded, faces=[f.to_dict() for f in faces],
+    result = prepare_analysis(
+        user, source=source, content=data, options=recorded, faces=[f.to_dict() for f in faces],
         image=image, original_name=name, title=options.get("title") or None, timings=timings,
     )  # fmt: skip
+    result.display_jpeg()
+    done = time.perf_counter()
+    timings.update(encode_ms=(done - classified) * 1000, total_ms=(done - started) * 1000)
+    result.timings = dict(timings)
+    result.report["timings"] = {k: round(v, 3) for k, v in timings.items()}  # as json_report writes them
+    if result._record is not None:
+        result._record["extra"]["timings"] = dict(timings)
+    if on_ready is not None:
+        on_ready(result)
+    return save(store, user, result) if keep else result
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,53 @@ def test_a_grad_cam_is_kept_with_the_analysis_for_history_and_its_pdf(store_and_
     stranger = store.create_user("eve", "Eve", "eve@example.com", "hash")
     assert not store.update_extra(stranger.id, result.analysis_id, {"gradcam_png": {}})
     assert list(analyses.stored_analysis(store, user, result.analysis_id).gradcam) == [2]
+
+
+def test_a_photo_is_shown_first_then_saved_once(store_and_user, photos_dir, monkeypatch):
+    store, user = store_and_user
+    data = (photos_dir / "obama_and_biden.jpg").read_bytes()
+    options = {**OPTIONS, "model": emotion.default_model_name()}
+    shown = analyses.analyze_photo(store, user, data, name="ob.jpg", source="photo", options=options, keep=False)
+    assert shown.pending and not shown.saved and store.list_analyses(user.id) == []
+    timings = shown.report["timings"]
+    assert {"decode_ms", "detect_ms", "classify_ms", "encode_ms", "total_ms"} <= set(timings)
+    picture = cv2.imdecode(np.frombuffer(shown.display_jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    assert shown.display_jpeg().startswith(b"\xff\xd8") and picture.shape[1] == analyses.DISPLAY_MAX_WIDTH
+    assert picture.shape[0] == round(shown.annotated.shape[0] * analyses.DISPLAY_MAX_WIDTH / shown.annotated.shape[1])
+    built = []
+    original = reports.pdf_report
+    monkeypatch.setattr(reports, "pdf_report", lambda *a, **k: built.append(1) or original(*a, **k))
+    pdf, document = shown.downloads()[:2]
+    assert callable(pdf.data) and callable(document.data) and built == []  # nothing built before a click
+    analyses.save(store, user, shown)
+    assert shown.saved and not shown.pending and shown.save_ms is not None
+    assert analyses.save(store, user, shown).analysis_id == shown.analysis_id  # a second call does nothing
+    assert len(store.list_analyses(user.id)) == 1
+    assert json.loads(document.data())["analysis_id"] == shown.analysis_id
+    assert store.get_analysis(user.id, shown.analysis_id).extra["timings"]["encode_ms"] >= 0
+    first = pdf.data()
+    assert first.startswith(b"%PDF-") and pdf.data() == first and built == [1]  # built once, kept
+    store.update_extra(user.id, shown.analysis_id, {"timings": {"total_ms": 987654.0}})  # told apart below
+    again = analyses.analyze_photo(store, user, data, name="ob.jpg", source="photo", options=options, keep=False)
+    analyses.save(store, user, again)  # the same input and options: found, not saved twice
+    assert again.duplicate and again.analysis_id == shown.analysis_id and len(store.list_analyses(user.id)) == 1
+    assert again.report["timings"]["total_ms"] == 987654.0  # the history's report
+    assert 0 < again.timings["total_ms"] < 987654.0 and "encode_ms" in again.timings  # this click's own wait
+
+
+def test_a_failed_deferred_save_keeps_the_result(store_and_user, monkeypatch):
+    store, user = store_and_user
+    image = np.full((120, 160, 3), 128, np.uint8)
+    face = {"box": [20, 20, 60, 60], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9, "sad": 0.1},
+            "valence": 0.8, "arousal": 0.5}  # fmt: skip
+    result = analyses.prepare_analysis(
+        user, source="photo", content=b"x", options={"model": "m", "detector": "haar"}, faces=[face], image=image
+    )
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "add_analysis", locked)
+    analyses.save(store, user, result)
+    assert not result.saved and "database is locked" in result.save_error and result.display_jpeg()
+    assert json.loads(result.json_bytes())["faces"][0]["label"] == "happy"

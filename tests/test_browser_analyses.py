@@ -150,6 +150,7 @@ def test_compare_two_models_side_by_side(page, studio, photos_dir, tmp_path):
     page.get_by_text("two_people.jpg").first.wait_for()
     page.get_by_role("button", name="Analyze", exact=True).click()
     page.get_by_text("2 faces found").wait_for()
+    page.get_by_text(re.compile("your history as analysis")).first.wait_for()  # the run is over (saved after shown)
     page.get_by_text("Options", exact=True).click()
     page.get_by_label("Compare with a second model (same faces, side by side)").click()
     page.get_by_role("option").nth(1).click()  # the first other model

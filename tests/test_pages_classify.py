@@ -70,6 +70,20 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _check_wait_caption(at: AppTest) -> None:
+    """The caption gives the click's wait end to end, and its parts add up to it (rounding apart)."""
+    import re
+
+    caption = next(c.value for c in at.caption if c.value.startswith("Answered in"))
+    waited = int(re.match(r"Answered in (\d+) ms", caption)[1])
+    parts = re.search(r"\((decode .*? ms)\)", caption)[1]
+    names = ["decode", "detection", "classification", "image for the page", "charts and page"]
+    values = dict(re.findall(r"([a-z ]+?) (\d+) ms", parts))
+    assert [n.strip() for n in values] == names, caption
+    assert sum(int(v) for v in values.values()) <= waited + len(names), caption
+    assert "while it was drawn" in caption
+
+
 # One photo in the fast loop (two faces), every photo in the full suite.
 @pytest.mark.parametrize(
     "name", [n if n == "two_people.jpg" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(EXPECTED_FACES)]
@@ -83,6 +97,7 @@ def test_upload_each_photo(photos_dir, user, name):
     assert len(at.get("plotly_chart")) == faces + 1  # one bar chart per face and the circumplex
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
+    _check_wait_caption(at)
     result = at.session_state["classify_result"]["result"]
     report = result.report
     assert reports.schema_errors(report) == []
@@ -115,6 +130,7 @@ def test_repeated_analyze_saves_once_and_a_new_input_clears_the_result(photos_di
     at.button(key="classify_analyze").click()
     at.run()  # the same bytes uploaded again: found in the history, not saved twice
     assert _counter(at) == 1 and "Already in your history" in at.info[0].value
+    _check_wait_caption(at)  # this click's own parts, not those kept with the first analysis
     at.file_uploader(key="classify_upload").set_value(("obama.jpg", (photos_dir / "obama.jpg").read_bytes(),
                                                       "image/jpeg"))  # fmt: skip
     at.run()  # a new input: the old result is gone before Analyze
@@ -179,13 +195,13 @@ def test_pdf_is_built_only_when_asked(photos_dir, user, monkeypatch):
     _upload(at, "two_people.jpg", (photos_dir / "two_people.jpg").read_bytes())
     at.text_input(key="classify_title").input("a rerun")
     at.run()
-    assert built == [] and at.session_state["classify_result"].get("pdf") is None
+    assert built == [] and not at.session_state["classify_result"]["result"].pdf_built
     buttons = {b.label: b.proto.deferred_file_id for b in at.get("download_button")}
-    assert buttons["Download PDF report"] in deferred and buttons["Download JSON"] in deferred
-    pdf = deferred[buttons["Download PDF report"]]()  # the click
+    assert buttons["PDF report"] in deferred and buttons["JSON report"] in deferred
+    pdf = deferred[buttons["PDF report"]]()  # the click
     assert built == [1] and pypdf.PdfReader(io.BytesIO(pdf)).pages
-    assert deferred[buttons["Download PDF report"]]() == pdf and built == [1]  # kept for a second click
-    assert json.loads(deferred[buttons["Download JSON"]]())["analysis_id"] > 0
+    assert deferred[buttons["PDF report"]]() == pdf and built == [1]  # kept for a second click
+    assert json.loads(deferred[buttons["JSON report"]]())["analysis_id"] > 0
 
 
 @pytest.mark.parametrize(
