@@ -17,7 +17,7 @@ from emotion.config import MAX_ANALYSIS_FPS, MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS,
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
 from emotion.video import VideoLoadError, process_video
-from pages.common import installed_models, md_escape, require_user, rgb_css, show_error, store
+from pages.common import installed_models, require_user, rgb_css, show_error, store
 from pages.result_view import downloads, save_status, show_analysis
 from studio import analyses
 from studio.analyses import FACE_KEYS, AnalysisResult
@@ -245,7 +245,7 @@ def video_tab(options: dict, user) -> None:
     for note in kept["notes"]:
         st.info(note)
     name = result.report["image"]["original_name"] or ""
-    show_analysis(result, kept["key"], caption=name, saved=f"{md_escape(name)}: saved")
+    show_analysis(result, kept["key"], caption=name, saved=f"{name}: saved")
 
 
 user = require_user()
