@@ -52,65 +52,45 @@ from PIL import Image
 
 import emotion
 from emotion import config
-from emotion.imageio import ImageLoadError, encode_png
+from emotion.imageio import ImageLoadError
 from emotion.video import VideoLoadError, frames_to_csv, process_video
-from studio import reports
+from studio import analyses
+from studio.analyses import FACE_KEYS
 from studio.store import Store, User
 
 DETECTORS = tuple(emotion.DETECTORS)
 TYPED = (ImageLoadError, VideoLoadError)
-FACE_KEYS = ("box", "label", "confidence", "scores", "valence", "arousal")  # pages/live.py FACE_KEYS (a test checks)
 
 
 # --- the page paths ---------------------------------------------------------------------------------
 
 
 def photo_path(data: bytes, name: str, options: dict, store: Store, user: User) -> int:
-    """pages/classify.py run_analysis, then the whole-image retry when no face was found; returns faces."""
-    found = _photo_once(data, name, options, store, user, detect=True)
-    if found == 0:
-        found = _photo_once(data, name, options, store, user, detect=False)
-    return found
-
-
-def _photo_once(data: bytes, name: str, options: dict, store: Store, user: User, *, detect: bool) -> int:
-    image = emotion.load_image(data, name=name)
-    faces = emotion.analyze(
-        image, options["model"], options["detector"], options["tta"], min_face=options["min_face"], detect=detect
-    )
-    annotated = emotion.annotate(image, faces)
-    face_dicts = [f.to_dict() for f in faces]
-    size = (int(image.shape[1]), int(image.shape[0]))
-    report = reports.json_report(
-        faces=face_dicts, image_size=size, model=options["model"], detector=options["detector"], source="photo",
-        created_at=reports.utc_now(), user=user.username, title=options["title"], original_name=name, timings={},
-    )  # fmt: skip
-    annotated_png = encode_png(annotated)
-    if faces:
-        analysis = store.add_analysis(
-            user.id, source="photo", model=options["model"], detector=options["detector"], faces=face_dicts,
-            image_png=annotated_png, original_name=name, title=options["title"], extra={"image_size": list(size)},
-        )  # fmt: skip
-        report = reports.report_for_analysis(analysis, user.username)
-        reports.pdf_report(report, annotated)
-    return len(faces)
+    """pages/classify.py: studio.analyses.analyze_photo (decode, analyse, annotate, save), the whole-image
+    retry when no face was found, and the PDF a download builds; returns the number of faces."""
+    result = analyses.analyze_photo(store, user, data, name=name, source="photo", options=options)
+    if not result.faces:
+        result = analyses.analyze_photo(store, user, data, name=name, source="photo", options=options, detect=False)
+    result.pdf()
+    return len(result.faces)
 
 
 def video_path(data: bytes, name: str, options: dict, store: Store, user: User) -> int:
-    """pages/live.py _analyze_video; returns the number of analysed frames."""
+    """pages/live.py _analyze_video: process_video, then studio.analyses.save_analysis with the mp4 and its
+    frames, and the downloads a user can click; returns the number of analysed frames."""
     analysis = process_video(
         data, model=options["model"], detector=options["detector"], smoothing=True, strength=0.6,
         progress=lambda done, total: None,
     )  # fmt: skip
-    faces = [{k: f[k] for k in FACE_KEYS} for f in analysis.representative_faces]
-    saved = store.add_analysis(
-        user.id, source="video", model=analysis.model, detector=analysis.detector, faces=faces,
-        image_png=encode_png(analysis.representative), original_name=name, title=f"Video {name}",
-        media_bytes=analysis.mp4, media_ext="mp4",
-        extra={"image_size": list(analysis.size), "fps": analysis.fps, "frames": analysis.frames},
+    faces = [{**{k: f[k] for k in FACE_KEYS}, "index": f["track_id"]} for f in analysis.representative_faces]
+    recorded = {"model": analysis.model, "detector": analysis.detector, "smoothing": 0.6}
+    saved = analyses.save_analysis(
+        store, user, source="video", content=data, options=recorded, faces=faces,
+        annotated=analysis.representative, original_name=name, title=f"Video {name}",
+        timings=analysis.timings, media=analysis.mp4, frames=analysis.frames, labels=analysis.labels,
+        extra={"fps": analysis.fps, "representative_frame": analysis.representative_index},
     )  # fmt: skip
-    report = reports.report_for_analysis(saved, user.username)
-    reports.pdf_report(report, analysis.representative)
+    saved.pdf()
     frames_to_csv(analysis.frames, analysis.labels)
     analysis.to_json()
     return len(analysis.frames)

@@ -53,15 +53,3 @@ def test_mutations_change_the_input_and_are_reproducible() -> None:
     first = [fuzz.mutate(random.Random(7), data) for _ in range(3)]
     assert first == [fuzz.mutate(random.Random(7), data) for _ in range(3)]
     assert all(m != data for m in first)
-
-
-def test_the_video_path_keeps_the_faces_the_page_keeps() -> None:
-    """The fuzzer's copy of the Live & video page's FACE_KEYS (the page cannot be imported: it runs)."""
-    import ast
-
-    page = ast.parse((fuzz.Path(__file__).resolve().parent.parent / "pages" / "live.py").read_text())
-    assigned = next(
-        node.value for node in page.body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "FACE_KEYS" for t in node.targets)
-    )  # fmt: skip
-    assert ast.literal_eval(assigned) == fuzz.FACE_KEYS
