@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,7 +100,7 @@ def make_users(db: Path, count: int) -> list[str]:
 @contextlib.contextmanager
 def serve_app(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run app.py` from the checkout (its .streamlit/config.toml applies) on a free port."""
-    from benchmark_live import free_port
+    from benchmark_live import free_port, wait_until_healthy
 
     port = free_port()
     log = (workdir / "streamlit.log").open("w")
@@ -110,16 +109,7 @@ def serve_app(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subproc
     server = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
-                time.sleep(0.3)
+        wait_until_healthy(url, server, 120, log.name)
         yield url, server
     finally:
         server.terminate()

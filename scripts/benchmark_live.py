@@ -112,6 +112,20 @@ exec(compile(open(path).read(), path, "exec"), {{"__name__": "__main__", "__file
 """
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float, log_name: str) -> None:
+    """Return once the Streamlit server at `url` answers its health check; raise if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log_name}") from None
+            time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def serve_live_page(workdir: Path, env: dict | None = None, timeout: float = 60) -> Iterator[str]:
     """`streamlit run` pages/live.py (logged in as a local test user) on a free port; yields its URL."""
@@ -126,16 +140,7 @@ def serve_live_page(workdir: Path, env: dict | None = None, timeout: float = 60)
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
-                time.sleep(0.3)
+        wait_until_healthy(url, process, timeout, log.name)
         yield url
     finally:
         process.terminate()
