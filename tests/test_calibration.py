@@ -55,7 +55,7 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
     from emotion import config, registry
     from tests.test_comparison import write_tiny_tflite
-    from training.data import csv_bytes_for_tests
+    from tests.support import csv_bytes_for_tests
     from training.evaluate import PREDICTIONS_FILE, evaluate
 
     rng = np.random.default_rng(0)
@@ -96,7 +96,7 @@ def test_evaluate_calibrates_a_committee_over_calibrated_members(tmp_path, monke
     from emotion import config, registry
     from tests.test_comparison import write_tiny_tflite
     from training.committee import register_committee
-    from training.data import csv_bytes_for_tests
+    from tests.support import csv_bytes_for_tests
     from training.evaluate import main
 
     rng = np.random.default_rng(1)
