@@ -54,8 +54,8 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     """evaluate fits the temperature and TTA mode on PublicTest, writes them to the manifest, saves
     the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
     from emotion import config, registry
-    from tests.test_comparison import write_tiny_tflite
     from tests.support import csv_bytes_for_tests
+    from tests.test_comparison import write_tiny_tflite
     from training.evaluate import PREDICTIONS_FILE, evaluate
 
     rng = np.random.default_rng(0)
@@ -94,9 +94,9 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
 @pytest.mark.slow
 def test_evaluate_calibrates_a_committee_over_calibrated_members(tmp_path, monkeypatch):
     from emotion import config, registry
+    from tests.support import csv_bytes_for_tests
     from tests.test_comparison import write_tiny_tflite
     from training.committee import register_committee
-    from tests.support import csv_bytes_for_tests
     from training.evaluate import main
 
     rng = np.random.default_rng(1)
