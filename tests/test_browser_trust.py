@@ -159,7 +159,7 @@ def test_next_user_in_the_same_tab_sees_nothing_of_the_previous_one(chromium_pat
         page.get_by_text(upload.name).first.wait_for()
         page.get_by_role("button", name="Analyze").click()
         page.get_by_role("button", name="Classify the whole image as one face").click()
-        expect(page.get_by_role("button", name="Download PDF report")).to_be_visible()
+        expect(page.get_by_role("button", name="PDF report", exact=True)).to_be_visible()
         expect(page.get_by_text(secret_title).first).to_be_visible()
         log_out(page)
         log_in(page, BOB)  # same tab, same Streamlit session
@@ -167,8 +167,9 @@ def test_next_user_in_the_same_tab_sees_nothing_of_the_previous_one(chromium_pat
         page.get_by_role("heading", name="Classify a photo").wait_for()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(screenshot_dir(tmp_path) / "bob_photo_page.png"), full_page=True)
-        for leftover in (secret_title, upload.name, "Download PDF report", "Alice", "No face was found"):
+        for leftover in (secret_title, upload.name, "Alice", "No face was found"):
             expect(page.get_by_text(leftover)).to_have_count(0)
+        expect(page.get_by_role("button", name="PDF report", exact=True)).to_have_count(0)
         expect(page.get_by_label("Title or note (optional, kept with the analysis)")).to_have_value("")
         page.get_by_role("link", name="History").first.click()
         page.get_by_role("heading", name="History", exact=True).wait_for()
