@@ -38,13 +38,13 @@ def test_saved_predictions_are_read_only_for_the_same_labels(tmp_path):
 @pytest.mark.slow
 def test_mistakes_tab_reads_saved_predictions(fer2013_csv, tmp_path, monkeypatch):
     """With saved predictions the tab shows their accuracy and mistakes, and never runs the model."""
-    from studio.eda import load_fer2013_arrays
+    from emotion.datasets import load_fer2013
 
     monkeypatch.setattr(config, "DATA_DIR", fer2013_csv.parent)
     root = write_models(tmp_path / "models")
     folder = write_tiny_tflite(root / "tiny")
     monkeypatch.setattr(config, "MODELS_DIR", root)
-    ds = load_fer2013_arrays(fer2013_csv)
+    ds = load_fer2013(fer2013_csv)
     y_true = ds.y[ds.split == ds.splits.index("PrivateTest")]
     probs = np.full((len(y_true), 7), 0.02, np.float32)
     probs[np.arange(len(y_true)), y_true] = 0.88
