@@ -12,6 +12,9 @@ from pages.common import PageSpec, md_escape
 from studio import auth
 from studio.store import get_store
 
+# Page flows under AppTest (a second or more each): the full suite runs them, the fast loop does not.
+pytestmark = pytest.mark.slow
+
 PASSWORD = "passw0rd-one"
 NEW_PASSWORD = "passw0rd-two"
 

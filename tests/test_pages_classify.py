@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 from studio import analyses, reports
 from studio.store import get_store
 
-pytestmark = pytest.mark.shared
+# Page flows under AppTest (a second or more each): the full suite runs them, the fast loop does not.
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 TIMEOUT = 180  # seconds per script run: the first Grad-CAM run loads TensorFlow on a busy CPU
 PAGES = Path(__file__).parent.parent / "pages"
 MIME = {".jpg": "image/jpeg", ".png": "image/png"}

@@ -18,6 +18,9 @@ from emotion import config, list_models
 from studio import comparison
 from tests.test_comparison import write_models, write_tiny_tflite
 
+# Page flows under AppTest (a second or more each): the full suite runs them, the fast loop does not.
+pytestmark = pytest.mark.slow
+
 EXPLORER = str(config.REPO_ROOT / "pages" / "dataset_explorer.py")
 COMPARISON = str(config.REPO_ROOT / "pages" / "model_comparison.py")
 
