@@ -40,7 +40,7 @@ import numpy as np
 
 from emotion import config
 from emotion.detectors import DEFAULT_DETECTOR, Box, clip_box, crop, expand_box, get_detector
-from emotion.pipeline import FaceResult, annotate, classify_crops
+from emotion.pipeline import FaceResult, annotate, classify_crops, face_crop
 from emotion.registry import EmotionModel, load
 
 # ROI detection: the region around a tracked box is rescaled so the previous face is this many pixels
@@ -106,11 +106,23 @@ class Track:
     box_state: np.ndarray | None = None  # smoothed (x, y, w, h) float64
     template: np.ndarray | None = None  # grey (TEMPLATE_PX, TEMPLATE_PX) uint8 of the last detected face
     detection_score: float | None = None  # the detector's confidence at its last detection (BlazeFace gives one)
+    # The eyes of the last detection that gave them, as fractions of its box ((fx, fy), (fx, fy)): they move
+    # with the (smoothed, tracked) box between detections, so every frame's crop can be aligned.
+    eyes_in_box: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     def record(self, box: Box) -> None:
-        """A detection's confidence, when the detector gives one."""
+        """A detection's confidence and eye keypoints, when the detector gives them."""
         if box.score is not None:
             self.detection_score = box.score
+        if box.eyes is not None and box.w > 0 and box.h > 0:
+            self.eyes_in_box = tuple(((ex - box.x) / box.w, (ey - box.y) / box.h) for ex, ey in box.eyes)
+
+    def aligned_box(self) -> Box:
+        """The current box, carrying the eyes placed in it (None when no detection gave eyes)."""
+        if self.eyes_in_box is None:
+            return self.box
+        b = self.box
+        return replace(b, eyes=tuple((b.x + fx * b.w, b.y + fy * b.h) for fx, fy in self.eyes_in_box))
 
     @property
     def center(self) -> tuple[float, float]:
@@ -227,7 +239,8 @@ class LiveSettings:
     strength: float = 0.6  # EMA weight of the past, in [0, 0.95]
     budget_ms: float | None = 16.0  # per-frame target; None = full detection every frame
     min_face: int = 48  # pixels, in the frame (a face about 2 m from a 640x480 webcam)
-    margin: float = 0.1  # crop margin around a box before classification
+    margin: float = 0.1  # crop margin around a box before classification (faces without eye keypoints)
+    align: bool = True  # rotate each face upright from its eyes, framed like FER2013 (emotion.pipeline.face_crop)
     draw_stats: bool = True  # FPS / latency banner on the frame
     hold: int = 3  # frames a face stays drawn after its detector stops finding it
 
@@ -444,12 +457,12 @@ class FrameProcessor:
     def _classify(self, rgb: np.ndarray, tracks: list[Track], settings: LiveSettings) -> list[TrackedFace]:
         if not tracks:
             return []
-        height, width = rgb.shape[:2]
         if self._model is None or self._model_key != settings.model:  # resolve once, not per frame
             self._model, self._model_key = load(settings.model), settings.model
         model: EmotionModel = self._model
         boxes = [t.box for t in tracks]
-        crops = [crop(rgb, expand_box(b, settings.margin, width, height)) for b in boxes]
+        # Aligned like the Photo page's faces (eyes level, FER2013's framing) when the detector gave eyes.
+        crops = [face_crop(rgb, t.aligned_box(), settings.margin, align=settings.align) for t in tracks]
         raw = classify_crops(crops, boxes, model)
         strength = settings.strength if settings.smoothing else 0.0
         faces = []
@@ -534,7 +547,10 @@ def roi_detect(rgb: np.ndarray, previous: Box, detector: str = DEFAULT_DETECTOR)
         return None
     b = found[0]
     box = clip_box(region.x + b.x / scale, region.y + b.y / scale, b.w / scale, b.h / scale, width, height)
-    return replace(box, score=b.score) if box is not None else None
+    if box is None:
+        return None
+    eyes = None if b.eyes is None else tuple((region.x + ex / scale, region.y + ey / scale) for ex, ey in b.eyes)
+    return replace(box, score=b.score, eyes=eyes)
 
 
 def face_template(rgb: np.ndarray, box: Box) -> np.ndarray:

@@ -387,3 +387,39 @@ def test_frames_go_back_as_yuv420p_with_the_same_picture(obama):
     back = out.to_ndarray(format="rgb24").astype(int)
     assert np.abs(back - frame.astype(int)).mean() < 4  # colour conversion, not a different picture
     assert to_video_frame(frame[:479, :639]).format.name == "rgb24"  # odd sizes: the encoder converts
+
+
+def test_roi_detection_keeps_blazeface_eyes_in_frame_pixels(obama):
+    frame = webcam_frame(obama)
+    start = get_detector("blazeface", min_face=40, max_side=400).detect(frame)[0]
+    found = roi_detect(webcam_frame(obama, dx=18, dy=-6), start, "blazeface")
+    assert found is not None and found.eyes is not None and start.eyes is not None
+    for (fx, fy), (sx, sy) in zip(found.eyes, start.eyes, strict=True):  # moved with the face, within 4 px
+        assert abs(fx - (sx + 18)) <= 4 and abs(fy - (sy - 6)) <= 4
+
+
+def test_live_faces_are_aligned_from_the_tracked_eyes(obama, monkeypatch):
+    """A tilted face: every frame's crop (detection, ROI and template frames alike) is the eye-levelled
+    crop of emotion.pipeline.face_crop, with the eyes carried by the track between detections."""
+    import emotion.live as live
+
+    frame = webcam_frame(obama)
+    tilted = cv2.warpAffine(frame, cv2.getRotationMatrix2D((320, 240), 20, 1.0), (640, 480), borderValue=(90, 90, 90))
+    seen: list = []
+    original = live.face_crop
+    monkeypatch.setattr(
+        live, "face_crop", lambda image, box, margin, align: seen.append(box) or original(image, box, margin, align)
+    )
+    processor = FrameProcessor(LiveSettings(budget_ms=1e-3))  # a budget never met: detection gets rarer
+    modes = set()
+    for _ in range(40):
+        _, result = processor.process(tilted)
+        assert len(result.faces) == 1
+        modes.add(result.mode)
+    assert modes == {"full", "roi", "track"}
+    assert len(seen) == 40 and all(box.eyes is not None for box in seen)
+    (lx, ly), (rx, ry) = seen[-1].eyes
+    assert abs(math.degrees(math.atan2(ry - ly, rx - lx)) + 20) < 6  # the 20° tilt, counter-clockwise
+    processor.configure(align=False)
+    processor.process(tilted)
+    assert seen[-1].eyes is not None  # the box still carries them; face_crop is told not to rotate
