@@ -232,8 +232,9 @@ def run_browser(
                 time.monotonic(),
             )
             stats0 = frame.evaluate(INBOUND_STATS_JS)
+            code = [CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y]
             counted = frame.evaluate(
-                LATENCY_JS, [int(seconds * 1000), CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y, latency]
+                LATENCY_JS, [int(seconds * 1000), *code, latency, CAMERA_FPS, LOOP_FRAMES]
             )  # rendered frames and glass-to-glass latency over the same window
             stats1 = frame.evaluate(INBOUND_STATS_JS)
             page.wait_for_timeout(1100)  # one more panel refresh
@@ -272,29 +273,34 @@ def run_browser(
             browser.close()
 
 
-CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y = 6, 20, 380, 2  # frame number in black/white blocks, top strip
+CODE_BITS, CODE_BLOCK, CODE_X, CODE_Y = 7, 20, 380, 2  # frame number in black/white blocks, top strip
+CAMERA_FPS = 30
+LOOP_FRAMES = 2**CODE_BITS  # the fake camera file: 128 frames, 4.3 s before Chromium loops it
 
 
 def stamp_code(frame: np.ndarray, number: int) -> np.ndarray:
-    """Write `number` (0..63) into an RGB (H, W, 3) frame as CODE_BITS squares (white = 1), in place; the top
-    strip is the camera's grey background, away from faces, labels and the stats banner (bottom)."""
+    """Write `number` (0..127) into an RGB (H, W, 3) frame as CODE_BITS squares (white = 1), in place; the
+    top strip is the camera's grey background, away from faces, labels and the stats banner (bottom)."""
     for bit in range(CODE_BITS):
         x = CODE_X + bit * (CODE_BLOCK + 4)
         frame[CODE_Y : CODE_Y + CODE_BLOCK, x : x + CODE_BLOCK] = 255 if number >> bit & 1 else 0
     return frame
 
 
-def camera_y4m(photo: np.ndarray, path: Path, frames: int = 60) -> Path:
+def camera_y4m(photo: np.ndarray, path: Path, frames: int = LOOP_FRAMES) -> Path:
     """A fake-camera file: `frames` 640x480 frames (Chromium loops it) of the photo, each stamped with its
     number (stamp_code) so that a frame can be recognised where the page shows it (glass-to-glass latency)."""
-    return write_y4m((stamp_code(camera_frame(photo), i % 2**CODE_BITS) for i in range(frames)), path, fps=30)
+    frames_out = (stamp_code(camera_frame(photo), i % 2**CODE_BITS) for i in range(frames))
+    return write_y4m(frames_out, path, fps=CAMERA_FPS)
 
 
-# In the webrtc component's frame: a second getUserMedia (the same fake camera) plays locally; each frame's
-# number is read from both <video>s by requestVideoFrameCallback; latency = when the annotated frame with
-# number n is presented - when the camera's frame n was presented locally. Frames are counted at the same
-# time (rendered frames per second at the page's <video>).
-LATENCY_JS = """async ([ms, bits, block, x0, y0, withLocal]) => {
+# In the webrtc component's frame: a second getUserMedia (the same fake camera) plays locally and gives the
+# camera's clock: a local frame m presented at time T puts the loop's start at T - m / fps (the median of
+# the last 15 such estimates is kept, so a frame the local <video> skips costs nothing). The annotated
+# frame with number n presented at time T' then has latency (T' - start - n / fps) modulo the loop's length
+# (4.3 s: far above any latency seen). Frames are counted at the same time (rendered frames per second at
+# the page's <video>); `distinct` counts the ones that show a new camera frame.
+LATENCY_JS = """async ([ms, bits, block, x0, y0, withLocal, fps, loopFrames]) => {
   const out = document.querySelector('video');
   const local = document.createElement('video');
   local.muted = true; local.playsInline = true;
@@ -314,10 +320,19 @@ LATENCY_JS = """async ([ms, bits, block, x0, y0, withLocal]) => {
     }
     return n;
   };
-  const shown = new Map(); const latencies = []; let count = 0, distinct = 0, last = -1, running = true;
+  const period = 1000 * loopFrames / fps, frameMs = 1000 / fps;
+  const mod = (a, b) => ((a % b) + b) % b;
+  const starts = [];  // recent estimates of when the loop started, as phases in [0, period)
+  const loopStart = () => {  // circular median: unwrap around the first estimate
+    const ref = starts[0];
+    const unwrapped = starts.map(s => ref + mod(s - ref + period / 2, period) - period / 2).sort((a, b) => a - b);
+    return unwrapped[Math.floor(unwrapped.length / 2)];
+  };
+  const latencies = []; let count = 0, distinct = 0, last = -1, running = true;
   const onLocal = (now, meta) => {
-    const n = read(local);
-    if (!shown.has(n) || meta.expectedDisplayTime - shown.get(n) > 1000) shown.set(n, meta.expectedDisplayTime);
+    const m = read(local);
+    starts.push(mod(meta.expectedDisplayTime - m * frameMs, period));
+    if (starts.length > 15) starts.shift();
     if (running) local.requestVideoFrameCallback(onLocal);
   };
   const onOut = (now, meta) => {
@@ -325,7 +340,7 @@ LATENCY_JS = """async ([ms, bits, block, x0, y0, withLocal]) => {
     const n = read(out);
     if (n !== last) {
       distinct += 1;
-      if (shown.has(n)) latencies.push(meta.expectedDisplayTime - shown.get(n));
+      if (starts.length >= 5) latencies.push(mod(meta.expectedDisplayTime - loopStart() - n * frameMs, period));
     }
     last = n;
     if (running) out.requestVideoFrameCallback(onOut);

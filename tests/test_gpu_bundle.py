@@ -39,7 +39,7 @@ def test_every_config_file_reads():
     for path in files:
         spec = read_config_file(path)
         assert spec.get("about"), f"{path.name}: say what the run is"
-        if spec.get("kind") != "committee":
+        if spec.get("kind") not in ("committee", "soup"):
             TrainConfig(**expand_plan(spec)[0][0])
 
 
@@ -53,6 +53,12 @@ def test_each_shipped_model_has_the_config_file_that_made_it(model):
         assert spec["kind"] == "committee" and spec["vote"] == manifest["vote"]
         assert sorted(spec["members"]) == sorted(manifest["members"])
         assert spec.get("chosen_with_tta", False) == manifest.get("chosen_with_tta", False)
+        return
+    if "soup" in manifest:  # training.soup: the chosen subset of the file's members
+        assert spec["kind"] == "soup" and manifest["soup"]["candidates"] == spec["members"]
+        assert set(manifest["soup"]["members"]) <= set(spec["members"]) and len(manifest["soup"]["members"]) >= 2
+        for member in spec["members"]:
+            assert (CONFIGS_DIR / f"{member}.toml").is_file(), f"{model}: no config for {member}"
         return
     saved = json.loads((MODELS_DIR / model / "config.json").read_text())
     ours = _final_config(spec)

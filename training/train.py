@@ -74,7 +74,8 @@ class TrainConfig:
 # Beside TrainConfig's fields a file may hold: `about` (a sentence), `seeds = [1, 2, 3]` (one run
 # per seed, named <name>_s<seed>), `[[stages]]` tables (the run continued with --resume under each
 # stage's settings in turn: the warm-restart cycles), or `kind = "committee"` with `members` and
-# `vote` (registers a committee of trained models).
+# `vote` (registers a committee of trained models), or `kind = "soup"` with `members` (training.soup: the
+# mean of their weights).
 PLAN_KEYS = {"about", "seeds", "stages", "kind", "members", "vote", "chosen_with_tta"}
 
 
@@ -487,6 +488,12 @@ def main(argv: list[str] | None = None) -> Path:
             spec["name"], spec["members"], spec.get("vote", "soft"), chosen_with_tta=spec.get("chosen_with_tta", False)
         )
         print(f"registered {folder}; next: python -m training.evaluate --model {spec['name']}")
+        return folder
+    if spec.get("kind") == "soup":
+        from training.soup import make_soup
+
+        folder = make_soup(spec["name"], spec["members"], args.data)
+        print(f"exported {folder}; next: python -m training.evaluate --model {spec['name']}")
         return folder
     plan = expand_plan(spec) if spec else [(None, False)]
     out_dir = MODELS_DIR
