@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
@@ -17,16 +16,17 @@ from emotion.config import MAX_ANALYSIS_FPS, MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS,
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
 from emotion.video import VideoLoadError, process_video
-from pages.common import installed_models, require_user, rgb_css, show_error, store
+from pages.common import installed_models, require_user, show_error, store
 from pages.result_view import downloads, save_status, show_analysis
 from studio import analyses
 from studio.analyses import FACE_KEYS, AnalysisResult
+from studio.figures import timeline_image
 
 log = logging.getLogger(__name__)
 PROCESSOR_KEY = "live_processor"  # session_state: this browser session's FrameProcessor (tracks, timeline)
 SNAPSHOT_KEY = "live_snapshot"  # session_state: the last saved snapshot and its reports
 PANEL_SECONDS = 1.0  # the live panel's refresh period while the camera plays
-TIMELINE_SECONDS = 3.0  # and its timeline chart's
+TIMELINE_SECONDS = 60.0  # the timeline shows the main face's last minute
 VIDEO_KEY = "live_video"  # session_state: the last processed video, so reruns do not redo it
 
 
@@ -72,32 +72,6 @@ def _options() -> dict:
     }  # fmt: skip
 
 
-def _timeline(rows: list[dict], labels: tuple[str, ...]) -> go.Figure:
-    figure = go.Figure()
-    if rows:
-        start = rows[0]["t"]
-        times = [r["t"] - start for r in rows]
-        for label in labels:
-            figure.add_trace(
-                go.Scatter(x=times, y=[r.get(label, 0.0) for r in rows], name=label, mode="lines",
-                           line=dict(color=rgb_css(label)))
-            )  # fmt: skip
-    figure.update_layout(
-        title="Main face over time", height=260, margin=dict(l=0, r=0, t=30, b=0),
-        xaxis_title="seconds", yaxis=dict(range=[0, 1], title="probability"),
-    )  # fmt: skip
-    return figure
-
-
-def _live_timeline(processor: FrameProcessor) -> None:
-    """The main face's probabilities over time; redrawn less often than the numbers (a chart costs the
-    browser more than the video beside it can spare)."""
-    snap = processor.snapshot()
-    main = snap.result.main_face if snap.result else None
-    if main is not None:
-        st.plotly_chart(_timeline(snap.timeline, tuple(main.result.scores)), key="live_timeline")
-
-
 def _live_panel(processor: FrameProcessor) -> None:
     """Probability bars, timeline and counters; re-run on a timer while the camera plays."""
     snap: LiveSnapshot = processor.snapshot()
@@ -118,6 +92,9 @@ def _live_panel(processor: FrameProcessor) -> None:
     # the browser the frames it should have shown.
     for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
         st.progress(min(1.0, max(0.0, value)), text=f"{name} {value:.0%}")
+    # A picture, not a plotly chart: redrawing a chart every second cost the video beside it frames.
+    labels = tuple(main.result.scores)
+    st.image(timeline_image(snap.timeline, labels, TIMELINE_SECONDS), caption="Main face over time")
 
 
 def _save_snapshot(processor: FrameProcessor, user) -> None:
@@ -179,7 +156,6 @@ def webcam_tab(options: dict, user) -> None:
         if not ctx.state.playing and processor.snapshot().result is not None:
             processor.reset()  # stopped: the panel starts empty (on_ended does the same from the media thread)
         st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
-        st.fragment(run_every=TIMELINE_SECONDS if ctx.state.playing else None)(_live_timeline)(processor)
 
 
 def _analyze_video(upload, options: dict, user) -> None:

@@ -1,9 +1,12 @@
 """The plotly figures of an analysis, shared by the Photo, Live & video and History pages (no
 streamlit here): probability bars of a face, the valence-arousal plane of the faces, a video's
-emotion-per-face timeline and two models side by side on the same faces."""
+emotion-per-face timeline and two models side by side on the same faces; and the live page's timeline,
+drawn as a picture."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import plotly.graph_objects as go
 
 from emotion.labels import VALENCE_AROUSAL, color_for
@@ -150,3 +153,40 @@ def comparison_chart(rows: list[dict], models: tuple[str, str]) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
     )
     return figure
+
+
+def timeline_image(
+    rows: list[dict], labels: tuple[str, ...], seconds: float = 60.0, size: tuple[int, int] = (640, 200)
+) -> np.ndarray:
+    """The live page's rolling timeline as a small RGB (H, W, 3) picture: one line per emotion's
+    probability (rows: {"t": seconds, label: probability, ...}, oldest first) over the last `seconds`.
+
+    A picture, not a plotly chart: the webcam page redraws it every second beside a 30 fps video, and
+    re-rendering a plotly figure cost the browser frames of that video (docs/LIVE.md)."""
+    width, height = size
+    left, right, top, bottom = 34, 8, 22, 18  # plot margins: axis labels left and below, legend on top
+    image = np.full((height, width, 3), 255, np.uint8)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    font, ink, grid = cv2.FONT_HERSHEY_SIMPLEX, (90, 90, 90), (225, 225, 225)
+    for value in (0.0, 0.5, 1.0):
+        y = top + round((1 - value) * plot_h)
+        cv2.line(image, (left, y), (width - right, y), grid, 1)
+        cv2.putText(image, f"{value:.0%}", (2, y + 4), font, 0.33, ink, 1, cv2.LINE_AA)
+    cv2.putText(image, f"last {seconds:.0f} s", (width - right - 60, height - 4), font, 0.33, ink, 1, cv2.LINE_AA)
+    x = left
+    for label in labels:  # legend
+        color = color_for(label)
+        cv2.rectangle(image, (x, 6), (x + 10, 14), color, -1)
+        cv2.putText(image, label, (x + 13, 14), font, 0.36, ink, 1, cv2.LINE_AA)
+        x += 18 + cv2.getTextSize(label, font, 0.36, 1)[0][0]
+    if len(rows) < 2:
+        return image
+    end = rows[-1]["t"]
+    times = np.array([r["t"] for r in rows], np.float64)
+    keep = times >= end - seconds
+    xs = left + (times[keep] - (end - seconds)) / seconds * plot_w
+    for label in labels:
+        values = np.clip(np.array([r.get(label, 0.0) for r in rows], np.float64)[keep], 0.0, 1.0)
+        points = np.stack([xs, top + (1 - values) * plot_h], axis=1).round().astype(np.int32)
+        cv2.polylines(image, [points], False, color_for(label), 2, cv2.LINE_AA)
+    return image

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from emotion.labels import FER2013_LABELS, VALENCE_AROUSAL
@@ -62,3 +63,21 @@ def test_video_timeline_colour_means_emotion_only():
     for trace in figure.data:
         assert trace.marker.color == figures.rgb_css(trace.name) and trace.mode == "markers"
     assert list(figure.data[1].y) == ["face 2", "face 1"]
+
+
+def test_live_timeline_picture_draws_each_emotion_in_its_colour():
+    from emotion.labels import color_for
+    from studio.figures import timeline_image
+
+    labels = ("happy", "sad")
+    empty = timeline_image([], labels)
+    assert empty.shape == (200, 640, 3) and empty.dtype == np.uint8
+    rows = [{"t": t / 10, "happy": 0.9, "sad": 0.1} for t in range(100)]
+    image = timeline_image(rows, labels, seconds=10.0)
+    top, bottom = 22, 200 - 18
+    happy_y = top + round(0.1 * (bottom - top))  # 90%: near the top of the plot
+    row = image[happy_y - 1 : happy_y + 2, 100:600].reshape(-1, 3)
+    assert (np.abs(row.astype(int) - color_for("happy")).sum(axis=1) < 60).mean() > 0.5
+    sad_y = top + round(0.9 * (bottom - top))
+    row = image[sad_y - 1 : sad_y + 2, 100:600].reshape(-1, 3)
+    assert (np.abs(row.astype(int) - color_for("sad")).sum(axis=1) < 60).mean() > 0.5

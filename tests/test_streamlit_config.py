@@ -19,3 +19,11 @@ def test_the_setting_is_a_streamlit_option():
 
     option = config._config_options_template["server.fileWatcherType"]  # a renamed option would be ignored
     assert "none" in option.description
+
+
+def test_no_full_garbage_collection_after_each_script_run():
+    from streamlit import config
+
+    runner = tomllib.loads(CONFIG.read_text())["runner"]
+    assert runner["postScriptGC"] is False  # a collection per panel rerun stalled the webcam's threads
+    assert "runner.postScriptGC" in config._config_options_template  # still an option Streamlit reads
