@@ -18,7 +18,6 @@ import hashlib
 import io
 import queue
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
+from isal import isal_zlib  # Intel ISA-L's inflate: 2.5x zlib's speed on FER2013's 296 MB, same API
 
 from emotion import config
 from emotion.labels import FER2013_LABELS, canonical_label
@@ -47,7 +47,7 @@ UNSPLIT = "all"  # folder_layout's split name when a folder dataset has no split
 THUMB = 48  # the explorer looks at every image as the models do: grey, 48x48
 BLANK_STD = 3.0  # an image whose grey-level std is under this is blank (the explorer and training agree)
 _SIDE = 48  # FER2013's faces are 48x48
-_CACHE_VERSION = 2  # bump when the cached arrays' format changes
+_CACHE_VERSION = 3  # bump when the cached arrays' format changes
 _CHUNK = 512  # images per float32 block in grey_std
 _PIECE = 4 << 20  # bytes read (and inflated) at a time
 _BLOCK = 16 << 20  # bytes of text parsed at a time
@@ -100,6 +100,7 @@ class Fer2013Arrays(NamedTuple):
     split: np.ndarray
     rows: np.ndarray
     problems: list[str]
+    digests: np.ndarray | None = None  # (N,) 'S16' digest() of each image, when asked for (with_digests)
 
 
 def file_key(path: Path) -> str:
@@ -109,7 +110,7 @@ def file_key(path: Path) -> str:
 
 
 def _byte_chunks(path: Path) -> Iterator[bytes]:
-    """The file's (decompressed when .gz) bytes in pieces. Decompression runs in a thread (zlib
+    """The file's (decompressed when .gz) bytes in pieces. Decompression runs in a thread (ISA-L
     releases the GIL), so parsing one piece overlaps with inflating the next."""
     if path.suffix != ".gz":
         with open(path, "rb") as handle:
@@ -122,16 +123,16 @@ def _byte_chunks(path: Path) -> Iterator[bytes]:
     def inflate() -> None:
         try:
             with open(path, "rb") as handle:
-                inflater = zlib.decompressobj(wbits=31)
+                inflater = isal_zlib.decompressobj(wbits=31)
                 while (data := handle.read(_PIECE)) and not stop.is_set():
                     while data:
                         pieces.put(inflater.decompress(data))
                         # A gzip file may hold several members one after another.
                         data = inflater.unused_data
                         if data:
-                            inflater = zlib.decompressobj(wbits=31)
+                            inflater = isal_zlib.decompressobj(wbits=31)
                 pieces.put(inflater.flush())
-        except (OSError, zlib.error) as error:
+        except (OSError, isal_zlib.error) as error:
             pieces.put(error)
         pieces.put(None)
 
@@ -168,13 +169,15 @@ def _blocks(path: Path) -> Iterator[bytes]:
         yield text if text.endswith(b"\n") else text + b"\n"
 
 
-def read_fer2013_csv(path: str | Path) -> Fer2013Arrays:
+def read_fer2013_csv(path: str | Path, with_digests: bool = False) -> Fer2013Arrays:
     """Read Kaggle's fer2013.csv(.gz): columns emotion, pixels (2304 grey levels), Usage.
 
     Each block of rows is parsed by one numpy call (`_parse_block_fast`); a block it cannot take
     (quotes, stray characters, a row of the wrong length) is parsed row by row. Malformed rows
     (bad emotion, wrong pixel count or range, unknown Usage) are skipped and listed in `problems`.
-    Raises ValueError for a file without those columns or without a usable row.
+    Raises ValueError for a file without those columns or without a usable row. with_digests: also
+    each image's digest(), computed block by block while the next blocks inflate and parse (hashing
+    holds the interpreter lock, which the inflate and np.fromstring threads do not need).
     """
     path = Path(path)
     blocks = _blocks(path)
@@ -206,7 +209,7 @@ def read_fer2013_csv(path: str | Path) -> Fer2013Arrays:
         labels, usages, values = parsed
         usable = _usable(labels, usages, values, row, problems)
         if usable is not None:
-            parts.append(usable)
+            parts.append((*usable, digests(usable[0]) if with_digests else np.zeros(0, "S16")))
         row += len(labels)
 
     # np.fromstring releases the GIL: two blocks parse at once while the next one is inflated.
@@ -220,8 +223,8 @@ def read_fer2013_csv(path: str | Path) -> Fer2013Arrays:
             finish(*in_flight.popleft())
     if not parts:
         raise ValueError(f"{path.name}: no usable row")
-    images, labels, split, rows = (np.concatenate(p) for p in zip(*parts, strict=True))
-    return Fer2013Arrays(images, labels, split, rows, problems)
+    images, labels, split, rows, hashes = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return Fer2013Arrays(images, labels, split, rows, problems, hashes if with_digests else None)
 
 
 _BAD = -1000  # marks a row whose pixel string could not be parsed, or a blank line
@@ -354,10 +357,15 @@ def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = 
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             arrays = Fer2013Arrays(
-                data["images"], data["labels"], data["split"], data["rows"], [str(p) for p in data["problems"]]
+                data["images"],
+                data["labels"],
+                data["split"],
+                data["rows"],
+                [str(p) for p in data["problems"]],
+                data["digests"],
             )
     else:
-        arrays = read_fer2013_csv(path)
+        arrays = read_fer2013_csv(path, with_digests=True)
         if cache is not None:
             save_npz(cache, **arrays._asdict() | {"problems": np.array(arrays.problems, str)})
     n = len(arrays.labels)
@@ -368,7 +376,7 @@ def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = 
         arrays.images,
         arrays.labels.astype(np.int64),
         arrays.split.astype(np.int64),
-        digests(arrays.images),
+        arrays.digests,
         [f"row {r + 2}" for r in arrays.rows.tolist()],
         np.full((n, 2), _SIDE, np.int32),
         ["L"] * n,

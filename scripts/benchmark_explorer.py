@@ -1,6 +1,6 @@
 """Time the dataset explorer's data path on FER2013: the first visit (empty cache) and a later one.
 
-    python scripts/benchmark_explorer.py [--csv PATH] [--repeats 5] [--page]
+    python scripts/benchmark_explorer.py [--csv PATH] [--repeats 5] [--page | --browser]
 
 Each repeat runs two fresh Python processes on a new, empty EMOTION_CACHE_DIR: the first visit
 (imports, parse the CSV, write the decoded-array cache, compute the statistics and cache them, the
@@ -8,6 +8,9 @@ mean/std face tiles) and then a revisit (the same calls, now reading the cache).
 explorer page's path without Streamlit's rendering: `datasets.load_fer2013`, `eda.cached_stats`,
 `eda.face_tiles`. With --page, each visit instead runs the whole page script headless
 (streamlit.testing AppTest: the same calls plus building every chart and image, no browser).
+With --browser, what a user waits: each repeat starts `streamlit run pages/dataset_explorer.py` on an
+empty cache, and headless Chromium opens it (first visit: from navigation until the FER2013 summary is
+shown and the script has stopped) and reloads it (revisit); the server's start-up is not counted.
 Prints the median and p95 of each phase in seconds (wall clock, and CPU seconds of all threads
 in `cpu`). Run it on an idle machine.
 """
@@ -85,6 +88,43 @@ def child(csv_path: Path, cache_dir: Path, page: bool) -> dict[str, float]:
     return times
 
 
+def browser_visits(csv_path: Path, repeats: int) -> tuple[list[dict], list[dict]]:
+    """First visit and reload of the explorer page in headless Chromium, a fresh server and cache each
+    repeat -> ([{"total": s}], [{"total": s}])."""
+    sys.path.insert(0, str(REPO))
+    from tests.browser_support import ROOT, launch_chromium, serve_streamlit
+    from tests.test_browser_offline import IDLE_JS
+
+    def ready(page) -> float:
+        started = time.perf_counter()
+        page.get_by_text("FER2013: 35,887 images").first.wait_for(state="visible", timeout=300_000)
+        page.wait_for_function(IDLE_JS, timeout=300_000)
+        return time.perf_counter() - started
+
+    first, later = [], []
+    with launch_chromium() as browser:
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="explorer-bench-") as tmp:
+                env = {
+                    "PYTHONPATH": str(ROOT),
+                    "EMOTION_DATA_DIR": str(csv_path.parent),
+                    "EMOTION_CACHE_DIR": str(Path(tmp) / "cache"),
+                    "EMOTION_LOG_DIR": str(Path(tmp) / "logs"),
+                }
+                with serve_streamlit(ROOT / "pages" / "dataset_explorer.py", Path(tmp) / "server.log", env) as url:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    started = time.perf_counter()
+                    page.goto(url)
+                    ready(page)
+                    first.append({"total": time.perf_counter() - started})
+                    started = time.perf_counter()
+                    page.reload()
+                    ready(page)
+                    later.append({"total": time.perf_counter() - started})
+                    page.close()
+    return first, later
+
+
 def report(title: str, runs: list[dict[str, float]]) -> None:
     print(f"{title} ({len(runs)} runs), seconds: median / p95")
     for key in runs[0]:
@@ -97,6 +137,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=None, help="FER2013 CSV (default: config.find_fer2013_csv())")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--page", action="store_true", help="time the whole page script (headless AppTest)")
+    parser.add_argument("--browser", action="store_true", help="time the page in headless Chromium (fresh server)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.csv is None:
@@ -108,6 +149,12 @@ def main() -> None:
             raise SystemExit(config.FER2013_MISSING_HELP)
     if args.child:
         print(json.dumps(visit_page(args.csv) if args.page else visit(args.csv)))
+        return
+    if args.browser:
+        first, later = browser_visits(args.csv, args.repeats)
+        print(f"the page in headless Chromium, {args.csv}, {os.cpu_count()} CPUs")
+        report("First visit after a fresh start, empty cache", first)
+        report("Reload", later)
         return
     first, later = [], []
     for _ in range(args.repeats):

@@ -102,11 +102,16 @@ def histograms(values: np.ndarray, y: np.ndarray, num_classes: int, bins: np.nda
 def dhash(thumbs: np.ndarray) -> np.ndarray:
     """Difference hash: (N, H, W) uint8 grey -> (N,) uint64. Each image is shrunk to 9x8 and each bit
     says whether a pixel is brighter than its right neighbour; robust to scaling, JPEG and brightness."""
-    small = (
-        np.stack([cv2.resize(t, (9, 8), interpolation=cv2.INTER_AREA) for t in thumbs])
-        if len(thumbs)
-        else (np.zeros((0, 8, 9), np.uint8))
-    )
+    if isinstance(thumbs, np.ndarray) and thumbs.ndim == 3 and len(thumbs) and thumbs.shape[1] % 8 == 0:
+        # One resize of the stack (N*H, W) -> (N*8, 9): rows shrink by a whole factor, so INTER_AREA never
+        # mixes two images, and the result is each image's own resize (a tenth of the time for FER2013).
+        n, h, w = thumbs.shape
+        small = cv2.resize(np.ascontiguousarray(thumbs).reshape(n * h, w), (9, n * 8), interpolation=cv2.INTER_AREA)
+        small = small.reshape(n, 8, 9)
+    elif len(thumbs):
+        small = np.stack([cv2.resize(t, (9, 8), interpolation=cv2.INTER_AREA) for t in thumbs])
+    else:
+        small = np.zeros((0, 8, 9), np.uint8)
     bits = (small[:, :, 1:] > small[:, :, :-1]).reshape(len(thumbs), 64)
     return _pack_bits(bits)
 

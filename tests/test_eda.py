@@ -61,7 +61,7 @@ def test_fast_reader_matches_reference_reader(tmp_path, monkeypatch, name):
     csv_path = tmp_path / name
     text = csv_bytes_for_tests(rows)
     csv_path.write_bytes(gzip.compress(text[:5000]) + gzip.compress(text[5000:]) if name.endswith(".gz") else text)
-    images, labels, split, source_rows, problems = datasets.read_fer2013_csv(csv_path)
+    images, labels, split, source_rows, problems, _digests = datasets.read_fer2013_csv(csv_path)
     ref_images, ref_labels, ref_split = _reference_read(csv_path)
     np.testing.assert_array_equal(images, ref_images)
     np.testing.assert_array_equal(labels, ref_labels)
@@ -78,7 +78,7 @@ def test_fast_reader_skips_malformed_rows(tmp_path):
     text += b"1.5," + b" ".join([b"7"] * 2304) + b",Training\n"
     csv = tmp_path / "bad.csv"
     csv.write_bytes(text)
-    images, labels, _split, rows, problems = datasets.read_fer2013_csv(csv)
+    images, labels, _split, rows, problems, _digests = datasets.read_fer2013_csv(csv)
     assert labels.tolist() == [1, 3] and rows.tolist() == [0, 3] and len(problems) == 5
     assert images.dtype == np.uint8 and images.shape == (2, 48, 48) and (images == 7).all()
 
@@ -93,7 +93,7 @@ def test_fast_path_takes_clean_blocks_and_hands_odd_ones_to_the_row_parser(tmp_p
 
     with monkeypatch.context() as patch:
         patch.setattr(datasets, "_parse_lines", row_parser)
-        images, labels, split, _rows, problems = datasets.read_fer2013_csv(clean)  # CRLF line ends too
+        images, labels, split, _rows, problems, _digests = datasets.read_fer2013_csv(clean)  # CRLF line ends too
     assert labels.tolist() == [3, 5] and split.tolist() == [0, 1] and problems == []
     assert (images.reshape(2, -1) == good).all()
     pixels = [str(v) for v in good]
@@ -106,7 +106,7 @@ def test_fast_path_takes_clean_blocks_and_hands_odd_ones_to_the_row_parser(tmp_p
         f"4,{' '.join([*pixels, '9'])},Training\n"  # ... then 2305: the total is right, both rows are wrong
         f"5,{' '.join(pixels)},PrivateTest\n"
     )
-    images, labels, _split, rows, problems = datasets.read_fer2013_csv(odd)
+    images, labels, _split, rows, problems, _digests = datasets.read_fer2013_csv(odd)
     assert labels.tolist() == [1, 5] and rows.tolist() == [0, 4] and len(problems) == 3
     assert images[0].ravel()[0] == 7 and (images[1].ravel() == good).all()
 
@@ -120,6 +120,14 @@ def test_fer_arrays_are_cached_on_disk(tmp_path):
     np.testing.assert_array_equal(first.thumbs, second.thumbs)
     assert second.sources == ["row 2", "row 3"] and second.splits[second.split[1]] == "PrivateTest"
     assert first.key == second.key != ""
+    # The digests made while parsing, and the cached ones, are the one content hash of each image.
+    np.testing.assert_array_equal(first.digest, datasets.digests(first.thumbs))
+    np.testing.assert_array_equal(second.digest, first.digest)
+
+
+def test_dhash_of_a_stack_is_each_images_own():
+    images = np.random.default_rng(0).integers(0, 256, (300, 48, 48), dtype=np.uint8)
+    np.testing.assert_array_equal(eda.dhash(images), eda.dhash(list(images)))  # the one-resize path and the loop
 
 
 def test_cache_folder_is_read_from_config_when_called(tmp_path, monkeypatch):
