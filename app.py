@@ -32,6 +32,7 @@ from pages.common import (
     md_escape,
     reset_session,
     show_error,
+    start_cache_warmup,
 )
 from studio import auth
 from studio.store import Store, User, get_store
@@ -261,6 +262,7 @@ def main() -> None:
     """Gate, then the studio."""
     st.set_page_config(page_title="Emotion Studio", page_icon="🙂", layout="wide")
     setup_logging("app")
+    start_cache_warmup()  # once per process: the explorer's first visitor reads FER2013 from the cache
     try:
         store = get_store()
         credentials = auth.load_credentials(store)

@@ -34,6 +34,13 @@ DERIVED_DIR = REPO_ROOT / "data" / "derived"
 # mean/std faces): follows EMOTION_DATA_DIR, or EMOTION_CACHE_DIR. Safe to delete.
 CACHE_DIR = _path_setting("EMOTION_CACHE_DIR", DATA_DIR / "cache")
 
+
+def warm_cache_enabled() -> bool:
+    """EMOTION_WARM_CACHE (default 1): the app fills the explorer's FER2013 cache in the background when
+    it starts (studio.eda.warm_fer2013_cache); 0 leaves it to the first visit (the test suite's servers)."""
+    return os.environ.get("EMOTION_WARM_CACHE", "1") != "0"
+
+
 # Image input limits (see emotion.imageio). A 50 MB upload cap lives in .streamlit/config.toml.
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # about 7700x5200; above this a file is treated as a decompression bomb

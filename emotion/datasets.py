@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 from isal import isal_zlib  # Intel ISA-L's inflate: 2.5x zlib's speed on FER2013's 296 MB, same API
@@ -47,6 +47,7 @@ UNSPLIT = "all"  # folder_layout's split name when a folder dataset has no split
 THUMB = 48  # the explorer looks at every image as the models do: grey, 48x48
 BLANK_STD = 3.0  # an image whose grey-level std is under this is blank (the explorer and training agree)
 _SIDE = 48  # FER2013's faces are 48x48
+T = TypeVar("T")
 _CACHE_VERSION = 3  # bump when the cached arrays' format changes
 _CHUNK = 512  # images per float32 block in grey_std
 _PIECE = 4 << 20  # bytes read (and inflated) at a time
@@ -347,6 +348,34 @@ def _parse_pixels(texts: list[bytes]) -> np.ndarray:
     return out
 
 
+_in_flight: dict[str, Future] = {}  # work being done now, by key: a second caller waits for it
+_in_flight_lock = threading.Lock()
+
+
+def single_flight(key: str, compute: Callable[[], T]) -> T:
+    """compute() once at a time per key in this process: a caller that arrives while another runs the same
+    key waits for that result (or its exception) instead of repeating the work. The explorer's
+    start-up warm-up and its first visitors share one FER2013 parse this way."""
+    with _in_flight_lock:
+        running = _in_flight.get(key)
+        owner = running is None
+        if owner:
+            running = _in_flight[key] = Future()
+    if not owner:
+        return running.result()
+    try:
+        result = compute()
+    except BaseException as error:
+        running.set_exception(error)
+        raise
+    else:
+        running.set_result(result)
+        return result
+    finally:
+        with _in_flight_lock:
+            _in_flight.pop(key, None)
+
+
 def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = "config") -> ImageSet:
     """FER2013 as the explorer's ImageSet, parsed once and then read from `cache_dir` ("config":
     config.CACHE_DIR as it is when called; None: no cache)."""
@@ -354,6 +383,10 @@ def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = 
     cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
     key = file_key(path)
     cache = cache_dir / f"fer2013_v{_CACHE_VERSION}_{key}.npz" if cache_dir else None
+    return single_flight(f"fer2013|{cache}|{key}", lambda: _load_fer2013(path, cache, key))
+
+
+def _load_fer2013(path: Path, cache: Path | None, key: str) -> ImageSet:
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             arrays = Fer2013Arrays(

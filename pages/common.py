@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import types
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -203,6 +204,28 @@ def worker_pool() -> ThreadPoolExecutor:
     """The process's pool for the heavy steps of a click (decode, analysis, encodes), shared by sessions:
     at most one a core runs at once, so many users clicking together queue instead of thrashing."""
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="heavy")
+
+
+@st.cache_resource(show_spinner=False)
+def start_cache_warmup() -> threading.Thread | None:
+    """Once per server process: fill the explorer's FER2013 cache in a background thread (no st.* in it),
+    so that the page's first visitor reads instead of parsing; None when EMOTION_WARM_CACHE=0."""
+    from emotion import config
+    from studio import eda
+
+    if not config.warm_cache_enabled():
+        return None
+
+    def warm() -> None:
+        try:
+            if eda.warm_fer2013_cache():
+                log.info("FER2013 cache filled in the background")
+        except (OSError, ValueError):
+            log.exception("FER2013 cache warm-up failed: the explorer will parse the file on its first visit")
+
+    thread = threading.Thread(target=warm, name="fer2013-warmup", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

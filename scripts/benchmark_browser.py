@@ -11,6 +11,8 @@ Rows (medians and p95 over the repeats):
   with the page's own "Answered in" figure and the time until the run is over (saved, downloads there);
 - gradcam: "Explain (Grad-CAM)" click to the explanation visible, per face; the first click after the server
   started (the Keras model may still be warming) apart from the others;
+- explorer: a fresh server on an empty cache, log in, click Dataset explorer: seconds to the FER2013
+  summary (FER2013 from ../shared; the app warms the cache in the background from its first request);
 - live: the webcam page with Chromium's fake 30 fps 640x480 camera (a .y4m made at run time from
   ../shared/photos/obama.jpg in a temporary folder, never kept): frames rendered by the page's <video>,
   frames dropped by the server, glass-to-glass latency (scripts/benchmark_live.py);
@@ -49,7 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 PASSWORD = "benchmark-password-1"
-ROWS = ("idle", "photo", "gradcam", "live", "users")
+ROWS = ("idle", "photo", "gradcam", "live", "users", "explorer")
 TIMEOUT_MS = 120_000  # per step; --timeout changes it
 # Images on the page, by src. The result is a new image loaded after a click, or (the same photo again makes
 # the same bytes, so the same URL) the image again fresh: the run marks the old one stale, then replaces it.
@@ -262,6 +264,42 @@ async def idle_row(browser, url: str, user: str, server: subprocess.Popen, secon
     return {"server_cpu_percent_of_a_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2), "seconds": seconds}
 
 
+async def explorer_row(browser, repeats: int) -> dict:
+    """The dataset explorer's first visit after a fresh start: each repeat starts `streamlit run app.py`
+    on an empty cache, logs a user in, clicks "Dataset explorer" and times the click to the FER2013
+    summary shown with the script stopped; then a reload of the page. FER2013 must be in ../shared."""
+    from tests.test_browser_offline import IDLE_JS  # the browser tests' "script has stopped" check
+
+    first, reload = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            user = make_users(work / "studio.db", 1)[0]
+            env = {
+                "EMOTION_DB_PATH": str(work / "studio.db"),
+                "EMOTION_MEDIA_DIR": str(work / "media"),
+                "EMOTION_LOG_DIR": str(work / "logs"),
+                "EMOTION_CACHE_DIR": str(work / "cache"),  # empty: the coldest first visit
+                "EMOTION_COOKIE_KEY": "benchmark-browser-cookie-key-" + "x" * 32,
+            }
+            with serve_app(work, env) as (url, _server):
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(TIMEOUT_MS)
+                await log_in(page, url, user)
+                started = time.perf_counter()
+                await page.get_by_role("link", name="Dataset explorer").first.click()
+                await page.get_by_text("FER2013: 35,887 images").first.wait_for(timeout=TIMEOUT_MS)
+                await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+                first.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await page.reload()
+                await page.get_by_text("FER2013: 35,887 images").first.wait_for(timeout=TIMEOUT_MS)
+                await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+                reload.append(time.perf_counter() - started)
+                await page.close()
+    return {"first_visit_s": stats(first), "reload_s": stats(reload)}
+
+
 async def one_user(browser, url: str, user: str, photo: Path, start: asyncio.Event, ready: list) -> dict:
     """A separate browser context: log in, upload, wait for everyone, click Analyze; its figures or its error."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1200})
@@ -330,7 +368,14 @@ async def main_async(args: argparse.Namespace) -> dict:
     if missing:
         raise SystemExit(f"missing photos: {', '.join(missing)} (../shared/photos)")
     report: dict = {"load_average_1min_before": round(os.getloadavg()[0], 2)}
-    browser_rows = [row for row in args.only if row != "live"]
+    browser_rows = [row for row in args.only if row not in ("live", "explorer")]
+    if "explorer" in args.only:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                report["explorer"] = await explorer_row(browser, max(1, min(args.repeats, 3)))
+            finally:
+                await browser.close()
     if browser_rows:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -384,6 +429,13 @@ def summary(report: dict) -> list[str]:
         lines.append(
             f"Analyze click to result, {name} | {click.get('median')} / {click.get('p95')} s "
             f"(page says {row['page_says_ms'].get('median')} ms) | <= {targets.get(name, '?')} s"
+        )
+    explorer = report.get("explorer")
+    if explorer:
+        first, again = explorer["first_visit_s"], explorer["reload_s"]
+        lines.append(
+            f"Dataset explorer, FER2013, first visit after a fresh start (empty cache; log in, click) | "
+            f"{first.get('median')} / {first.get('p95')} s (reload {again.get('median')} s) | <= 5 s"
         )
     for key, row in report.items():
         if key.startswith("users_"):

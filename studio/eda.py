@@ -33,6 +33,7 @@ from emotion.datasets import (
     load_fer2013,
     no_progress,
     save_npz,
+    single_flight,
 )
 from emotion.imageio import ImageLoadError, load_image
 
@@ -233,24 +234,48 @@ def cached_stats(
                 data["near_pairs"],
             )
             return stats, json.loads(str(data["summary"]))
+    if cache is None:
+        stats = compute_stats(ds, progress)
+        return stats, summary(ds, stats)
+    # One computation per cache file at a time in this process (the start-up warm-up and a first visitor).
+    return single_flight(f"stats|{cache}", lambda: _compute_and_save(ds, progress, cache))
+
+
+def _compute_and_save(ds: ImageSet, progress: Progress, cache: Path) -> tuple[Stats, dict]:
+    """compute_stats and summary, written to the `cache` file."""
     stats = compute_stats(ds, progress)
     result = summary(ds, stats)
-    if cache is not None:
-        members = np.concatenate(stats.exact_groups) if stats.exact_groups else np.zeros(0, np.int64)
-        save_npz(
-            cache,
-            mean_faces=stats.mean_faces,
-            std_faces=stats.std_faces,
-            brightness=stats.brightness,
-            contrast=stats.contrast,
-            blank=stats.blank,
-            dhash=stats.dhash,
-            group_members=members,
-            group_sizes=np.array([len(g) for g in stats.exact_groups], np.int64),
-            near_pairs=stats.near_pairs,
-            summary=np.array(json.dumps(result)),
-        )
+    members = np.concatenate(stats.exact_groups) if stats.exact_groups else np.zeros(0, np.int64)
+    save_npz(
+        cache,
+        mean_faces=stats.mean_faces,
+        std_faces=stats.std_faces,
+        brightness=stats.brightness,
+        contrast=stats.contrast,
+        blank=stats.blank,
+        dhash=stats.dhash,
+        group_members=members,
+        group_sizes=np.array([len(g) for g in stats.exact_groups], np.int64),
+        near_pairs=stats.near_pairs,
+        summary=np.array(json.dumps(result)),
+    )
     return stats, result
+
+
+def warm_fer2013_cache() -> bool:
+    """Parse FER2013 and compute its statistics into the cache when the dataset is here and the cache is
+    not filled yet (a few seconds of both cores, once per machine); True when there was work to do.
+    The app runs this in a background thread when it starts, so that the explorer's first visitor reads
+    the cache; a visitor who comes earlier waits for the same work instead of repeating it (single_flight)."""
+    csv = config.find_fer2013_csv()
+    if csv is None:
+        return False
+    ds = load_fer2013(csv)
+    cache = config.CACHE_DIR / f"stats_v{_STATS_VERSION}_{ds.key}.npz"
+    if cache.is_file():
+        return False
+    cached_stats(ds)
+    return True
 
 
 def near_duplicates(stats: Stats, threshold: int) -> np.ndarray:

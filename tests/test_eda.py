@@ -329,3 +329,47 @@ def test_fer2013_real_file(fer2013_csv, tmp_path):
     shipped = eda.read_derived()
     for key in ("class_counts", "exact_duplicates", "near_duplicates", "blank", "brightness_hist"):
         assert summary[key] == shipped[key]
+
+
+def test_single_flight_runs_a_key_once_for_callers_that_arrive_together():
+    import threading
+    import time
+
+    calls, results = [], []
+    started = threading.Event()
+
+    def compute() -> int:
+        calls.append(1)
+        started.set()
+        time.sleep(0.3)
+        return 42
+
+    first = threading.Thread(target=lambda: results.append(datasets.single_flight("k", compute)))
+    first.start()
+    started.wait(5)
+    results.append(datasets.single_flight("k", compute))  # arrives while the first runs: waits for it
+    first.join()
+    assert results == [42, 42] and len(calls) == 1
+    assert datasets.single_flight("k", lambda: 7) == 7  # done: the next call computes afresh
+
+    def fail() -> int:
+        raise ValueError("unreadable")
+
+    with pytest.raises(ValueError, match="unreadable"):
+        datasets.single_flight("bad", fail)
+
+
+def test_warm_up_fills_the_explorers_cache_once(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "fer2013"
+    folder.mkdir(parents=True)
+    (folder / "fer2013.csv").write_bytes(
+        csv_bytes_for_tests([(0, np.arange(2304) % 256, "Training"), (6, np.zeros(2304), "PrivateTest")])
+    )
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(config, "SHARED_DIR", tmp_path / "none")
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    assert eda.warm_fer2013_cache() is True
+    assert {p.name.split("_")[0] for p in (tmp_path / "cache").glob("*.npz")} == {"fer2013", "stats"}
+    assert eda.warm_fer2013_cache() is False  # filled: nothing to do
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path / "nothing")
+    assert eda.warm_fer2013_cache() is False  # no dataset: nothing to do
