@@ -208,8 +208,9 @@ def worker_pool() -> ThreadPoolExecutor:
 
 @st.cache_resource(show_spinner=False)
 def start_cache_warmup() -> threading.Thread | None:
-    """Once per server process: fill the explorer's FER2013 cache in a background thread (no st.* in it),
-    so that the page's first visitor reads instead of parsing; None when EMOTION_WARM_CACHE=0."""
+    """Once per server process, in a background thread (no st.* in it): import what the chart pages need
+    and fill the explorer's FER2013 cache, so that their first visitor reads instead of waiting;
+    None when EMOTION_WARM_CACHE=0."""
     from emotion import config
     from studio import eda
 
@@ -217,6 +218,14 @@ def start_cache_warmup() -> threading.Thread | None:
         return None
 
     def warm() -> None:
+        # The pages' heavy imports and plotly's figure machinery (validators load on the first figure):
+        # without this, the first visitor of a chart page waited for them.
+        import pandas  # noqa: F401
+        import plotly.express as px
+
+        from studio import comparison, figures  # noqa: F401
+
+        px.bar(x=["a"], y=[1]).to_plotly_json()
         try:
             if eda.warm_fer2013_cache():
                 log.info("FER2013 cache filled in the background")

@@ -11,11 +11,15 @@ import pytest
 from emotion.config import REPO_ROOT, SHARED_DIR
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# The servers tests start do not fill the FER2013 cache in the background (seconds of both cores each);
-# tests/test_eda.py runs the warm-up itself.
-os.environ.setdefault("EMOTION_WARM_CACHE", "0")
 PHOTOS_DIR = SHARED_DIR / "photos"
 FER2013_CSV = SHARED_DIR / "datasets" / "fer2013" / "fer2013.csv.gz"
+
+
+def pytest_configure(config) -> None:
+    # The servers tests start do not fill the FER2013 cache in the background (seconds of both cores
+    # each); tests/test_eda.py runs the warm-up itself. A hook, not module code: scripts that import
+    # test helpers (the benchmarks) keep the app's default.
+    os.environ.setdefault("EMOTION_WARM_CACHE", "0")
 
 
 def require_shared(path: Path) -> Path:
