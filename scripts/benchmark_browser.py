@@ -322,16 +322,21 @@ async def one_user(browser, url: str, user: str, photo: Path, start: asyncio.Eve
         await context.close()
 
 
-async def users_row(browser, url: str, users: list[str], photo: Path) -> dict:
-    """len(users) users click Analyze at the same moment."""
+async def users_row(browser, url: str, users: list[str], photo: Path, server: subprocess.Popen) -> dict:
+    """len(users) users click Analyze at the same moment; with the server's CPU seconds over the burst per
+    click (its cost on the server, apart from the browsers sharing the machine: the capacity per core)."""
     start, ready = asyncio.Event(), []
     tasks = [asyncio.create_task(one_user(browser, url, user, photo, start, ready)) for user in users]
     while len(ready) < len(users):
         await asyncio.sleep(0.2)
+    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
     start.set()
     results = await asyncio.gather(*tasks)
+    cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
     good = [r for r in results if "error" not in r]
     return {
+        "server_cpu_s_per_click": round((cpu1 - cpu0) / max(1, len(good)), 3),
+        "burst_s": round(t1 - t0, 2),
         "users": len(users),
         "failures": len(results) - len(good),
         "errors": sorted({r["error"] for r in results if "error" in r}),
@@ -405,7 +410,8 @@ async def main_async(args: argparse.Namespace) -> dict:
                             )
                         if "users" in args.only:
                             for count in args.users:
-                                report[f"users_{count}"] = await users_row(browser, url, users[:count], photos[0])
+                                row = await users_row(browser, url, users[:count], photos[0], server)
+                                report[f"users_{count}"] = row
                     finally:
                         await browser.close()
     return report
@@ -451,7 +457,8 @@ def summary(report: dict) -> list[str]:
             click = row["click_to_result_s"]
             lines.append(
                 f"{row['users']} users at once | {row['failures']} failures, {click.get('median')} / "
-                f"{click.get('p95')} s (login p50 {row['login_s'].get('median')} s) | 0 failures, p95 <= "
+                f"{click.get('p95')} s (login p50 {row['login_s'].get('median')} s; server CPU "
+                f"{row['server_cpu_s_per_click']} s a click) | 0 failures, p95 <= "
                 f"{2.5 if row['users'] <= 10 else 5} s"
             )
     return lines
