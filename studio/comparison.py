@@ -104,7 +104,8 @@ class Lineage:
     COMMITTEE. relation: "from scratch" (the family's first root), "seed" / "variant" (another run
     from scratch of the same backbone, with another seed / the same one), "restart" (init_from a
     checkpoint at a learning rate of at least the parent's times restart_lr_scale: a new warm
-    cycle), "fine-tune" (init_from at a lower rate), "distilled" (init_from with a teacher), or "committee"."""
+    cycle), "fine-tune" (init_from at a lower rate), "distilled" (init_from with a teacher), "soup" (the
+    mean of its members' weights: training.soup), or "committee"."""
 
     family: str
     relation: str
@@ -123,6 +124,8 @@ class Lineage:
         """A few words for the table: "fine-tune of vgg_wide", "seed 7 of vgg_wide", ..."""
         if self.relation == "committee":
             return f"{self.vote} vote of {len(self.members)}: " + ", ".join(self.members)
+        if self.relation == "soup":
+            return "weight average of " + ", ".join(self.members)
         if self.relation == "distilled":
             return f"{self.parent} distilled from {self.teacher}"
         if self.relation in ("restart", "fine-tune"):
@@ -154,7 +157,9 @@ def lineages(models: Sequence[ModelInfo]) -> dict[str, Lineage]:
         family = str(config.get("model") or info.manifest.get("backbone") or info.name)
         seed = config.get("seed") if isinstance(config.get("seed"), int) else None
         parent, teacher = str(config.get("init_from") or ""), str(config.get("teacher") or "")
-        if parent:
+        if config.get("soup_of"):  # its config.json is its first member's, with the members named
+            out[info.name] = Lineage(family, "soup", members=tuple(config["soup_of"]), seed=seed)
+        elif parent:
             # A warm restart starts a new cycle at the parent's rate times the trainer's restart_lr_scale
             # (training.train); a fine-tune runs well below that.
             parent_lr, own_lr = _learning_rate(by_name.get(parent)), _learning_rate(info)

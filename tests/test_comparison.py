@@ -297,3 +297,26 @@ def test_pareto_points_name_only_the_front_and_roots_when_crowded(tmp_path):
     assert roots <= named and named == roots | set(crowded.loc[crowded["front"], "label"])
     assert "p" not in named  # a checkpoint off the front is left to the hover text
     assert comparison.pareto_points(table.iloc[:0], lineage) is None
+
+
+def test_a_soup_is_its_own_lineage_shown_unfolded(tmp_path):
+    root = tmp_path / "models"
+    _write_lineage_models(root)
+    folder = root / "u"
+    folder.mkdir()
+    manifest = {"name": "u", "labels": LABELS, "backbone": "wide", "config_file": "config.json",
+                "metrics_file": "metrics.json", "soup": {"members": ["s", "wide"]}}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    config = {
+        "model": "wide",
+        "name": "u",
+        "init_from": "wide",
+        "seed": 1,
+        "learning_rate": 0.0002,
+        "soup_of": ["s", "wide"],
+    }  # fmt: skip  (a soup's config.json is its first member's)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps(_metrics("u", 0.71, 1.0, 1)))
+    lineage = comparison.lineages(list_models(root))["u"]
+    assert (lineage.family, lineage.relation, lineage.members) == ("wide", "soup", ("s", "wide"))
+    assert not lineage.is_checkpoint and lineage.describe() == "weight average of s, wide"
