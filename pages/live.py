@@ -72,6 +72,16 @@ def _options() -> dict:
     }  # fmt: skip
 
 
+def _live_timeline(processor: FrameProcessor) -> None:
+    """The main face's probabilities over the last minute, under the video at its drawn size. A picture,
+    not a plotly chart: redrawing a chart every second cost the video above it frames (docs/LIVE.md)."""
+    snap = processor.snapshot()
+    main = snap.result.main_face if snap.result else None
+    if main is not None:
+        picture = timeline_image(snap.timeline, tuple(main.result.scores), TIMELINE_SECONDS)
+        st.image(picture, caption="Main face over time", width=picture.shape[1])
+
+
 def _live_panel(processor: FrameProcessor) -> None:
     """Probability bars, timeline and counters; re-run on a timer while the camera plays."""
     snap: LiveSnapshot = processor.snapshot()
@@ -92,9 +102,6 @@ def _live_panel(processor: FrameProcessor) -> None:
     # the browser the frames it should have shown.
     for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
         st.progress(min(1.0, max(0.0, value)), text=f"{name} {value:.0%}")
-    # A picture, not a plotly chart: redrawing a chart every second cost the video beside it frames.
-    labels = tuple(main.result.scores)
-    st.image(timeline_image(snap.timeline, labels, TIMELINE_SECONDS), caption="Main face over time")
 
 
 def _save_snapshot(processor: FrameProcessor, user) -> None:
@@ -156,6 +163,7 @@ def webcam_tab(options: dict, user) -> None:
         if not ctx.state.playing and processor.snapshot().result is not None:
             processor.reset()  # stopped: the panel starts empty (on_ended does the same from the media thread)
         st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_panel)(processor)
+    st.fragment(run_every=PANEL_SECONDS if ctx.state.playing else None)(_live_timeline)(processor)
 
 
 def _analyze_video(upload, options: dict, user) -> None:
