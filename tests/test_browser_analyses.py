@@ -146,14 +146,22 @@ def test_batch_of_photos(page, studio, photos_dir, tmp_path):
 
 
 def test_compare_two_models_side_by_side(page, studio, photos_dir, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
     page.get_by_text("two_people.jpg").first.wait_for()
     page.get_by_role("button", name="Analyze", exact=True).click()
     page.get_by_text("2 faces found").wait_for()
     page.get_by_text(re.compile("your history as analysis")).first.wait_for()  # the run is over (saved after shown)
     page.get_by_text("Options", exact=True).click()
-    page.get_by_label("Compare with a second model (same faces, side by side)").click()
-    page.get_by_role("option").nth(1).click()  # the first other model
+    for attempt in range(3):  # a click that lands while the page reruns does not open the list: try again
+        page.get_by_label("Compare with a second model (same faces, side by side)").click()
+        try:
+            page.get_by_role("option").nth(1).click(timeout=20_000)  # the first other model
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     page.get_by_text("on the same faces").wait_for()
     verdict = page.get_by_text(re.compile(r"The models disagree on|Both models agree on all")).first
     text = verdict.inner_text()
