@@ -80,8 +80,12 @@ def _open_dataset(source: str) -> tuple[ImageSet | None, str]:
         if csv is None:
             return None, ""
         info = csv.stat()
-        with st.spinner("Reading FER2013 (the first time only: then from the cache)"):
-            ds = fer2013_arrays(str(csv), info.st_mtime_ns, info.st_size)
+        try:
+            with st.spinner("Reading FER2013 (the first time only: then from the cache)"):
+                ds = fer2013_arrays(str(csv), info.st_mtime_ns, info.st_size)
+        except (OSError, ValueError) as error:  # a damaged or foreign file: say so, never a traceback
+            show_error(f"{csv.name} cannot be read: {error}. Replace it with Kaggle's fer2013.csv (or .csv.gz).")
+            return None, ""
         return ds, f"fer|{csv}|{info.st_mtime_ns}|{info.st_size}"
     root = _folder_input() if source == "Folder on this machine" else _zip_input()
     if root is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import html
 import json
 import time
 from pathlib import Path
@@ -249,3 +250,17 @@ def test_comparison_confident_mistakes(fer_present, tmp_path, monkeypatch):
     assert "of 3,589 PrivateTest faces right" in _texts(at)
     assert sum(m.value.startswith("**true:") for m in at.markdown) == 7  # one gallery per true class
     assert len(at.get("image")) >= 5  # an untrained model is right about the class it always predicts
+
+
+def test_a_damaged_fer2013_file_is_reported_not_raised(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "fer2013"
+    folder.mkdir(parents=True)
+    (folder / "fer2013.csv.gz").write_bytes(b"\x1f\x8b\x08\x00 this is not gzip data " * 50)
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(config, "SHARED_DIR", tmp_path / "none")
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    st.cache_resource.clear()
+    at = AppTest.from_file(EXPLORER, default_timeout=60).run()
+    assert not at.exception
+    shown = [html.unescape(e.value).replace("\u2060", "") for e in at.error]  # show_error escapes markdown
+    assert any("fer2013.csv.gz cannot be read: " in text and "cannot be decompressed" in text for text in shown)
