@@ -123,7 +123,11 @@ def make_soup(name: str, members: list[str], data: str | Path | None = None, mod
         f"{first.manifest['backbone']} soup: the mean of the weights of {', '.join(chosen)} "
         f"(chosen on PublicTest among {len(search['subsets'])} subsets of {', '.join(members)})"
     )
-    manifest["soup"] = {"members": list(chosen), "candidates": list(members), "public_accuracy": search["public_accuracy"]}
+    manifest["soup"] = {
+        "members": list(chosen),
+        "candidates": list(members),
+        "public_accuracy": search["public_accuracy"],
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2))
     log.info("soup %s = %s (PublicTest %.4f) -> %s", name, " + ".join(chosen), search["public_accuracy"], out_dir)
     return out_dir
