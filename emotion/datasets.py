@@ -380,13 +380,18 @@ def single_flight(key: str, compute: Callable[[], T]) -> T:
             _in_flight.pop(key, None)
 
 
+def fer2013_cache_file(key: str, cache_dir: Path | None) -> Path | None:
+    """Where load_fer2013 keeps the decoded arrays of the file with `key` (file_key); None: no cache."""
+    return cache_dir / f"fer2013_v{_CACHE_VERSION}_{key}.npz" if cache_dir else None
+
+
 def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = "config") -> ImageSet:
     """FER2013 as the explorer's ImageSet, parsed once and then read from `cache_dir` ("config":
     config.CACHE_DIR as it is when called; None: no cache)."""
     path = Path(path)
     cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
     key = file_key(path)
-    cache = cache_dir / f"fer2013_v{_CACHE_VERSION}_{key}.npz" if cache_dir else None
+    cache = fer2013_cache_file(key, cache_dir)
     return single_flight(f"fer2013|{cache}|{key}", lambda: _load_fer2013(path, cache, key))
 
 

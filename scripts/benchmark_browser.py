@@ -101,25 +101,12 @@ def make_users(db: Path, count: int) -> list[str]:
 
 @contextlib.contextmanager
 def serve_app(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run app.py` from the checkout (its .streamlit/config.toml applies) on a free port."""
-    from benchmark_live import free_port, wait_until_healthy
+    """`streamlit run app.py` from the checkout (its .streamlit/config.toml applies) on a free port:
+    (URL, server process), the process for its CPU time."""
+    from tests.browser_support import streamlit_server
 
-    port = free_port()
-    log = (workdir / "streamlit.log").open("w")
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    server = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, server, 120, log.name)
+    with streamlit_server(REPO / "app.py", workdir / "streamlit.log", env) as (url, server):
         yield url, server
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 async def log_in(page, url: str, username: str) -> float:

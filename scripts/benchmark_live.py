@@ -19,12 +19,9 @@ import contextlib
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,12 +87,6 @@ def benchmark_pipeline(photo: np.ndarray, frames: int = 300, settings: LiveSetti
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 LAUNCHER = """
 import sys
 sys.path.insert(0, {repo!r})
@@ -112,43 +103,15 @@ exec(compile(open(path).read(), path, "exec"), {{"__name__": "__main__", "__file
 """
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float, log_name: str) -> None:
-    """Return once the Streamlit server at `url` answers its health check; raise if it exits or times out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_name}") from None
-            time.sleep(0.3)
-
-
 @contextlib.contextmanager
-def serve_live_page(workdir: Path, env: dict | None = None, timeout: float = 60) -> Iterator[str]:
+def serve_live_page(workdir: Path, env: dict | None = None) -> Iterator[str]:
     """`streamlit run` pages/live.py (logged in as a local test user) on a free port; yields its URL."""
+    from tests.browser_support import serve_streamlit
+
     launcher = workdir / "live_launcher.py"
     launcher.write_text(textwrap.dedent(LAUNCHER.format(repo=str(REPO), page=str(REPO / "pages" / "live.py"))))
-    port = free_port()
-    log = (workdir / "streamlit.log").open("w")
-    command = [
-        *(sys.executable, "-m", "streamlit", "run", str(launcher), "--server.port", str(port)),
-        *("--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"),
-    ]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process, timeout, log.name)
+    with serve_streamlit(launcher, workdir / "streamlit.log", env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 PLAYING_JS = "() => { const v = document.querySelector('video'); return v && v.readyState >= 2 && v.currentTime > 1; }"

@@ -28,6 +28,8 @@ from emotion.datasets import (
     ImageSet,
     Progress,
     exact_duplicate_groups,
+    fer2013_cache_file,
+    file_key,
     grey_std,
     later_copies,
     load_fer2013,
@@ -210,6 +212,12 @@ def compute_stats(ds: ImageSet, progress: Progress = no_progress, near_threshold
     return Stats(counts, mean, std, brightness, contrast, blank, hashes, groups, pairs)
 
 
+def stats_cache_file(key: str, cache_dir: Path | None) -> Path | None:
+    """Where cached_stats keeps the statistics of the set with cache `key` (ImageSet.key); None when there
+    is no cache folder or no key (folders)."""
+    return cache_dir / f"stats_v{_STATS_VERSION}_{key}.npz" if cache_dir and key else None
+
+
 def cached_stats(
     ds: ImageSet, progress: Progress = no_progress, cache_dir: Path | Literal["config"] | None = "config"
 ) -> tuple[Stats, dict]:
@@ -217,7 +225,7 @@ def cached_stats(
     config.CACHE_DIR as it is when called; None: no cache) when the set has a cache key (FER2013:
     its file's path, size and mtime); folders are computed each time."""
     cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
-    cache = cache_dir / f"stats_v{_STATS_VERSION}_{ds.key}.npz" if cache_dir and ds.key else None
+    cache = stats_cache_file(ds.key, cache_dir)
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             sizes = data["group_sizes"]
@@ -270,11 +278,11 @@ def warm_fer2013_cache() -> bool:
     csv = config.find_fer2013_csv()
     if csv is None:
         return False
-    ds = load_fer2013(csv)
-    cache = config.CACHE_DIR / f"stats_v{_STATS_VERSION}_{ds.key}.npz"
-    if cache.is_file():
+    key = file_key(csv)  # both caches are keyed by the file: filled ones are not even opened
+    caches = (fer2013_cache_file(key, config.CACHE_DIR), stats_cache_file(key, config.CACHE_DIR))
+    if all(cache.is_file() for cache in caches):
         return False
-    cached_stats(ds)
+    cached_stats(load_fer2013(csv))
     return True
 
 

@@ -64,9 +64,12 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> No
 
 
 @contextmanager
-def serve_streamlit(script: Path, log: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+def streamlit_server(
+    script: Path, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run script` on a free localhost port, with `env` over this process's environment and
-    its output in `log`; yields its URL once it answers, and stops it afterwards."""
+    its output in `log`; yields (its URL once it answers, the server process), and stops it afterwards.
+    The benchmarks in scripts/ start their servers here too."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
@@ -78,13 +81,20 @@ def serve_streamlit(script: Path, log: Path, env: Mapping[str, str] | None = Non
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def serve_streamlit(script: Path, log: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """streamlit_server's URL alone."""
+    with streamlit_server(script, log, env) as (url, _server):
+        yield url
 
 
 @contextmanager

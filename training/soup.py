@@ -22,12 +22,16 @@ import itertools
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emotion.config import MODELS_DIR
 from emotion.registry import ModelInfo, model_info
 from training.data import Split, load_fer2013_csv, to_inputs
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +66,9 @@ def _check_members(infos: list[ModelInfo]) -> None:
                 raise ValueError(f"{info.name} and {first.name} differ in {key}: they cannot be averaged")
 
 
-def choose_soup(members: list[str], public: Split) -> tuple[tuple[str, ...], list[np.ndarray], dict]:
-    """Average every subset of `members` and score it on `public` (PublicTest) -> (chosen subset, its
-    weights, {"subsets": [{"members", "public_accuracy"}...], "public_accuracy": chosen's})."""
+def choose_soup(members: list[str], public: Split) -> tuple[tuple[str, ...], keras.Model, dict]:
+    """Average every subset of `members` and score it on `public` (PublicTest) -> (chosen subset, a Keras
+    net holding its mean weights, {"subsets": [{"members", "public_accuracy"}...], "public_accuracy"})."""
     import keras
 
     infos = [model_info(name) for name in members]
@@ -84,22 +88,19 @@ def choose_soup(members: list[str], public: Split) -> tuple[tuple[str, ...], lis
     # Best accuracy; ties go to fewer members, then to the earlier subset (stable sort).
     best = max(scored, key=lambda s: (s["public_accuracy"], -len(s["members"])))
     chosen = tuple(best["members"])
-    return chosen, mean_weights([weights[name] for name in chosen]), {"subsets": scored, **best}
+    probe.set_weights(mean_weights([weights[name] for name in chosen]))
+    return chosen, probe, {"subsets": scored, **best}
 
 
 def make_soup(name: str, members: list[str], data: str | Path | None = None, models_dir: Path = MODELS_DIR) -> Path:
     """Choose the soup of `members` on PublicTest and export it to models_dir/<name>; returns that folder."""
-    import keras
-
     from training.evaluate import default_data
     from training.export import export_model
 
     data = str(data or default_data())
     dataset = load_fer2013_csv(data, splits=("PublicTest",))
-    chosen, weights, search = choose_soup(members, dataset.splits["PublicTest"])
+    chosen, net, search = choose_soup(members, dataset.splits["PublicTest"])
     first = model_info(chosen[0])
-    net = keras.saving.load_model(first.keras_path, compile=False)
-    net.set_weights(weights)
     config = {
         **first.training_config,
         "name": name,
