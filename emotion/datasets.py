@@ -385,14 +385,26 @@ def fer2013_cache_file(key: str, cache_dir: Path | None) -> Path | None:
     return cache_dir / f"fer2013_v{_CACHE_VERSION}_{key}.npz" if cache_dir else None
 
 
-def load_fer2013(path: str | Path, cache_dir: Path | Literal["config"] | None = "config") -> ImageSet:
+def load_fer2013(
+    path: str | Path,
+    cache_dir: Path | Literal["config"] | None = "config",
+    fill: Callable[[Path], None] | None = None,
+) -> ImageSet:
     """FER2013 as the explorer's ImageSet, parsed once and then read from `cache_dir` ("config":
-    config.CACHE_DIR as it is when called; None: no cache)."""
+    config.CACHE_DIR as it is when called; None: no cache). fill(cache_dir), when given, fills a
+    missing cache some other way (the app's warm-up: a child process, see studio.eda); callers that
+    arrive meanwhile wait for it, and the file is parsed here only if the cache is still missing after."""
     path = Path(path)
     cache_dir = config.CACHE_DIR if cache_dir == "config" else cache_dir
     key = file_key(path)
     cache = fer2013_cache_file(key, cache_dir)
-    return single_flight(f"fer2013|{cache}|{key}", lambda: _load_fer2013(path, cache, key))
+
+    def load() -> ImageSet:
+        if fill is not None and cache is not None and not cache.is_file():
+            fill(cache_dir)
+        return _load_fer2013(path, cache, key)
+
+    return single_flight(f"fer2013|{cache}|{key}", load)
 
 
 def _load_fer2013(path: Path, cache: Path | None, key: str) -> ImageSet:

@@ -207,17 +207,24 @@ def worker_pool() -> ThreadPoolExecutor:
 
 
 @st.cache_resource(show_spinner=False)
-def start_cache_warmup() -> threading.Thread | None:
-    """Once per server process, in a background thread (no st.* in it): import what the chart pages need
-    and fill the explorer's FER2013 cache, so that their first visitor reads instead of waiting;
-    None when EMOTION_WARM_CACHE=0."""
+def start_cache_warmup() -> list[threading.Thread]:
+    """Once per server process, in background threads (no st.* in them): fill the explorer's FER2013
+    cache (the parse runs in a child process, see studio.eda.warm_fer2013_cache) and import what the
+    chart pages need, so that their first visitors read instead of waiting; none when EMOTION_WARM_CACHE=0."""
     from emotion import config
     from studio import eda
 
     if not config.warm_cache_enabled():
-        return None
+        return []
 
-    def warm() -> None:
+    def warm_fer2013() -> None:
+        try:
+            if eda.warm_fer2013_cache(in_child=True):
+                log.info("FER2013 cache filled in the background")
+        except (OSError, ValueError):
+            log.exception("FER2013 cache warm-up failed: the explorer will parse the file on its first visit")
+
+    def warm_imports() -> None:
         # The pages' heavy imports and plotly's figure machinery (validators load on the first figure):
         # without this, the first visitor of a chart page waited for them.
         import pandas  # noqa: F401
@@ -226,15 +233,12 @@ def start_cache_warmup() -> threading.Thread | None:
         from studio import comparison, figures  # noqa: F401
 
         px.bar(x=["a"], y=[1]).to_plotly_json()
-        try:
-            if eda.warm_fer2013_cache():
-                log.info("FER2013 cache filled in the background")
-        except (OSError, ValueError):
-            log.exception("FER2013 cache warm-up failed: the explorer will parse the file on its first visit")
 
-    thread = threading.Thread(target=warm, name="fer2013-warmup", daemon=True)
-    thread.start()
-    return thread
+    threads = [threading.Thread(target=target, name=f"warm-up-{target.__name__[5:]}", daemon=True)
+               for target in (warm_fer2013, warm_imports)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

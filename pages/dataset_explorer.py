@@ -21,6 +21,7 @@ from studio import eda
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
 DATASET_CHOICES = ("FER2013", "Folder on this machine", "Upload a zip")
+TAB_KEY = "eda_tab"  # the open tab's label, in session state
 NO_SAMPLES = (
     "Sample images need the dataset itself: add FER2013 as the note above says, or pick "
     '"Folder on this machine" or "Upload a zip" at the top to explore your own images.'
@@ -302,24 +303,47 @@ def _examples(title: str, groups: list[list[int]], total: int, ds: ImageSet, sin
 # ----------------------------------------------------------------------------------------- page
 
 
+def _summary_caption(summary: dict, started: float) -> None:
+    st.caption(
+        f"{summary['dataset']}: {plural(summary['images'], 'image')}, "
+        f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; "
+        f"ready in {time.perf_counter() - started:.1f} s."
+    )
+
+
+def _load(source: str, started: float | None) -> tuple[ImageSet, eda.Stats, dict, str] | None:
+    """The dataset's images, statistics, summary and cache key (None: absent or not chosen); with
+    `started`, the summary's caption and the rows that could not be read are shown."""
+    ds, key = _open_dataset(source)
+    if ds is None:
+        return None
+    stats, summary = _cached(f"stats|{key}", lambda report: _stats(ds, report))
+    if started is not None:
+        _summary_caption(summary, started)
+        if ds.problems:
+            with st.expander(f"Files or rows that could not be read: {len(ds.problems):,} (open for the list)"):
+                st.text("\n".join(ds.problems[:200]))
+    return ds, stats, summary, key
+
+
 def main() -> None:
     st.title("Dataset explorer")
     source = st.radio("Dataset", DATASET_CHOICES, horizontal=True)
     started = time.perf_counter()
-    ds, key = _open_dataset(source)
-    stats = None
-    if ds is not None:
-        stats, summary = _cached(f"stats|{key}", lambda report: _stats(ds, report))
-        mean, std = stats.mean_faces, stats.std_faces
-        st.caption(
-            f"{summary['dataset']}: {plural(summary['images'], 'image')}, "
-            f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; "
-            f"ready in {time.perf_counter() - started:.1f} s."
-        )
-        if ds.problems:
-            with st.expander(f"Files or rows that could not be read: {len(ds.problems):,} (open for the list)"):
-                st.text("\n".join(ds.problems[:200]))
-    elif source == "FER2013" and config.find_fer2013_csv() is None:
+    csv = config.find_fer2013_csv() if source == "FER2013" else None
+    shipped = eda.shipped_summary(csv) if csv is not None else None
+    loaded = None
+    if shipped is not None:
+        # The numbers shipped in data/derived were computed from this very file (same SHA-256): the
+        # summary tabs draw from them at once, and the images are read only for the tabs that show
+        # them (by then the start-up warm-up has usually parsed them: pages.common.start_cache_warmup).
+        summary = shipped
+        _summary_caption(summary, started)
+        if summary.get("malformed_rows"):
+            st.caption(f"Rows that could not be read: {summary['malformed_rows']:,} (left out of every figure).")
+    elif (loaded := _load(source, started)) is not None:
+        summary = loaded[2]
+    elif source == "FER2013" and csv is None:
         st.warning(config.FER2013_MISSING_HELP)
         derived = eda.read_derived()
         if derived is None:
@@ -328,7 +352,7 @@ def main() -> None:
                 "`python -m studio.eda --derive` writes them; meanwhile pick another source above."
             )
             return
-        summary, mean, std = derived, None, None
+        summary = derived
         st.subheader("FER2013 statistics computed by the project")
         st.caption(
             "Derived data shipped in data/derived/ (numbers only, no image of the dataset), "
@@ -337,29 +361,42 @@ def main() -> None:
         )
     else:
         return
+
+    def images() -> tuple[ImageSet, eda.Stats, dict, str] | None:
+        """The images and their statistics, for the tabs that show them (None without the dataset)."""
+        return loaded or (_load(source, None) if csv is not None else None)
+
     tabs = ["Classes", "Samples", "Mean faces", "Brightness & contrast", "Duplicates & blanks"]
-    if ds is not None and ds.root is not None:
+    if loaded is not None and loaded[0].root is not None:
         tabs.append("Sizes & colour modes")
-    shown = st.tabs(tabs)
-    with shown[0]:
-        _class_section(summary)
-    with shown[1]:
-        if ds is not None:
-            _samples_section(ds)
-        else:
-            st.info(NO_SAMPLES)
-    with shown[2]:
-        if mean is None:
-            st.info("Mean and std faces are computed from the images: they need the dataset on this machine.")
-        else:
-            _faces_section(summary["labels"], mean, std)
-    with shown[3]:
-        _light_section(summary)
-    with shown[4]:
-        _dirty_section(summary, ds, stats, key)
-    if len(shown) > 5:
+    # Only the open tab runs (on_change="rerun"): the first view is the class chart alone instead of every
+    # tab's images and charts at once, and a tab switch reruns from the cached statistics.
+    shown = st.tabs(tabs, key=TAB_KEY, on_change="rerun")
+    if shown[0].open:
+        with shown[0]:
+            _class_section(summary)
+    if shown[1].open:
+        with shown[1]:
+            if (data := images()) is not None:
+                _samples_section(data[0])
+            else:
+                st.info(NO_SAMPLES)
+    if shown[2].open:
+        with shown[2]:
+            if (data := images()) is not None:
+                _faces_section(summary["labels"], data[1].mean_faces, data[1].std_faces)
+            else:
+                st.info("Mean and std faces are computed from the images: they need the dataset on this machine.")
+    if shown[3].open:
+        with shown[3]:
+            _light_section(summary)
+    if shown[4].open:
+        with shown[4]:
+            data = images()
+            _dirty_section(summary, *((data[0], data[1], data[3]) if data else (None, None, "")))
+    if len(shown) > 5 and shown[5].open:
         with shown[5]:
-            _sizes_section(ds)
+            _sizes_section(loaded[0])
 
 
 main()

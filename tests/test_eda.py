@@ -317,6 +317,33 @@ def test_derived_data_shipped_and_consistent():
     assert shipped == ["fer2013_stats.json"], shipped
 
 
+def test_shipped_summary_serves_only_the_file_it_was_computed_from(tmp_path):
+    derived = tmp_path / "derived"
+    derived.mkdir()
+    data = tmp_path / "fer2013.csv"
+    data.write_bytes(b"emotion,pixels,Usage\n")
+    (derived / "fer2013_stats.json").write_text(json.dumps({"images": 0, "source": {"sha256": eda.file_sha256(data)}}))
+    assert eda.shipped_summary_for(data, derived)["images"] == 0
+    data.write_bytes(b"emotion,pixels,Usage\n3,0 0,Training\n")  # another file at the same path
+    assert eda.shipped_summary_for(data, derived) is None
+    (derived / "fer2013_stats.json").write_text(json.dumps({"images": 0}))  # no digest: never trusted
+    assert eda.shipped_summary_for(data, derived) is None
+    assert eda.shipped_summary_for(data, tmp_path / "none") is None
+
+
+def test_warm_up_parses_here_when_its_child_process_fails(tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "fer2013.csv").write_bytes(csv_bytes_for_tests([(3, np.arange(2304) % 256, "Training")]))
+    monkeypatch.setattr(config, "DATA_DIR", folder)
+    monkeypatch.setattr(config, "SHARED_DIR", tmp_path / "none")
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(eda.sys, "executable", "/bin/false")  # the child exits 1 at once
+    assert eda.warm_fer2013_cache(in_child=True) is True
+    assert "warm-up process failed" in caplog.text
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_fer2013_real_file(fer2013_csv, tmp_path):
@@ -359,7 +386,8 @@ def test_single_flight_runs_a_key_once_for_callers_that_arrive_together():
         datasets.single_flight("bad", fail)
 
 
-def test_warm_up_fills_the_explorers_cache_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_child", [False, True])
+def test_warm_up_fills_the_explorers_cache_once(in_child, tmp_path, monkeypatch):
     folder = tmp_path / "data" / "fer2013"
     folder.mkdir(parents=True)
     (folder / "fer2013.csv").write_bytes(
@@ -368,8 +396,8 @@ def test_warm_up_fills_the_explorers_cache_once(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(config, "SHARED_DIR", tmp_path / "none")
     monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
-    assert eda.warm_fer2013_cache() is True
+    assert eda.warm_fer2013_cache(in_child) is True
     assert {p.name.split("_")[0] for p in (tmp_path / "cache").glob("*.npz")} == {"fer2013", "stats"}
-    assert eda.warm_fer2013_cache() is False  # filled: nothing to do
+    assert eda.warm_fer2013_cache(in_child) is False  # filled: nothing to do
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "nothing")
     assert eda.warm_fer2013_cache() is False  # no dataset: nothing to do

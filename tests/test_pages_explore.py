@@ -53,6 +53,12 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def _open_tab(at: AppTest, label: str) -> AppTest:
+    """Click a tab of the explorer: only the open tab's content runs (a user's click sets the same key)."""
+    at.session_state["eda_tab"] = label  # pages/dataset_explorer.py's TAB_KEY (importing a page runs it)
+    return at.run()
+
+
 def test_explorer_without_dataset_shows_help_and_derived_stats(no_dataset):
     at = AppTest.from_file(EXPLORER, default_timeout=60).run()
     assert not at.exception
@@ -64,12 +70,15 @@ def test_explorer_without_dataset_shows_help_and_derived_stats(no_dataset):
         "Brightness & contrast",
         "Duplicates & blanks",
     ]
-    metrics = _metrics(at)
-    assert metrics["Imbalance, Training"] == "16.5 : 1"
-    assert metrics["Exact duplicate groups"] == "1,516"
-    assert "Sample images need the dataset itself" in _texts(at)
-    assert len(at.get("plotly_chart")) >= 3  # class bars, histograms
+    assert _metrics(at)["Imbalance, Training"] == "16.5 : 1"
+    assert len(at.get("plotly_chart")) == 1  # the open tab's class bars; the other tabs run when opened
+    assert "Exact duplicate groups" not in _metrics(at)
+    assert _metrics(_open_tab(at, "Duplicates & blanks"))["Exact duplicate groups"] == "1,516"
+    assert "Sample images need the dataset itself" in _texts(_open_tab(at, "Samples"))
+    assert len(_open_tab(at, "Brightness & contrast").get("plotly_chart")) == 2  # brightness, contrast
     # No image of the dataset is shipped, not even mean faces: they need the data.
+    _open_tab(at, "Mean faces")
+    assert not at.exception
     assert not at.get("image") and any("need the dataset on this machine" in i.value for i in at.info)
 
 
@@ -93,8 +102,8 @@ def test_explorer_folder_dataset(no_dataset, tmp_path, monkeypatch):
     assert not at.exception
     assert "Sizes & colour modes" in [t.label for t in at.tabs]
     assert "photos: 12 images, 3 classes" in _texts(at)
-    assert _metrics(at)["Colour modes"] == "RGB"
-    at.button[0].click().run()  # reshuffle
+    assert _metrics(_open_tab(at, "Sizes & colour modes"))["Colour modes"] == "RGB"
+    _open_tab(at, "Samples").button[0].click().run()  # reshuffle
     assert not at.exception
     markdown = [m.value for m in at.markdown]
     assert "**angry** (4 images)" in markdown and not any("1 images" in m for m in markdown)
@@ -110,7 +119,7 @@ def test_explorer_counts_one_image_in_the_singular(no_dataset, tmp_path, monkeyp
     at.radio[0].set_value("Folder on this machine").run()
     at.text_input[0].input(str(tmp_path / "tiny")).run()
     assert not at.exception
-    markdown = [m.value for m in at.markdown]
+    markdown = [m.value for m in _open_tab(at, "Samples").markdown]
     assert "**happy** (1 image)" in markdown and "**sad** (2 images)" in markdown
     assert "tiny: 3 images, 2 classes" in _texts(at)
 
@@ -164,13 +173,42 @@ def test_explorer_on_fer2013_cold_and_warm(fer_present, capsys, tmp_path, monkey
     with capsys.disabled():
         print(f"\ndataset explorer on FER2013 (AppTest): cold {cold:.2f} s, warm {warm:.2f} s")
     # Printed, not asserted: speed is measured by scripts/benchmark_explorer.py on a quiet machine.
-    metrics = _metrics(at)
+    metrics = _metrics(_open_tab(at, "Duplicates & blanks"))
     assert metrics["Blank images"] == "12" and metrics["Same image, two labels"] == "57"
-    before = _urls(at)
+    at.slider[0].set_value(5).run()  # near-duplicate threshold
+    assert "Near-duplicate pairs (≤5 bits)" in _metrics(at)
+    before = _urls(_open_tab(at, "Samples"))
     at.button[0].click().run()  # reshuffle the samples
     assert _urls(at) != before
-    at.slider[1].set_value(5).run()  # near-duplicate threshold
-    assert "Near-duplicate pairs (≤5 bits)" in _metrics(at)
+
+
+@pytest.mark.shared
+def test_explorer_first_view_of_fer2013_reads_the_shipped_numbers(fer_present, tmp_path, monkeypatch):
+    """The shipped summary matches the real file: the Classes tab parses nothing; Samples does."""
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(EXPLORER, default_timeout=120).run()
+    assert not at.exception
+    assert "FER2013: 35,887 images, 7 classes" in _texts(at)
+    assert _metrics(at)["Imbalance, Training"] == "16.5 : 1"
+    assert not (tmp_path / "cache").exists()  # neither parsed nor cached
+    _open_tab(at, "Samples")
+    assert not at.exception and len(at.get("image")) == 7 and any((tmp_path / "cache").iterdir())
+
+
+def test_explorer_parses_a_fer2013_file_the_shipped_numbers_do_not_describe(no_dataset, tmp_path, monkeypatch):
+    from tests.support import csv_bytes_for_tests
+
+    rng = np.random.default_rng(0)
+    rows = [(k % 7, rng.integers(0, 256, 2304), ("Training", "PublicTest", "PrivateTest")[k % 3]) for k in range(42)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "fer2013.csv").write_bytes(csv_bytes_for_tests(rows))
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    at = AppTest.from_file(EXPLORER, default_timeout=60).run()
+    assert not at.exception
+    assert "FER2013: 42 images, 7 classes" in _texts(at)  # its own numbers, not the shipped 35,887
+    assert _metrics(_open_tab(at, "Duplicates & blanks"))["Exact duplicate groups"] == "0"
 
 
 def test_comparison_with_no_model(no_dataset, tmp_path, monkeypatch):
