@@ -16,7 +16,15 @@ import streamlit as st
 import emotion
 from emotion import config
 from emotion.detectors import DETECTOR_DESCRIPTIONS
-from pages.common import installed_models, md_escape, require_user, show_error, store, worker_pool
+from pages.common import (
+    installed_models,
+    md_escape,
+    preload_chart_library,
+    require_user,
+    show_error,
+    store,
+    worker_pool,
+)
 from pages.result_view import GRADCAM_KEY, show_analysis
 from studio import analyses, figures
 from studio.analyses import AnalysisResult
@@ -279,6 +287,8 @@ def main() -> None:
     batch = st.session_state.get(BATCH_KEY)
     if batch is not None:
         show_batch(batch)
+    elif kept is None:
+        preload_chart_library()
     counts = store().count_analyses(user.id)
     counter.metric(
         "Your saved analyses", counts["total"], help=f"{counts['photo']} photos, {counts['snapshot']} snapshots"

@@ -92,6 +92,8 @@ def _check_wait_caption(at: AppTest) -> None:
 def test_upload_each_photo(photos_dir, user, name):
     at = _page("classify.py", user)
     assert _counter(at) == 0
+    # Before a result: one empty chart out of sight, so the browser loads plotly while a photo is chosen.
+    assert [c.key for c in at.get("plotly_chart")] == ["chart-library-preload-chart"]
     _upload(at, name, (photos_dir / name).read_bytes(), MIME[name[-4:]])
     faces = EXPECTED_FACES[name]
     assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
