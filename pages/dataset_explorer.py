@@ -303,11 +303,16 @@ def _examples(title: str, groups: list[list[int]], total: int, ds: ImageSet, sin
 # ----------------------------------------------------------------------------------------- page
 
 
-def _summary_caption(summary: dict, started: float) -> None:
+def _summary_caption(summary: dict, started: float | None) -> None:
+    """started: when the page began reading the dataset (None: the figures are the shipped ones)."""
+    ready = (
+        f"ready in {time.perf_counter() - started:.1f} s"
+        if started is not None
+        else "figures computed by the project for this very file (data/derived); images load when a tab shows them"
+    )
     st.caption(
         f"{summary['dataset']}: {plural(summary['images'], 'image')}, "
-        f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; "
-        f"ready in {time.perf_counter() - started:.1f} s."
+        f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; {ready}."
     )
 
 
@@ -338,7 +343,7 @@ def main() -> None:
         # summary tabs draw from them at once, and the images are read only for the tabs that show
         # them (by then the start-up warm-up has usually parsed them: pages.common.start_cache_warmup).
         summary = shipped
-        _summary_caption(summary, started)
+        _summary_caption(summary, None)
         if summary.get("malformed_rows"):
             st.caption(f"Rows that could not be read: {summary['malformed_rows']:,} (left out of every figure).")
     elif (loaded := _load(source, started)) is not None:
