@@ -168,11 +168,9 @@ def show_comparison(kept: dict, other: str, tta: bool) -> None:
             st.markdown(f"**Face {row['index']}**: {first} says {row['label_a']}, {second} says {row['label_b']}")
             left, right = st.columns(2)
             left.caption(first)
-            left.plotly_chart(figures.probability_chart(face), key=f"cmp_a_{kept['key']}_{row['index']}")
+            left.html(figures.probability_bars_html(face))
             right.caption(second)
-            right.plotly_chart(
-                figures.probability_chart({"scores": row["scores_b"]}), key=f"cmp_b_{kept['key']}_{row['index']}"
-            )
+            right.html(figures.probability_bars_html({"scores": row["scores_b"]}))
 
 
 def _signature(mode: str, files: list) -> tuple:

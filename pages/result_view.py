@@ -84,7 +84,7 @@ def _face_card(result: AnalysisResult, face: dict, key: str, explainable: bool) 
         thumb, title = st.columns([1, 3], vertical_alignment="center")
         thumb.image(result.face_thumbnail(face), width="stretch")
         title.markdown(f"#### Face {face['index']}\n{md_escape(face['label'])} ({face['confidence']:.1%})")
-        st.plotly_chart(figures.probability_chart(face), key=f"bars_{key}_{face['index']}")
+        st.html(figures.probability_bars_html(face))
         kept = result.gradcam.get(face["index"])
         if kept is not None and not explainable:  # History: the Grad-CAM computed when it ran
             st.image(kept, caption=f"Grad-CAM for “{face['label']}” (red: most influential)", width="stretch")

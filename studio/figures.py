@@ -1,9 +1,11 @@
-"""The plotly figures of an analysis, shared by the Photo, Live & video and History pages (no
-streamlit here): probability bars of a face, the valence-arousal plane of the faces, a video's
+"""The figures of an analysis, shared by the Photo, Live & video and History pages (no streamlit
+here): probability bars of a face (HTML), the valence-arousal plane of the faces, a video's
 emotion-per-face timeline and two models side by side on the same faces; and the live page's timeline,
 drawn as a picture."""
 
 from __future__ import annotations
+
+import html
 
 import cv2
 import numpy as np
@@ -19,29 +21,29 @@ def rgb_css(label: str) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def probability_chart(face: dict) -> go.Figure:
-    """Horizontal bars of one face's probabilities (face["scores"]), coloured per emotion."""
-    labels = list(face["scores"])
-    values = [face["scores"][k] * 100 for k in labels]
-    figure = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=[rgb_css(k) for k in labels],
-            text=[f"{v:.1f}%" for v in values],
-            textposition="outside",
-            hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
+def probability_bars_html(face: dict) -> str:
+    """One face's probabilities (face["scores"], in label order) as HTML bars with their percentages,
+    the top one in bold: drawn by the browser itself, where a plotly chart per face cost several times the
+    rest of the result to build on the server and to draw in the browser (docs/DEPLOY.md)."""
+    scores = face["scores"]
+    top = max(scores, key=scores.get) if scores else None
+    rows = []
+    for label, value in scores.items():
+        percent = min(max(float(value) * 100, 0.0), 100.0)
+        weight = "600" if label == top else "400"
+        rows.append(
+            f'<span style="font-weight:{weight}">{html.escape(label)}</span>'
+            '<span style="background:#eceff1;border-radius:3px;height:0.8em">'
+            f'<span style="display:block;height:100%;width:{percent:.1f}%;background:{rgb_css(label)};'
+            'border-radius:3px"></span></span>'
+            f'<span style="text-align:right;font-weight:{weight}">{percent:.1f}%</span>'
         )
+    summary = ", ".join(f"{html.escape(k)} {float(v) * 100:.1f}%" for k, v in scores.items())
+    return (
+        f'<div role="img" aria-label="Probabilities: {summary}" style="display:grid;'
+        "grid-template-columns:max-content 1fr 3.6em;gap:0.3em 0.6em;align-items:center;"
+        f'font-size:0.875rem;margin:0.25em 0 0.5em">{"".join(rows)}</div>'
     )
-    figure.update_layout(
-        height=60 + 28 * len(labels),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"range": [0, 115], "title": "probability (%)"},
-        yaxis={"autorange": "reversed"},
-        showlegend=False,
-    )
-    return figure
 
 
 def circumplex_chart(faces: list[dict]) -> go.Figure:

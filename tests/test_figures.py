@@ -81,3 +81,14 @@ def test_live_timeline_picture_draws_each_emotion_in_its_colour():
     sad_y = top + round(0.9 * (bottom - top))
     row = image[sad_y - 1 : sad_y + 2, 100:600].reshape(-1, 3)
     assert (np.abs(row.astype(int) - color_for("sad")).sum(axis=1) < 60).mean() > 0.5
+
+
+def test_probability_bars_are_html_one_row_per_label_escaped_and_clamped():
+    face = {"scores": {"happy": 0.8, "sad": 0.15, "<b>x</b>": 0.05, "odd": 1.2}}
+    bars = figures.probability_bars_html(face)
+    assert bars.count("width:") == 4  # one filled bar per label
+    assert "width:80.0%" in bars and "width:15.0%" in bars and "width:100.0%" in bars  # 120% drawn full
+    assert "<b>x</b>" not in bars and "&lt;b&gt;x&lt;/b&gt;" in bars  # a label is text, never markup
+    assert 'font-weight:600">odd<' in bars and 'font-weight:400">happy<' in bars  # the top one in bold
+    assert 'aria-label="Probabilities: happy 80.0%, sad 15.0%' in bars
+    assert figures.rgb_css("happy") in bars

@@ -97,7 +97,8 @@ def test_upload_each_photo(photos_dir, user, name):
     _upload(at, name, (photos_dir / name).read_bytes(), MIME[name[-4:]])
     faces = EXPECTED_FACES[name]
     assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
-    assert len(at.get("plotly_chart")) == faces + 1  # one bar chart per face and the circumplex
+    assert len(at.get("plotly_chart")) == 1  # the circumplex (the preload is gone)
+    assert sum("Probabilities:" in h.proto.body for h in at.get("html")) == faces  # one set of bars per face
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
     _check_wait_caption(at)
@@ -354,7 +355,7 @@ def test_history_detail_shows_the_analysis_whole(photos_dir, user):
     said = _texts(at)
     assert "2 faces found" in said and "Face 1" in said and "Face 2" in said and f"#{analysis.id}" in said
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
-    assert len(at.get("plotly_chart")) == 3  # the plane and one bar chart per face
+    assert len(at.get("plotly_chart")) == 1  # the plane (bars per face are HTML)
     at.button(key="history_back").click()
     at.run()
     assert "analysis" not in at.query_params and at.button(key=f"history_open_{analysis.id}")
@@ -385,7 +386,7 @@ def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
     assert len(at.get("video")) == 1
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
-    assert len(at.get("plotly_chart")) == 3  # plane, timeline, the representative frame's one face
+    assert len(at.get("plotly_chart")) == 2  # plane, timeline (the representative frame's face: HTML bars)
 
 
 def test_a_failed_save_keeps_the_result_on_screen_and_analyze_retries(photos_dir, user, monkeypatch):
