@@ -161,7 +161,7 @@ def explainer() -> ProcessPoolExecutor:
             pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_follow_parent,
+                initializer=_init_explainer,
                 initargs=(os.getpid(),),
             )
             # A spawned child re-runs the parent's __main__ file, which under Streamlit is the page script:
@@ -177,8 +177,12 @@ def explainer() -> ProcessPoolExecutor:
         return _explainer
 
 
-def _follow_parent(parent: int) -> None:
-    """In the explainer: exit when the server process is gone (even killed), never linger with TensorFlow."""
+def _init_explainer(parent: int) -> None:
+    """In the explainer: a lower CPU priority (its warm-up, a TensorFlow import and a Keras load, runs
+    while pages answer their users, and must not slow them), and exit when the server process is gone
+    (even killed), never linger with TensorFlow."""
+    if hasattr(os, "nice"):
+        os.nice(5)
 
     def watch() -> None:
         while os.getppid() == parent:

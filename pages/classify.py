@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 import emotion
-from emotion import config
+from emotion import config, explain
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from pages.common import (
     installed_models,
@@ -219,6 +219,9 @@ def main() -> None:
         )
     title = st.text_input("Title or note (optional, kept with the analysis)", max_chars=200, key="classify_title")
     options = {"model": model, "detector": detector, "tta": tta, "min_face": int(min_face), "title": title.strip()}
+    # The Grad-CAM process loads this model's Keras twin while a photo is chosen (its own process: no
+    # interpreter lock shared with this page), so that a first "Explain" click does not wait for it.
+    explain.warm_up(model)
 
     mode = st.radio("Photo", ["Upload photos", "Take a picture"], horizontal=True, key="classify_mode")
     if mode == "Upload photos":
