@@ -7,6 +7,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -316,9 +317,18 @@ def _summary_caption(summary: dict, started: float | None) -> None:
     )
 
 
-def _load(source: str, started: float | None) -> tuple[ImageSet, eda.Stats, dict, str] | None:
-    """The dataset's images, statistics, summary and cache key (None: absent or not chosen); with
-    `started`, the summary's caption and the rows that could not be read are shown."""
+class Loaded(NamedTuple):
+    """A dataset read from its files: the images, their statistics and summary, and its cache key."""
+
+    ds: ImageSet
+    stats: eda.Stats
+    summary: dict
+    key: str
+
+
+def _load(source: str, started: float | None) -> Loaded | None:
+    """The chosen dataset read from its files (None: absent or not chosen); with `started`, the
+    summary's caption and the rows that could not be read are shown."""
     ds, key = _open_dataset(source)
     if ds is None:
         return None
@@ -328,7 +338,7 @@ def _load(source: str, started: float | None) -> tuple[ImageSet, eda.Stats, dict
         if ds.problems:
             with st.expander(f"Files or rows that could not be read: {len(ds.problems):,} (open for the list)"):
                 st.text("\n".join(ds.problems[:200]))
-    return ds, stats, summary, key
+    return Loaded(ds, stats, summary, key)
 
 
 def main() -> None:
@@ -347,7 +357,7 @@ def main() -> None:
         if summary.get("malformed_rows"):
             st.caption(f"Rows that could not be read: {summary['malformed_rows']:,} (left out of every figure).")
     elif (loaded := _load(source, started)) is not None:
-        summary = loaded[2]
+        summary = loaded.summary
     elif source == "FER2013" and csv is None:
         st.warning(config.FER2013_MISSING_HELP)
         derived = eda.read_derived()
@@ -367,12 +377,12 @@ def main() -> None:
     else:
         return
 
-    def images() -> tuple[ImageSet, eda.Stats, dict, str] | None:
+    def images() -> Loaded | None:
         """The images and their statistics, for the tabs that show them (None without the dataset)."""
         return loaded or (_load(source, None) if csv is not None else None)
 
     tabs = ["Classes", "Samples", "Mean faces", "Brightness & contrast", "Duplicates & blanks"]
-    if loaded is not None and loaded[0].root is not None:
+    if loaded is not None and loaded.ds.root is not None:
         tabs.append("Sizes & colour modes")
     # Only the open tab runs (on_change="rerun"): the first view is the class chart alone instead of every
     # tab's images and charts at once, and a tab switch reruns from the cached statistics.
@@ -383,13 +393,13 @@ def main() -> None:
     if shown[1].open:
         with shown[1]:
             if (data := images()) is not None:
-                _samples_section(data[0])
+                _samples_section(data.ds)
             else:
                 st.info(NO_SAMPLES)
     if shown[2].open:
         with shown[2]:
             if (data := images()) is not None:
-                _faces_section(summary["labels"], data[1].mean_faces, data[1].std_faces)
+                _faces_section(summary["labels"], data.stats.mean_faces, data.stats.std_faces)
             else:
                 st.info("Mean and std faces are computed from the images: they need the dataset on this machine.")
     if shown[3].open:
@@ -398,10 +408,10 @@ def main() -> None:
     if shown[4].open:
         with shown[4]:
             data = images()
-            _dirty_section(summary, *((data[0], data[1], data[3]) if data else (None, None, "")))
+            _dirty_section(summary, *((data.ds, data.stats, data.key) if data else (None, None, "")))
     if len(shown) > 5 and shown[5].open:
         with shown[5]:
-            _sizes_section(loaded[0])
+            _sizes_section(loaded.ds)
 
 
 main()
