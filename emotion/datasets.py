@@ -51,7 +51,6 @@ UNSPLIT = "all"  # folder_layout's split name when a folder dataset has no split
 THUMB = 48  # the explorer looks at every image as the models do: grey, 48x48
 BLANK_STD = 3.0  # an image whose grey-level std is under this is blank (the explorer and training agree)
 _SIDE = 48  # FER2013's faces are 48x48
-T = TypeVar("T")
 _CACHE_VERSION = 3  # bump when the cached arrays' format changes
 _CHUNK = 512  # images per float32 block in grey_std
 _PIECE = 4 << 20  # bytes read (and inflated) at a time
@@ -352,6 +351,7 @@ def _parse_pixels(texts: list[bytes]) -> np.ndarray:
     return out
 
 
+T = TypeVar("T")
 _in_flight: dict[str, Future] = {}  # work being done now, by key: a second caller waits for it
 _in_flight_lock = threading.Lock()
 

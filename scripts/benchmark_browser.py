@@ -272,6 +272,11 @@ async def explorer_row(browser, repeats: int, login_pause: float = 0.0) -> dict:
     stopped; then a reload of the page. FER2013 must be in ../shared."""
     from tests.test_browser_offline import IDLE_JS  # the browser tests' "script has stopped" check
 
+    async def shown(page, text: str) -> None:
+        """`text` is on the page and the script has stopped."""
+        await page.get_by_text(text).first.wait_for(timeout=TIMEOUT_MS)
+        await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+
     first, reload, samples, duplicates = [], [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -292,26 +297,23 @@ async def explorer_row(browser, repeats: int, login_pause: float = 0.0) -> dict:
                 await log_in(page, url, user)
                 started = time.perf_counter()
                 await page.get_by_role("link", name="Dataset", exact=True).first.click()
-                await page.get_by_text("FER2013: 35,887 images").first.wait_for(timeout=TIMEOUT_MS)
-                await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+                await shown(page, "FER2013: 35,887 images")
                 first.append(time.perf_counter() - started)
                 # Only the open tab runs: the first tabs that need the images wait for them if the
                 # start-up warm-up has not parsed them yet.
-                for tab, shown, times in (
+                for tab, text, times in (
                     ("Samples", "Samples per class", samples),
                     ("Duplicates & blanks", "Exact duplicate groups", duplicates),
                 ):
                     started = time.perf_counter()
                     await page.get_by_role("tab", name=tab).click()
-                    await page.get_by_text(shown).first.wait_for(timeout=TIMEOUT_MS)
-                    await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+                    await shown(page, text)
                     times.append(time.perf_counter() - started)
                 await page.get_by_role("tab", name="Classes").click()
                 await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
                 started = time.perf_counter()
                 await page.reload()
-                await page.get_by_text("FER2013: 35,887 images").first.wait_for(timeout=TIMEOUT_MS)
-                await page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
+                await shown(page, "FER2013: 35,887 images")
                 reload.append(time.perf_counter() - started)
                 await page.close()
     return {

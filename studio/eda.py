@@ -291,10 +291,12 @@ def warm_fer2013_cache(in_child: bool = False) -> bool:
         return False
     shipped_summary(csv)  # hash the file now, not during the explorer's first visit
     key = file_key(csv)  # both caches are keyed by the file: filled ones are not even opened
-    caches = (fer2013_cache_file(key, config.CACHE_DIR), stats_cache_file(key, config.CACHE_DIR))
-    if all(cache.is_file() for cache in caches):
+    arrays, stats = fer2013_cache_file(key, config.CACHE_DIR), stats_cache_file(key, config.CACHE_DIR)
+    if arrays.is_file() and stats.is_file():
         return False
-    cached_stats(load_fer2013(csv, fill=functools.partial(_warm_in_child, csv) if in_child else None))
+    ds = load_fer2013(csv, fill=functools.partial(_warm_in_child, csv) if in_child else None)
+    if not stats.is_file():  # the child writes both; a parse in this process (no child, or it failed) only one
+        cached_stats(ds)
     return True
 
 
@@ -484,7 +486,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.warm:
         if hasattr(os, "nice"):
             os.nice(10)  # background work: the server's pages and their browsers come first on a busy CPU
-        cached_stats(load_fer2013(csv_path, args.cache_dir or "config"), cache_dir=args.cache_dir or "config")
+        cache_dir = args.cache_dir or "config"
+        cached_stats(load_fer2013(csv_path, cache_dir), cache_dir=cache_dir)
         return
     data = write_derived(csv_path)
     print(json.dumps({k: data[k] for k in ("images", "exact_duplicates", "near_duplicates", "blank", "seconds")}))
