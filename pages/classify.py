@@ -19,7 +19,6 @@ from emotion.detectors import DETECTOR_DESCRIPTIONS
 from pages.common import (
     installed_models,
     md_escape,
-    preload_chart_library,
     require_user,
     show_error,
     store,
@@ -288,8 +287,6 @@ def main() -> None:
     batch = st.session_state.get(BATCH_KEY)
     if batch is not None:
         show_batch(batch)
-    elif kept is None:
-        preload_chart_library()
     counts = store().count_analyses(user.id)
     counter.metric(
         "Your saved analyses", counts["total"], help=f"{counts['photo']} photos, {counts['snapshot']} snapshots"

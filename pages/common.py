@@ -172,20 +172,6 @@ def label_colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
     return {label: rgb_css(label) for label in labels}
 
 
-PRELOAD_KEY = "chart-library-preload"
-
-
-def preload_chart_library() -> None:
-    """Have the browser fetch and compile the plotly part of Streamlit's frontend (megabytes of JavaScript,
-    loaded the first time a page shows a plotly chart) while the user is still choosing a photo, so that
-    their first result does not wait for it: an empty chart in a container kept out of sight."""
-    import plotly.graph_objects as go
-
-    st.html(f"<style>.st-key-{PRELOAD_KEY} {{display: none;}}</style>")
-    with st.container(key=PRELOAD_KEY):
-        st.plotly_chart(go.Figure(), key=f"{PRELOAD_KEY}-chart", config={"staticPlot": True})
-
-
 def installed_models() -> list[emotion.ModelInfo]:
     """The registered models; when there is none, a message on how to train one and st.stop()."""
     models = emotion.list_models()

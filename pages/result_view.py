@@ -171,7 +171,7 @@ def show_analysis(
     with plane:
         if faces:
             st.markdown("**Valence and arousal** (circumplex plane; probability-weighted)")
-            st.plotly_chart(figures.circumplex_chart(faces), key=f"circumplex_{key}")
+            st.markdown(figures.circumplex_svg(faces), unsafe_allow_html=True)  # st.html drops SVG
     if result.frames:
         st.plotly_chart(figures.video_timeline_chart(result.frames), key=f"timeline_{key}")
     if faces:

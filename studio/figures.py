@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from emotion.labels import VALENCE_AROUSAL, color_for
-from studio.plane import label_positions, spread_points
+from studio.plane import WEB, label_positions, spread_points
 
 
 def rgb_css(label: str) -> str:
@@ -46,55 +46,81 @@ def probability_bars_html(face: dict) -> str:
     )
 
 
-def circumplex_chart(faces: list[dict]) -> go.Figure:
-    """Each face (report faces: index, label, valence, arousal) as a numbered disc on the valence (x)
-    / arousal (y) plane, with the reference points of the emotions the model knows."""
+def circumplex_svg(faces: list[dict]) -> str:
+    """Each face (report faces: index, label, valence, arousal, scores) as a numbered disc on the
+    valence (x) / arousal (y) plane, with the reference points of the emotions the model knows, as an
+    SVG the browser draws itself (hover a disc or a point for its values).
+
+    SVG, not a plotly chart: plotly's megabytes of JavaScript were most of the browser's work on a
+    result and its first load was most of the first result's wait when users shared a machine
+    (docs/DEPLOY.md). Faces and names are placed by studio.plane in the drawing's own pixels."""
+    scale = WEB
     labels = sorted({k for f in faces for k in f["scores"]} & set(VALENCE_AROUSAL))
     spots = spread_points([(f["valence"], f["arousal"]) for f in faces])
     positions = label_positions({k: VALENCE_AROUSAL[k] for k in labels}, spots)
-    figure = go.Figure(
-        go.Scatter(
-            x=[VALENCE_AROUSAL[k][0] for k in labels],
-            y=[VALENCE_AROUSAL[k][1] for k in labels],
-            mode="markers",
-            text=labels,
-            marker={"color": [rgb_css(k) for k in labels], "size": 8, "opacity": 0.6},
-            name="emotions",
-            hoverinfo="text",
+    (ux, uy), extent = scale.per_unit, scale.extent
+    left, top, right, bottom = 44, 8, 8, 40  # room for the axis titles and ticks
+    width, height = left + 2 * extent * ux + right, top + 2 * extent * uy + bottom
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + (x + extent) * ux, top + (extent - y) * uy
+
+    x0, y0 = at(-extent, extent)
+    x1, y1 = at(extent, -extent)
+    parts = [f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" fill="#fafafa"/>']
+    for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        (gx, _), (_, gy) = at(tick, 0), at(0, tick)
+        stroke = "#999" if tick == 0 else "#e3e3e3"
+        parts.append(f'<line x1="{gx:.1f}" y1="{y0:.1f}" x2="{gx:.1f}" y2="{y1:.1f}" stroke="{stroke}"/>')
+        parts.append(f'<line x1="{x0:.1f}" y1="{gy:.1f}" x2="{x1:.1f}" y2="{gy:.1f}" stroke="{stroke}"/>')
+        parts.append(
+            f'<text x="{gx:.1f}" y="{y1 + 13:.1f}" text-anchor="middle" font-size="10" fill="#777">{tick:g}</text>'
         )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=[s[0] for s in spots],
-            y=[s[1] for s in spots],
-            mode="markers+text",
-            text=[str(f["index"]) for f in faces],
-            textposition="middle center",
-            textfont={"color": "black", "size": 12},
-            customdata=[[f["index"], f["label"], f["valence"], f["arousal"]] for f in faces],
-            name="faces",
-            marker={
-                "color": [rgb_css(f["label"]) for f in faces],
-                "size": 24,
-                "line": {"width": 1.5, "color": "black"},
-            },
-            hovertemplate="Face %{customdata[0]} (%{customdata[1]}): valence %{customdata[2]:.2f}, "
-            "arousal %{customdata[3]:.2f}<extra></extra>",
+        parts.append(
+            f'<text x="{x0 - 4:.1f}" y="{gy + 4:.1f}" text-anchor="end" font-size="10" fill="#777">{tick:g}</text>'
         )
+    parts.append(
+        f'<text x="{(x0 + x1) / 2:.1f}" y="{height - 6:.1f}" text-anchor="middle" font-size="12" fill="#444">'
+        "valence (unpleasant → pleasant)</text>"
     )
-    for label in labels:  # names as annotations: shifted in pixels off the faces and each other
+    parts.append(
+        f'<text transform="translate(12 {(y0 + y1) / 2:.1f}) rotate(-90)" text-anchor="middle" '
+        'font-size="12" fill="#444">'
+        "arousal (calm → excited)</text>"
+    )
+    for label in labels:  # reference points, their names shifted off the faces and each other
         (x, y), (dx, dy) = VALENCE_AROUSAL[label], positions[label]
-        figure.add_annotation(x=x, y=y, text=label, showarrow=False, xshift=dx, yshift=dy,
-                              font={"color": "#5f6368", "size": 11})  # fmt: skip
-    axis = {"range": [-1.1, 1.1], "zeroline": True, "zerolinecolor": "#999"}
-    figure.update_layout(
-        height=380,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        showlegend=False,
-        xaxis={**axis, "title": "valence (unpleasant → pleasant)"},
-        yaxis={**axis, "title": "arousal (calm → excited)"},
+        px, py = at(x, y)
+        name = html.escape(label)
+        parts.append(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{scale.dot:g}" fill="{rgb_css(label)}" fill-opacity="0.6">'
+            f"<title>{name}</title></circle>"
+        )
+        parts.append(
+            f'<text x="{px + dx:.1f}" y="{py - dy:.1f}" text-anchor="middle" dominant-baseline="central" '
+            f'font-size="11" fill="#5f6368">{name}</text>'
+        )
+    for face, (x, y) in zip(faces, spots, strict=True):
+        px, py = at(x, y)
+        tip = html.escape(
+            f"Face {face['index']} ({face['label']}): valence {face['valence']:.2f}, arousal {face['arousal']:.2f}"
+        )
+        parts.append(
+            f'<g><title>{tip}</title><circle cx="{px:.1f}" cy="{py:.1f}" r="{scale.face:g}" '
+            f'fill="{rgb_css(face["label"])}" stroke="black" stroke-width="1.5"/>'
+            f'<text x="{px:.1f}" y="{py:.1f}" text-anchor="middle" dominant-baseline="central" '
+            'font-size="12" fill="black">'
+            f"{int(face['index'])}</text></g>"
+        )
+    summary = "; ".join(
+        f"face {int(f['index'])} {f['label']}: valence {f['valence']:.2f}, arousal {f['arousal']:.2f}" for f in faces
     )
-    return figure
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="{html.escape("Valence and arousal: " + summary)}" '
+        f'style="width:100%;max-width:{width * 1.25:.0f}px;height:auto;font-family:sans-serif">'
+        f"{''.join(parts)}</svg>"
+    )
 
 
 def video_timeline_chart(frames: list[dict]) -> go.Figure:

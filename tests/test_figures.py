@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from emotion.labels import FER2013_LABELS, VALENCE_AROUSAL
 from studio import figures, plane
 
 REFERENCES = {k: VALENCE_AROUSAL[k] for k in FER2013_LABELS}
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _face(index: int, label: str, valence: float, arousal: float) -> dict:
@@ -44,12 +46,33 @@ def test_faces_on_one_spot_are_drawn_apart_near_their_place():
     assert all(math.dist(p, (0, 0)) < 0.5 for p in spread[:5])
 
 
-def test_circumplex_numbers_faces_and_names_emotions_as_annotations():
+def test_circumplex_svg_numbers_faces_and_names_emotions():
     faces = [_face(1, "happy", 0.6, 0.4), _face(2, "neutral", 0.0, 0.0)]
-    figure = figures.circumplex_chart(faces)
-    discs = figure.data[1]
-    assert list(discs.text) == ["1", "2"] and discs.textposition == "middle center"
-    assert sorted(a.text for a in figure.layout.annotations) == sorted(REFERENCES)
+    svg = ElementTree.fromstring(figures.circumplex_svg(faces))  # well-formed XML
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert {"1", "2"} <= set(texts) and set(REFERENCES) <= set(texts)
+    tips = [t.text for t in svg.iter(f"{SVG}title")]
+    assert "Face 1 (happy): valence 0.60, arousal 0.40" in tips
+    discs = [c for c in svg.iter(f"{SVG}circle") if c.get("r") == f"{plane.WEB.face:g}"]
+    assert [c.get("fill") for c in discs] == [figures.rgb_css("happy"), figures.rgb_css("neutral")]
+    assert svg.get("role") == "img" and "face 2 neutral" in svg.get("aria-label")
+
+
+def test_circumplex_svg_puts_a_face_where_its_values_say():
+    svg = ElementTree.fromstring(figures.circumplex_svg([_face(1, "happy", 1.0, -1.0)]))
+    (disc,) = [c for c in svg.iter(f"{SVG}circle") if c.get("r") == f"{plane.WEB.face:g}"]
+    zero_x, zero_y = (
+        [float(line.get(a)) for line in svg.iter(f"{SVG}line") if line.get("stroke") == "#999"] for a in ("x1", "y1")
+    )
+    assert float(disc.get("cx")) == pytest.approx(zero_x[0] + plane.WEB.per_unit[0], abs=0.1)  # right of 0
+    assert float(disc.get("cy")) == pytest.approx(zero_y[1] + plane.WEB.per_unit[1], abs=0.1)  # below 0 (SVG y down)
+
+
+def test_circumplex_svg_escapes_what_it_prints():
+    face = _face(1, "<script>x</script>", 0.0, 0.0)
+    markup = figures.circumplex_svg([face])
+    assert "<script>" not in markup and "&lt;script&gt;" in markup
+    ElementTree.fromstring(markup)
 
 
 def test_video_timeline_colour_means_emotion_only():

@@ -92,12 +92,11 @@ def _check_wait_caption(at: AppTest) -> None:
 def test_upload_each_photo(photos_dir, user, name):
     at = _page("classify.py", user)
     assert _counter(at) == 0
-    # Before a result: one empty chart out of sight, so the browser loads plotly while a photo is chosen.
-    assert [c.key for c in at.get("plotly_chart")] == ["chart-library-preload-chart"]
     _upload(at, name, (photos_dir / name).read_bytes(), MIME[name[-4:]])
     faces = EXPECTED_FACES[name]
     assert f"{faces} face{'s' if faces > 1 else ''} found" in _texts(at)
-    assert len(at.get("plotly_chart")) == 1  # the circumplex (the preload is gone)
+    assert not at.get("plotly_chart")  # a result needs no plotly: bars and the plane are HTML and SVG
+    assert sum("Valence and arousal:" in m.value for m in at.markdown) == 1  # the plane, an SVG
     assert sum("Probabilities:" in h.proto.body for h in at.get("html")) == faces  # one set of bars per face
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
@@ -355,7 +354,8 @@ def test_history_detail_shows_the_analysis_whole(photos_dir, user):
     said = _texts(at)
     assert "2 faces found" in said and "Face 1" in said and "Face 2" in said and f"#{analysis.id}" in said
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
-    assert len(at.get("plotly_chart")) == 1  # the plane (bars per face are HTML)
+    assert not at.get("plotly_chart")  # the plane is SVG, the bars per face HTML
+    assert sum("Valence and arousal:" in m.value for m in at.markdown) == 1  # the plane, an SVG
     at.button(key="history_back").click()
     at.run()
     assert "analysis" not in at.query_params and at.button(key=f"history_open_{analysis.id}")
@@ -386,7 +386,7 @@ def test_history_detail_replays_a_video_and_its_csv(photos_dir, user, tmp_path):
     assert len(at.get("video")) == 1
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF report", "JSON report", "Annotated video", "Per-frame CSV", "Per-frame JSON"]
-    assert len(at.get("plotly_chart")) == 2  # plane, timeline (the representative frame's face: HTML bars)
+    assert len(at.get("plotly_chart")) == 1  # the timeline (the plane is SVG; the face's bars HTML)
 
 
 def test_a_failed_save_keeps_the_result_on_screen_and_analyze_retries(photos_dir, user, monkeypatch):
