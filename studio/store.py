@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("photo", "snapshot", "video")
 MEDIA_EXTENSIONS = frozenset({"mp4", "webm", "avi", "mov", "mkv", "gif"})
+IMAGE_EXTENSIONS = frozenset({"jpg", "png"})  # the annotated picture: JPEG since it left the save path, PNG before
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA_VERSION = 4
 # The sweep leaves younger files alone: a writer may have written its file and not yet its row.
@@ -486,7 +487,8 @@ class Store:
         model: str,
         detector: str,
         faces: list[dict],
-        image_png: bytes | None,
+        image: bytes | None,
+        image_ext: str = "jpg",
         original_name: str | None = None,
         title: str | None = None,
         media_bytes: bytes | None = None,
@@ -495,21 +497,24 @@ class Store:
         content_key: str | None = None,
     ) -> Analysis:
         """Save an analysis: files first (atomically), then the row; files are removed if the row fails.
+        image: the annotated picture's encoded bytes, kept as a file with image_ext ("jpg" or "png").
         content_key: what find_analysis looks it up by (studio.analyses: hash of input and options)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         ext = (media_ext or "").lower().lstrip(".")
+        if image is not None and image_ext not in IMAGE_EXTENSIONS:
+            raise ValueError(f"image_ext must be one of {sorted(IMAGE_EXTENSIONS)}, not {image_ext!r}")
         if media_bytes is not None and ext not in MEDIA_EXTENSIONS:
             raise ValueError(f"media_ext must be one of {sorted(MEDIA_EXTENSIONS)}, not {media_ext!r}")
         faces_json, extra_json = json.dumps(faces), json.dumps(extra or {})
         written: list[str] = []
         try:
-            for data, file_ext in ((image_png, "png"), (media_bytes, ext)):
+            for data, file_ext in ((image, image_ext), (media_bytes, ext)):
                 if data is not None:
                     written.append(
                         f"{int(user_id)}/{_write_atomic(self.media_root / str(int(user_id)), data, file_ext)}"
                     )
-            image_file = written[0] if image_png is not None else None
+            image_file = written[0] if image is not None else None
             media_file = written[-1] if media_bytes is not None else None
             row = {
                 "user_id": user_id, "created_at": utc_now(), "source": source, "model": model,
@@ -606,7 +611,7 @@ class Store:
             return None
 
     def read_image(self, user_id: int, analysis_id: int) -> bytes | None:
-        """The annotated PNG of this user's analysis, or None."""
+        """The annotated picture of this user's analysis (JPEG; PNG when an older version saved it), or None."""
         return self._read_file(user_id, analysis_id, "image_file")
 
     def read_media(self, user_id: int, analysis_id: int) -> bytes | None:

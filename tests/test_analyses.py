@@ -80,7 +80,7 @@ def test_a_failed_save_keeps_the_result_and_says_so(store_and_user, photos_dir, 
     options = {**OPTIONS, "model": emotion.default_model_name()}
     result = analyses.analyze_photo(store, user, data, name="obama.jpg", source="photo", options=options)
     assert not result.saved and "could not be saved" in result.save_error and "database is locked" in result.save_error
-    assert len(result.faces) == 1 and result.annotated_png.startswith(b"\x89PNG")
+    assert len(result.faces) == 1 and result.kept_jpeg.startswith(b"\xff\xd8")
     assert [d.label for d in result.downloads()] == ["PDF report", "JSON report"]
     assert result.downloads()[0].data().startswith(b"%PDF-")
 

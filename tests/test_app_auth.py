@@ -205,7 +205,7 @@ def test_home_shows_recent_activity(app: AppTest) -> None:
     user = app.session_state["user"]
     face = {"box": [0, 0, 9, 9], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
     get_store().add_analysis(
-        user.id, source="snapshot", model="m", detector="haar", faces=[face], image_png=None, title="**bold**"
+        user.id, source="snapshot", model="m", detector="haar", faces=[face], image=None, title="**bold**"
     )
     app.run()
     assert [m.value for m in app.metric][:2] == ["1", "0"]

@@ -178,7 +178,8 @@ def test_stored_analysis_report_and_pdf(photos_dir, isolated_store):
     Image.fromarray(annotated).save(buffer, format="PNG")
     saved = store.add_analysis(
         alice.id, source="video", model=report["model"], detector="haar",
-        faces=[{k: v for k, v in f.items() if k != "index"} for f in report["faces"]], image_png=buffer.getvalue(),
+        faces=[{k: v for k, v in f.items() if k != "index"} for f in report["faces"]],
+        image=buffer.getvalue(), image_ext="png",  # kept as older versions did
         original_name="clip.mp4", title="Clip", extra={"image_size": [1126, 661], "timings": {"total_s": 3.25}},
     )  # fmt: skip
     rebuilt = reports.report_for_analysis(saved, "alice")

@@ -28,7 +28,7 @@ def db(tmp_path: Path) -> Store:
 
 
 def add(store: Store, user_id: int, **overrides) -> Analysis:
-    values = {"source": "photo", "model": "m1", "detector": "haar", "faces": [FACE], "image_png": b"\x89PNG-bytes"}
+    values = {"source": "photo", "model": "m1", "detector": "haar", "faces": [FACE], "image": b"\xff\xd8JPEG-bytes"}
     return store.add_analysis(user_id, **{**values, **overrides})
 
 
@@ -51,16 +51,18 @@ def test_create_and_read_back(db: Store) -> None:
     assert fetched == saved
     assert fetched.faces == [FACE, SAD_FACE] and fetched.extra["image_size"] == [640, 480]
     assert fetched.has_image and fetched.has_media and fetched.title == "Holiday"
-    assert db.read_image(user.id, saved.id) == b"\x89PNG-bytes"
+    assert db.read_image(user.id, saved.id) == b"\xff\xd8JPEG-bytes"
     assert db.read_media(user.id, saved.id) == b"video-bytes"
     files = sorted(p.name for p in (db.media_root / str(user.id)).iterdir())
     assert len(files) == 2 and not any("passwd" in f or f.startswith(".") for f in files)
-    assert {Path(f).suffix for f in files} == {".png", ".mp4"}
+    assert {Path(f).suffix for f in files} == {".jpg", ".mp4"}
+    older = add(db, user.id, image=b"\x89PNG-bytes", image_ext="png")  # as analyses were kept before JPEG
+    assert db.read_image(user.id, older.id) == b"\x89PNG-bytes"
 
 
 def test_analysis_without_files(db: Store) -> None:
     user = db.create_user("bob", "Bob", "bob@example.com", HASH)
-    saved = add(db, user.id, image_png=None, source="snapshot")
+    saved = add(db, user.id, image=None, source="snapshot")
     assert not saved.has_image and not saved.has_media
     assert db.read_image(user.id, saved.id) is None and db.read_media(user.id, saved.id) is None
     assert db.count_analyses(user.id) == {"photo": 0, "snapshot": 1, "video": 0, "total": 1}
@@ -72,6 +74,8 @@ def test_rejects_bad_source_and_media_extension(db: Store) -> None:
         add(db, user.id, source="webcam")
     with pytest.raises(ValueError, match="media_ext"):
         add(db, user.id, media_bytes=b"x", media_ext="../../x.sh")
+    with pytest.raises(ValueError, match="image_ext"):
+        add(db, user.id, image_ext="../x.sh")
     assert db.count_analyses(user.id)["total"] == 0
 
 
@@ -145,7 +149,7 @@ def test_isolation_matrix(db: Store) -> None:
 def test_counts_agree_with_rows(db: Store) -> None:
     user = db.create_user("gil", "Gil", "gil@example.com", HASH)
     for source in ["photo"] * 3 + ["snapshot"] * 2 + ["video"]:
-        add(db, user.id, source=source, image_png=None)
+        add(db, user.id, source=source, image=None)
     counts = db.count_analyses(user.id)
     for source in store_module.SOURCES:
         assert counts[source] == len(db.list_analyses(user.id, source=source))
@@ -258,7 +262,14 @@ def test_sweep_removes_orphans_and_stale_temporaries_only(db: Store, tmp_path: P
     stranger.mkdir()
     (stranger / "lost.mp4").write_bytes(b"y" * 10)  # a folder no user has: every file in it is an orphan
     old = time.time() - 2 * store_module.SWEEP_GRACE_S
-    for path in (orphan, tmp, stranger / "lost.mp4", *folder.glob("*.png"), *folder.glob("*.mp4")):
+    for path in (
+        orphan,
+        tmp,
+        stranger / "lost.mp4",
+        *folder.glob("*.png"),
+        *folder.glob("*.jpg"),
+        *folder.glob("*.mp4"),
+    ):
         if path != fresh_orphan:
             os.utime(path, (old, old))
     with caplog.at_level("INFO", logger="studio.store"):
@@ -267,7 +278,7 @@ def test_sweep_removes_orphans_and_stale_temporaries_only(db: Store, tmp_path: P
     assert not orphan.exists() and not tmp.exists() and not (stranger / "lost.mp4").exists()
     assert fresh_orphan.exists()  # younger than the grace period: its row may be on its way
     for analysis in kept:  # every file a row points to is still there
-        assert db.read_image(alice.id, analysis.id) == b"\x89PNG-bytes"
+        assert db.read_image(alice.id, analysis.id) == b"\xff\xd8JPEG-bytes"
     assert db.read_media(alice.id, kept[1].id) == b"video"
     assert any("removed 2 orphan media files" in r.getMessage() for r in caplog.records)
     assert db.sweep(grace_s=0)["orphans"] == 1 and not fresh_orphan.exists()
@@ -324,7 +335,7 @@ def test_eight_threads_two_hundred_writes_each(db: Store) -> None:
             user = users[index % len(users)]
             for n in range(200):
                 png = b"img-%d-%d" % (index, n) if n % 4 == 0 else None
-                saved[index].append(add(db, user.id, image_png=png, title=f"t{index}-{n}").id)
+                saved[index].append(add(db, user.id, image=png, title=f"t{index}-{n}").id)
                 if n % 50 == 0:
                     db.count_analyses(user.id)
         except BaseException as error:  # collected and asserted on below
@@ -359,7 +370,7 @@ CHILD_WRITER = textwrap.dedent(
     while True:
         n += 1
         saved = store.add_analysis(user_id, source="photo", model="m", detector="haar",
-                                   faces=[{"label": "happy", "n": n}], image_png=b"child-%d" % n)
+                                   faces=[{"label": "happy", "n": n}], image=b"child-%d" % n)
         print(saved.id, flush=True)
     """
 )
@@ -389,7 +400,7 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_row(tmp_path: Path) -> None
                 pytest.fail(f"writer died early: {child.stderr.read() if child.stderr else ''}")
             acknowledged.append(int(line))
             if len(acknowledged) % 3 == 0:  # the parent writes too, so the two processes contend
-                add(store, parent_user.id, image_png=None)
+                add(store, parent_user.id, image=None)
                 parent_rows += 1
     finally:
         child.send_signal(signal.SIGKILL)
