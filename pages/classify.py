@@ -19,6 +19,7 @@ from emotion.detectors import DETECTOR_DESCRIPTIONS
 from pages.common import (
     installed_models,
     md_escape,
+    preload_result_elements,
     require_user,
     show_error,
     store,
@@ -287,6 +288,8 @@ def main() -> None:
     batch = st.session_state.get(BATCH_KEY)
     if batch is not None:
         show_batch(batch)
+    elif kept is None:
+        preload_result_elements()
     counts = store().count_analyses(user.id)
     counter.metric(
         "Your saved analyses", counts["total"], help=f"{counts['photo']} photos, {counts['snapshot']} snapshots"

@@ -32,6 +32,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.pages_manager import PagesManager
@@ -170,6 +171,21 @@ def rgb_css(label: str) -> str:
 def label_colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
     """{label: CSS colour}, for plotly's color_discrete_map."""
     return {label: rgb_css(label) for label in labels}
+
+
+PRELOAD_KEY = "result-elements-preload"
+
+
+def preload_result_elements() -> None:
+    """Have the browser fetch and compile the parts of Streamlit's frontend that a result is the first to
+    use (pictures, HTML in markdown for the plane, download buttons: each a separate script, loaded the
+    first time an element of its kind is shown) while the user is still choosing a photo, so that their
+    first result does not wait for them: one element of each kind, in a container kept out of sight."""
+    st.html(f"<style>.st-key-{PRELOAD_KEY} {{display: none;}}</style>")
+    with st.container(key=PRELOAD_KEY):
+        st.image(np.full((1, 1, 3), 255, np.uint8))
+        st.markdown("<svg></svg>", unsafe_allow_html=True)
+        st.download_button("-", b"", file_name="empty", key=f"{PRELOAD_KEY}-download", disabled=True)
 
 
 def installed_models() -> list[emotion.ModelInfo]:
