@@ -335,7 +335,7 @@ class Bursts:
 
 async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) -> dict:
     """A separate browser context: log in, upload, wait for everyone, click Analyze; then once more, again
-    with everyone (the browser has its chart library by then); its figures or its error."""
+    with everyone (the browser has built the result page once by then); its figures or its error."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1200})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -362,7 +362,7 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
 
 async def users_row(browser, url: str, users: list[str], photo: Path, server: subprocess.Popen) -> dict:
     """len(users) users click Analyze at the same moment, twice: each user's first analysis (when each
-    browser also loads and compiles the chart library, here on the server's own cores) and a second one.
+    browser also builds the result page for the first time, here on the server's own cores) and a second one.
     With the server's CPU seconds per click over each burst (its own cost, apart from the browsers
     sharing the machine: the capacity per core)."""
     bursts = Bursts()
