@@ -61,7 +61,10 @@ TIMEOUT_MS = 120_000  # per step; --timeout changes it
 # The result's <img> keeps its URL when the new picture has the same bytes; then "the new result is shown"
 # is the old element going stale during the run and fresh again. A MutationObserver sees every flip of
 # data-stale, however short (polling alone missed some under load).
-IMAGES_JS = """() => { window.__sawStale = false;
+# Called just before a click: the result pictures on the page now, and observers that note what follows. The
+# same photo analysed again keeps its picture's URL, so its new result shows as that picture going stale and
+# fresh again, or, when the new run replaces it before it was ever marked stale, only as the run ending.
+IMAGES_JS = """() => { window.__sawStale = false; window.__sawRun = false; window.__runEnded = false;
   if (!window.__staleObserver) {
     window.__staleObserver = new MutationObserver(records => {
       if (records.some(r => r.oldValue === 'true' || (r.target.getAttribute
@@ -69,13 +72,24 @@ IMAGES_JS = """() => { window.__sawStale = false;
     });
     window.__staleObserver.observe(document.body,
       {subtree: true, attributes: true, attributeFilter: ['data-stale'], attributeOldValue: true});
+    window.__runObserver = new MutationObserver(() => {
+      const state = document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state');
+      if (state === 'running') window.__sawRun = true;
+      else if (window.__sawRun) window.__runEnded = true;
+    });
+    window.__runObserver.observe(document.querySelector('[data-testid="stApp"]'),
+      {attributes: true, attributeFilter: ['data-test-script-state']});
   }
   return [...document.querySelectorAll('img[src*="/media/"]')].map(i => i.src); }"""
 NEW_IMAGE_JS = """(previous) => {
   if (document.querySelector('[data-stale="true"] img[src*="/media/"]')) window.__sawStale = true;
   return [...document.querySelectorAll('img[src*="/media/"]')].some(i => i.complete && i.naturalWidth > 0
-    && !i.closest('[data-stale="true"]') && (!previous.includes(i.src) || window.__sawStale));
+    && !i.closest('[data-stale="true"]') && (!previous.includes(i.src) || window.__sawStale || window.__runEnded));
 }"""
+
+
+RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
+  '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
 
 def stats(values: list[float], digits: int = 3) -> dict:
@@ -162,9 +176,7 @@ async def retitle(page, title: str) -> None:
     await box.fill(title)
     await box.press("Enter")
     await page.wait_for_timeout(300)
-    await page.wait_for_function(
-        "() => ![...document.querySelectorAll('[data-stale=\"true\"]')].length", polling=20, timeout=TIMEOUT_MS
-    )
+    await page.wait_for_function(RUN_OVER_JS, polling=20, timeout=TIMEOUT_MS)
 
 
 async def click_analyze(page) -> dict:
@@ -340,22 +352,29 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     figures: dict = {}
+    step = "log in"
     try:
         figures["login_s"] = await log_in(page, url, user)
+        step = "upload"
         await open_photo_page(page)
         await upload(page, photo)
         for k, key in enumerate(("first", "again")):
             if k:  # another title: the same photo with the same options is not analysed twice
+                step = "retitle"
                 await retitle(page, f"again {user}")
             bursts.ready[k].append(user)
             await bursts.starts[k].wait()
+            step = f"{key} analysis"
             figures[key] = await click_analyze(page)
         return figures
     except Exception as error:  # a failure is a figure of this benchmark, not its end
         for waiting in bursts.ready:
             if user not in waiting:
                 waiting.append(user)
-        return {**figures, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+        shot = Path(tempfile.gettempdir()) / f"benchmark_users_{user}.png"
+        with contextlib.suppress(Exception):
+            await page.screenshot(path=str(shot), full_page=True)
+        return {**figures, "error": f"{step}: {type(error).__name__}: {str(error).splitlines()[0][:200]} ({shot})"}
     finally:
         await context.close()
 
