@@ -61,10 +61,11 @@ TIMEOUT_MS = 120_000  # per step; --timeout changes it
 # The result's <img> keeps its URL when the new picture has the same bytes; then "the new result is shown"
 # is the old element going stale during the run and fresh again. A MutationObserver sees every flip of
 # data-stale, however short (polling alone missed some under load).
-# Called just before a click: the result pictures on the page now, and observers that note what follows. The
+# Called just before a click: the result pictures on the page now, and the page's "Answered in" caption. The
 # same photo analysed again keeps its picture's URL, so its new result shows as that picture going stale and
-# fresh again, or, when the new run replaces it before it was ever marked stale, only as the run ending.
-IMAGES_JS = """() => { window.__sawStale = false; window.__sawRun = false; window.__runEnded = false;
+# fresh again (a MutationObserver notes it), or, when the browser is so loaded that it renders the new run's
+# elements without ever marking the old ones stale, as the new run's caption (its timings differ).
+IMAGES_JS = """() => { window.__sawStale = false;
   if (!window.__staleObserver) {
     window.__staleObserver = new MutationObserver(records => {
       if (records.some(r => r.oldValue === 'true' || (r.target.getAttribute
@@ -72,22 +73,18 @@ IMAGES_JS = """() => { window.__sawStale = false; window.__sawRun = false; windo
     });
     window.__staleObserver.observe(document.body,
       {subtree: true, attributes: true, attributeFilter: ['data-stale'], attributeOldValue: true});
-    window.__runObserver = new MutationObserver(() => {
-      const state = document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state');
-      if (state === 'running') window.__sawRun = true;
-      else if (window.__sawRun) window.__runEnded = true;
-    });
-    window.__runObserver.observe(document.querySelector('[data-testid="stApp"]'),
-      {attributes: true, attributeFilter: ['data-test-script-state']});
   }
-  return [...document.querySelectorAll('img[src*="/media/"]')].map(i => i.src); }"""
+  const caption = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+    .map(e => e.innerText).find(t => t.startsWith('Answered in')) || null;
+  return {images: [...document.querySelectorAll('img[src*="/media/"]')].map(i => i.src), caption: caption}; }"""
 NEW_IMAGE_JS = """(previous) => {
   if (document.querySelector('[data-stale="true"] img[src*="/media/"]')) window.__sawStale = true;
+  const fresh = c => !c.closest('[data-stale="true"]') && c.innerText.startsWith('Answered in');
+  const newCaption = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+    .some(c => fresh(c) && c.innerText !== previous.caption);
   return [...document.querySelectorAll('img[src*="/media/"]')].some(i => i.complete && i.naturalWidth > 0
-    && !i.closest('[data-stale="true"]') && (!previous.includes(i.src) || window.__sawStale || window.__runEnded));
+    && !i.closest('[data-stale="true"]') && (!previous.images.includes(i.src) || window.__sawStale || newCaption));
 }"""
-
-
 RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
   '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
