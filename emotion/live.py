@@ -241,6 +241,7 @@ class LiveSettings:
     min_face: int = 48  # pixels, in the frame (a face about 2 m from a 640x480 webcam)
     margin: float = 0.1  # crop margin around a box before classification (faces without eye keypoints)
     align: bool = True  # rotate each face upright from its eyes, framed like FER2013 (emotion.pipeline.face_crop)
+    tta: bool = True  # the model's test-time augmentation, as on the Photo page: its calibrated answers there
     draw_stats: bool = True  # FPS / latency banner on the frame
     hold: int = 3  # frames a face stays drawn after its detector stops finding it
 
@@ -463,7 +464,7 @@ class FrameProcessor:
         boxes = [t.box for t in tracks]
         # Aligned like the Photo page's faces (eyes level, FER2013's framing) when the detector gave eyes.
         crops = [face_crop(rgb, t.aligned_box(), settings.margin, align=settings.align) for t in tracks]
-        raw = classify_crops(crops, boxes, model)
+        raw = classify_crops(crops, boxes, model, settings.tta)
         strength = settings.strength if settings.smoothing else 0.0
         faces = []
         for track, face in zip(tracks, raw, strict=True):

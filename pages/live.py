@@ -60,6 +60,11 @@ def _options() -> dict:
             help="Weight of the past per frame: after n frames a change has reached 1 - strength^n of its "
             "new value (0.6: 78% after 3 frames; 0.9: 65% after 10).",
         )  # fmt: skip
+        tta = st.toggle(
+            "Test-time augmentation", value=True, help="Each face also classified mirrored (or in crops, as the "
+            "model chose), as on the Photo page: the same answers there and here, a little more accurate and better "
+            "calibrated, for about twice the classification time per face (see the Models page).",
+        )  # fmt: skip
         adaptive = st.toggle(
             "Frame budget", value=True, help="When frames take longer than the budget, detect less often and on "
             "a smaller image (tracking faces in between) instead of falling behind.",
@@ -67,7 +72,7 @@ def _options() -> dict:
         budget = st.slider("Budget per frame (ms)", 8, 100, 33, disabled=not adaptive)
         draw_stats = st.toggle("FPS and latency on the video", value=True)
     return {
-        "model": model, "detector": detector, "smoothing": smoothing, "strength": strength,
+        "model": model, "detector": detector, "smoothing": smoothing, "strength": strength, "tta": tta,
         "budget_ms": float(budget) if adaptive else None, "draw_stats": draw_stats,
     }  # fmt: skip
 
@@ -114,7 +119,7 @@ def _save_snapshot(processor: FrameProcessor, user) -> None:
     faces = [{k: f.to_dict()[k] for k in FACE_KEYS} for f in result.faces]
     options = {
         "model": emotion.load(snap.settings.model).name, "detector": snap.settings.detector,
-        "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0,
+        "smoothing": snap.settings.strength if snap.settings.smoothing else 0.0, "tta": snap.settings.tta,
     }  # fmt: skip
     saved = analyses.save_analysis(
         store(), user, source="snapshot", content=frame.tobytes(), options=options, faces=faces, image=frame,
@@ -179,7 +184,7 @@ def _analyze_video(upload, options: dict, user) -> None:
     try:
         analysis = process_video(
             data, model=options["model"], detector=options["detector"], smoothing=options["smoothing"],
-            strength=options["strength"], progress=progress,
+            strength=options["strength"], tta=options["tta"], progress=progress,
         )  # fmt: skip
     except VideoLoadError as error:
         bar.empty()
@@ -189,7 +194,7 @@ def _analyze_video(upload, options: dict, user) -> None:
     faces = [{**{k: f[k] for k in FACE_KEYS}, "index": f["track_id"]} for f in analysis.representative_faces]
     recorded = {
         "model": analysis.model, "detector": analysis.detector,
-        "smoothing": options["strength"] if options["smoothing"] else 0.0,
+        "smoothing": options["strength"] if options["smoothing"] else 0.0, "tta": options["tta"],
     }  # fmt: skip
     saved = analyses.save_analysis(
         store(), user, source="video", content=data, options=recorded, faces=faces,

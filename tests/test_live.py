@@ -423,3 +423,23 @@ def test_live_faces_are_aligned_from_the_tracked_eyes(obama, monkeypatch):
     processor.configure(align=False)
     processor.process(tilted)
     assert seen[-1].eyes is not None  # the box still carries them; face_crop is told not to rotate
+
+
+def test_live_answers_are_the_photo_pages_with_tta_and_plain_without(obama, monkeypatch):
+    """With TTA (the default) a live face's raw scores are the model's TTA answer for its crop, as the Photo
+    page gives; turned off, its plain answer."""
+    import emotion.live as live
+    from emotion import load
+
+    crops: list[np.ndarray] = []
+    original = live.face_crop
+    monkeypatch.setattr(live, "face_crop", lambda *args, **kwargs: crops.append(original(*args, **kwargs)) or crops[-1])
+    model = load(None)
+    for tta in (True, False):
+        processor = FrameProcessor(LiveSettings(tta=tta, smoothing=False, budget_ms=None))
+        assert LiveSettings().tta
+        _, result = processor.process(webcam_frame(obama))
+        raw = np.array(list(result.faces[0].raw_scores.values()))
+        expected = model.predict_faces([crops[-1]], tta=tta)[0]
+        other = model.predict_faces([crops[-1]], tta=not tta)[0]
+        assert np.allclose(raw, expected, atol=1e-6) and not np.allclose(raw, other, atol=1e-6)
