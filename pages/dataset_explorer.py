@@ -18,7 +18,7 @@ import streamlit as st
 from emotion import config, datasets
 from emotion.datasets import ImageSet, Progress
 from pages.common import fer2013_arrays, label_colors, md_escape, show_error
-from studio import eda
+from studio import eda, figures
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
 DATASET_CHOICES = ("FER2013", "Folder on this machine", "Upload a zip")
@@ -156,34 +156,25 @@ def _zip_input() -> Path | None:
 
 
 def _class_section(summary: dict) -> None:
+    """The first view: bars and a table drawn by the browser itself (SVG and HTML), so that it needs none of
+    the chart and table code a first visit would otherwise load (docs/DEPLOY.md)."""
     labels = summary["labels"]
-    rows = [
-        (split, lab, n, 100.0 * n / max(sum(counts.values()), 1))
-        for split, counts in summary["class_counts"].items()
-        for lab, n in counts.items()
-    ]
-    frame = pd.DataFrame(rows, columns=["split", "label", "count", "percent"])
     as_percent = st.toggle("Show percentages of each split", value=False)
-    fig = px.bar(
-        frame, x="label", y="percent" if as_percent else "count", color="label", facet_col="split",
-        color_discrete_map=label_colors(labels), category_orders={"label": labels},
-        text_auto=".1f" if as_percent else True,
-    )  # fmt: skip
-    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    if not as_percent:
-        fig.update_yaxes(matches=None, showticklabels=True)  # each split on its own scale
-    fig.update_layout(showlegend=False, height=400, margin={"t": 40, "b": 10})
-    st.plotly_chart(fig)
+    st.markdown(figures.class_bars_svg(summary["class_counts"], labels, as_percent), unsafe_allow_html=True)
     ratios = summary["imbalance_ratio"]
     cols = st.columns(len(ratios))
     for col, (split, ratio) in zip(cols, ratios.items(), strict=True):
         col.metric(f"Imbalance, {split}", "∞" if ratio == float("inf") else f"{ratio:.1f} : 1")
     st.caption("Imbalance = largest class / smallest class.")
-    table = frame.pivot(index="label", columns="split", values="count").reindex(labels)
-    table = table[list(summary["class_counts"])]
+    table = pd.DataFrame(summary["class_counts"]).reindex(labels).fillna(0).astype(int)
     table["total"] = table.sum(axis=1)
-    table["% of all"] = (100.0 * table["total"] / table["total"].sum()).round(1)
-    st.dataframe(table)
+    share = (100.0 * table["total"] / max(int(table["total"].sum()), 1)).map("{:.1f}".format)
+    table = table.map("{:,}".format).assign(**{"% of all": share})
+    st.html(
+        "<style>.class-table td, .class-table th {padding: 0.25em 0.9em; text-align: right; border: 0;"
+        "border-bottom: 1px solid rgba(49, 51, 63, 0.1)} .class-table table {border-collapse: collapse}</style>"
+        f'<div class="class-table">{table.to_html(border=0, index_names=False)}</div>'
+    )
 
 
 def _samples_section(ds: ImageSet) -> None:

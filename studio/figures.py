@@ -123,6 +123,64 @@ def circumplex_svg(faces: list[dict]) -> str:
     )
 
 
+def class_bars_svg(class_counts: dict[str, dict[str, int]], labels: list[str], as_percent: bool = False) -> str:
+    """Images per class, one panel per split (class_counts: split -> label -> count), a bar per label in its
+    emotion's colour with its value on top (counts: each split on its own scale; percentages of the split:
+    one scale for all), as an SVG the browser draws itself (hover a bar for its figures).
+
+    SVG, not plotly: this is the dataset page's first view, and plotly's megabytes of JavaScript took the
+    browser several seconds to load the first time, most of that view's wait (docs/DEPLOY.md)."""
+    panel_w, plot_h, top, bottom, gap, left = 300, 200, 34, 64, 24, 24  # left: room for the first name, slanted
+    splits = list(class_counts)
+    totals = {split: max(sum(counts.values()), 1) for split, counts in class_counts.items()}
+
+    def value(split: str, label: str) -> float:
+        count = class_counts[split].get(label, 0)
+        return 100.0 * count / totals[split] if as_percent else float(count)
+
+    shared = max((value(s, k) for s in splits for k in labels), default=0.0)
+    width, height = left + len(splits) * panel_w + (len(splits) - 1) * gap, top + plot_h + bottom
+    slot = panel_w / max(len(labels), 1)
+    parts = []
+    for p, split in enumerate(splits):
+        x0 = left + p * (panel_w + gap)
+        highest = shared if as_percent else max((value(split, k) for k in labels), default=0.0)
+        scale = plot_h / highest if highest > 0 else 0.0
+        base = top + plot_h
+        name = html.escape(split)
+        parts.append(
+            f'<text x="{x0 + panel_w / 2:.1f}" y="14" text-anchor="middle" font-size="13" fill="#333">{name}'
+            f" ({sum(class_counts[split].values()):,} images)</text>"
+        )
+        parts.append(f'<line x1="{x0}" y1="{base}" x2="{x0 + panel_w}" y2="{base}" stroke="#999"/>')
+        for i, label in enumerate(labels):
+            v, count = value(split, label), class_counts[split].get(label, 0)
+            bar_h, cx = v * scale, x0 + (i + 0.5) * slot
+            shown = f"{v:.1f}%" if as_percent else f"{count:,}"
+            tip = html.escape(f"{split}, {label}: {count:,} images ({100.0 * count / totals[split]:.1f}%)")
+            parts.append(
+                f'<g><title>{tip}</title><rect x="{cx - slot * 0.38:.1f}" y="{base - bar_h:.1f}" '
+                f'width="{slot * 0.76:.1f}" height="{bar_h:.1f}" fill="{rgb_css(label)}"/></g>'
+            )
+            parts.append(
+                f'<text x="{cx:.1f}" y="{base - bar_h - 4:.1f}" text-anchor="middle" font-size="10" '
+                f'fill="#444">{shown}</text>'
+            )
+            parts.append(
+                f'<text transform="translate({cx:.1f} {base + 12}) rotate(-35)" text-anchor="end" '
+                f'font-size="11" fill="#444">{html.escape(label)}</text>'
+            )
+    summary = "; ".join(
+        f"{split}: " + ", ".join(f"{label} {counts.get(label, 0):,}" for label in labels)
+        for split, counts in class_counts.items()
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{html.escape("Images per class: " + summary)}" '
+        f'style="width:100%;max-width:{width * 1.3:.0f}px;height:auto;font-family:sans-serif">{"".join(parts)}</svg>'
+    )
+
+
 def video_timeline_chart(frames: list[dict]) -> go.Figure:
     """Emotion per face over time: one row per face (track), one marker per frame, and colour means
     one thing only, the emotion (legend), as on every other chart of the studio."""

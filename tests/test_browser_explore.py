@@ -61,7 +61,7 @@ def test_explorer_on_fer2013_in_browser(browser, fer2013_csv, shots, tmp_path, c
         page.goto(url)
         _ready(page, "FER2013: 35,887 images")
         cold = time.perf_counter() - started
-        page.wait_for_selector(".js-plotly-plot")
+        page.wait_for_selector("svg[role=img]")  # the class bars
         page.screenshot(path=str(shots / "explorer_classes.png"), full_page=True)
         started = time.perf_counter()
         page.reload()
@@ -94,7 +94,7 @@ def test_explorer_without_dataset_in_browser(browser, shots, tmp_path):
         page = _new_page(browser)
         page.goto(url)
         _ready(page, "FER2013 was not found")
-        page.wait_for_selector(".js-plotly-plot")
+        page.wait_for_selector("svg[role=img]")  # the shipped class bars
         page.get_by_text("FER2013 statistics computed by the project").wait_for()
         page.screenshot(path=str(shots / "explorer_absent.png"), full_page=True)
         assert "Traceback" not in page.content()

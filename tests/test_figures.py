@@ -115,3 +115,18 @@ def test_probability_bars_are_html_one_row_per_label_escaped_and_clamped():
     assert 'font-weight:600">odd<' in bars and 'font-weight:400">happy<' in bars  # the top one in bold
     assert 'aria-label="Probabilities: happy 80.0%, sad 15.0%' in bars
     assert figures.rgb_css("happy") in bars
+
+
+def test_class_bars_svg_draws_each_split_on_its_scale_and_escapes_names():
+    counts = {"Training": {"happy": 200, "<b>x</b>": 50}, "Test": {"happy": 10, "<b>x</b>": 0}}
+    markup = figures.class_bars_svg(counts, ["happy", "<b>x</b>"])
+    svg = ElementTree.fromstring(markup)
+    assert "<b>" not in markup and "Images per class: Training: happy 200" in svg.get("aria-label")
+    heights = [float(r.get("height")) for r in svg.iter(f"{SVG}rect")]
+    assert heights[0] == heights[2] > 0 and heights[1] == pytest.approx(heights[0] / 4) and heights[3] == 0
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert "Training (250 images)" in texts and "200" in texts and "50" in texts
+    shares = ElementTree.fromstring(figures.class_bars_svg(counts, ["happy", "<b>x</b>"], as_percent=True))
+    heights = [float(r.get("height")) for r in shares.iter(f"{SVG}rect")]
+    assert heights[0] == pytest.approx(heights[2] * 0.8)  # one scale: 80% of Training, 100% of Test
+    assert "80.0%" in [t.text for t in shares.iter(f"{SVG}text")]

@@ -71,7 +71,9 @@ def test_explorer_without_dataset_shows_help_and_derived_stats(no_dataset):
         "Duplicates & blanks",
     ]
     assert _metrics(at)["Imbalance, Training"] == "16.5 : 1"
-    assert len(at.get("plotly_chart")) == 1  # the open tab's class bars; the other tabs run when opened
+    assert not at.get("plotly_chart")  # the open tab's class bars are SVG; the other tabs run when opened
+    assert sum("Images per class: Training: angry 3,995" in m.value for m in at.markdown) == 1
+    assert "<td>3,995</td>" in "".join(h.proto.body for h in at.get("html"))  # the table, angry in Training
     assert "Exact duplicate groups" not in _metrics(at)
     assert _metrics(_open_tab(at, "Duplicates & blanks"))["Exact duplicate groups"] == "1,516"
     assert "Sample images need the dataset itself" in _texts(_open_tab(at, "Samples"))
