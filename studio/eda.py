@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -304,6 +305,7 @@ def _warm_in_child(csv: Path, cache_dir: Path) -> None:
     """Fill both FER2013 caches in `python -m studio.eda --warm`; a failure is logged, and load_fer2013
     then parses the file in this process."""
     command = [sys.executable, "-m", "studio.eda", "--warm", "--csv", str(csv), "--cache-dir", str(cache_dir)]
+    command += ["--parent", str(os.getpid())]
     try:
         subprocess.run(command, cwd=config.REPO_ROOT, check=True, capture_output=True, text=True, timeout=600)
     except subprocess.CalledProcessError as error:
@@ -471,12 +473,26 @@ def shipped_summary_for(csv_path: Path, directory: Path = config.DERIVED_DIR) ->
     return shipped if shipped["source"]["sha256"] == file_sha256(csv_path) else None
 
 
+def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this process when `parent` (the pid of the process that started it) is no longer its parent: a
+    server stopped during its start-up warm-up leaves no parse behind, taking CPU from whatever runs next
+    (the caches are written atomically). The pid is passed, not read here: the server may be gone already."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--derive", action="store_true", help="write data/derived/fer2013_stats.json")
     parser.add_argument("--warm", action="store_true", help="fill the explorer's FER2013 caches (the app's warm-up)")
     parser.add_argument("--csv", type=Path, default=None, help="FER2013 CSV (default: config.find_fer2013_csv())")
     parser.add_argument("--cache-dir", type=Path, default=None, help="--warm: the cache folder (default: the app's)")
+    parser.add_argument("--parent", type=int, default=None, help="--warm: end when this process is gone (its pid)")
     args = parser.parse_args(argv)
     if not (args.derive or args.warm):
         parser.error("nothing to do: pass --derive or --warm")
@@ -486,6 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.warm:
         if hasattr(os, "nice"):
             os.nice(10)  # background work: the server's pages and their browsers come first on a busy CPU
+        if args.parent is not None:
+            exit_with_parent(args.parent)
         cache_dir = args.cache_dir or "config"
         cached_stats(load_fer2013(csv_path, cache_dir), cache_dir=cache_dir)
         return

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -401,3 +402,32 @@ def test_warm_up_fills_the_explorers_cache_once(in_child, tmp_path, monkeypatch)
     assert eda.warm_fer2013_cache(in_child) is False  # filled: nothing to do
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "nothing")
     assert eda.warm_fer2013_cache() is False  # no dataset: nothing to do
+
+
+def test_warm_up_child_ends_when_its_parent_is_gone(tmp_path):
+    """A server stopped during its start-up warm-up leaves no parse running (exit_with_parent)."""
+    marker = tmp_path / "watching"
+    code = (
+        "from studio.eda import exit_with_parent; import pathlib, sys, time; exit_with_parent(int(sys.argv[1]), 0.05); "
+        f"pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
+    )
+    parent = subprocess.run(  # a shell that starts the child, waits until it watches, and exits
+        ["bash", "-c", f'"{sys.executable}" -c "{code}" $$ >/dev/null 2>&1 & echo $!; '
+                       f'for _ in $(seq 400); do [ -e "{marker}" ] && break; sleep 0.05; done'],
+        cwd=config.REPO_ROOT, capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    stat = Path(f"/proc/{int(parent.stdout.strip())}/stat")
+
+    def running() -> bool:
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:  # the child is watching its parent
+        time.sleep(0.05)
+    assert marker.exists()
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running()  # without the watch it would sleep on for a minute
