@@ -168,7 +168,7 @@ async def upload(page, photo: Path) -> None:
 async def retitle(page, title: str) -> None:
     """Type a new title (an option of the analysis) and wait for its rerun: Analyze on the same input with the
     same options keeps the result on screen, so each repeat gets its own title to be analysed again (the save
-    then finds the same photo in the history: "Already in your history", no second PNG and row)."""
+    then finds the same photo in the history: "Already in your history", no second picture and row)."""
     box = page.get_by_label("Title or note (optional, kept with the analysis)")
     await box.fill(title)
     await box.press("Enter")

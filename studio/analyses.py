@@ -8,7 +8,7 @@ its options (`content_key`): the same input with the same options is saved once,
 returns the entry already in the history (`duplicate`). `save_analysis` prepares and saves at once;
 `prepare_analysis` (or `analyze_photo(save=False)`) gives a result to show first and `save` later
 (the Photo page saves in its worker pool after the result is on screen: the user does not wait for
-the PNG encode and the row).
+the kept JPEG and the row).
 
 `AnalysisResult` is what a page shows (annotated image, its display JPEG at column size, faces in
 reading order, report) and offers for download (`downloads()`: PDF and JSON built when clicked, and

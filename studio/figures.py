@@ -1,7 +1,9 @@
 """The figures of an analysis, shared by the Photo, Live & video and History pages (no streamlit
-here): probability bars of a face (HTML), the valence-arousal plane of the faces, a video's
-emotion-per-face timeline and two models side by side on the same faces; and the live page's timeline,
-drawn as a picture."""
+here): probability bars of a face (HTML) and the valence-arousal plane of the faces (SVG), a video's
+emotion-per-face timeline and two models side by side on the same faces (plotly), the live page's
+timeline (a picture), and the dataset explorer's first view, its class bars (SVG). HTML and SVG where
+a figure is on the path of a first result or a first visit: the browser draws them without loading
+plotly's JavaScript (docs/DEPLOY.md)."""
 
 from __future__ import annotations
 

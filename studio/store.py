@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("photo", "snapshot", "video")
 MEDIA_EXTENSIONS = frozenset({"mp4", "webm", "avi", "mov", "mkv", "gif"})
-IMAGE_EXTENSIONS = frozenset({"jpg", "png"})  # the annotated picture: JPEG since it left the save path, PNG before
+IMAGE_EXTENSIONS = frozenset({"jpg", "png"})  # the annotated picture: JPEG; PNG in analyses older versions saved
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA_VERSION = 4
 # The sweep leaves younger files alone: a writer may have written its file and not yet its row.
