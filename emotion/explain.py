@@ -177,19 +177,27 @@ def explainer() -> ProcessPoolExecutor:
         return _explainer
 
 
-def _init_explainer(parent: int) -> None:
-    """In the explainer: a lower CPU priority (its warm-up, a TensorFlow import and a Keras load, runs
-    while pages answer their users, and must not slow them), and exit when the server process is gone
-    (even killed), never linger with TensorFlow."""
-    if hasattr(os, "nice"):
-        os.nice(5)
+def exit_with_parent(parent: int, poll_s: float = 2.0) -> None:
+    """In a helper process the server started (the explainer, the FER2013 warm-up): exit as soon as
+    `parent`, the server's pid, is no longer this process's parent (the server stopped, even killed), so
+    that no helper lingers and takes CPU from whatever runs next. The pid is passed in rather than read
+    here because the server may already be gone when the helper starts."""
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(2.0)
+            time.sleep(poll_s)
         os._exit(0)
 
-    threading.Thread(target=watch, name="explainer-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_explainer(parent: int) -> None:
+    """In the explainer: a lower CPU priority (its warm-up, a TensorFlow import and a Keras load, runs
+    while pages answer their users, and must not slow them), and exit with the server, never linger with
+    TensorFlow."""
+    if hasattr(os, "nice"):
+        os.nice(5)
+    exit_with_parent(parent)
 
 
 def _in_explainer(function: Callable[..., T], *args: Any) -> T:

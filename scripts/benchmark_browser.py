@@ -56,11 +56,6 @@ CHROMIUM_ARGS = [
 PASSWORD = "benchmark-password-1"
 ROWS = ("idle", "photo", "gradcam", "live", "users", "explorer")
 TIMEOUT_MS = 120_000  # per step; --timeout changes it
-# Images on the page, by src. The result is a new image loaded after a click, or (the same photo again makes
-# the same bytes, so the same URL) the image again fresh: the run marks the old one stale, then replaces it.
-# The result's <img> keeps its URL when the new picture has the same bytes; then "the new result is shown"
-# is the old element going stale during the run and fresh again. A MutationObserver sees every flip of
-# data-stale, however short (polling alone missed some under load).
 # Called just before a click: the result pictures on the page now, and the page's "Answered in" caption. The
 # same photo analysed again keeps its picture's URL, so its new result shows as that picture going stale and
 # fresh again (a MutationObserver notes it), or, when the browser is so loaded that it renders the new run's

@@ -485,5 +485,4 @@ def stored_analysis(store: Any, user: Any, analysis_id: int) -> AnalysisResult |
         frames=extra.get("frames") or None,
         labels=tuple(extra.get("labels") or ()),
         gradcam=_stored_gradcam(extra),
-        _kept_jpeg=kept if kept and kept.startswith(b"\xff\xd8") else None,  # older analyses kept a PNG
     )

@@ -17,7 +17,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from emotion.datasets import (
     save_npz,
     single_flight,
 )
+from emotion.explain import exit_with_parent
 from emotion.imageio import ImageLoadError, load_image
 
 NEAR_THRESHOLD = 3  # dHash Hamming distance counted as a near duplicate
@@ -473,19 +473,6 @@ def shipped_summary_for(csv_path: Path, directory: Path = config.DERIVED_DIR) ->
     return shipped if shipped["source"]["sha256"] == file_sha256(csv_path) else None
 
 
-def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """End this process when `parent` (the pid of the process that started it) is no longer its parent: a
-    server stopped during its start-up warm-up leaves no parse behind, taking CPU from whatever runs next
-    (the caches are written atomically). The pid is passed, not read here: the server may be gone already."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--derive", action="store_true", help="write data/derived/fer2013_stats.json")
@@ -502,8 +489,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.warm:
         if hasattr(os, "nice"):
             os.nice(10)  # background work: the server's pages and their browsers come first on a busy CPU
-        if args.parent is not None:
-            exit_with_parent(args.parent)
+        if args.parent is not None:  # a stopped server leaves no parse behind (the caches are written atomically)
+            exit_with_parent(args.parent, poll_s=0.5)
         cache_dir = args.cache_dir or "config"
         cached_stats(load_fer2013(csv_path, cache_dir), cache_dir=cache_dir)
         return

@@ -117,12 +117,7 @@ def circumplex_svg(faces: list[dict]) -> str:
     summary = "; ".join(
         f"face {int(f['index'])} {f['label']}: valence {f['valence']:.2f}, arousal {f['arousal']:.2f}" for f in faces
     )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="{html.escape("Valence and arousal: " + summary)}" '
-        f'style="width:100%;max-width:{width * 1.25:.0f}px;height:auto;font-family:sans-serif">'
-        f"{''.join(parts)}</svg>"
-    )
+    return _svg(width, height, "Valence and arousal: " + summary, parts, zoom=1.25)
 
 
 def class_bars_svg(class_counts: dict[str, dict[str, int]], labels: list[str], as_percent: bool = False) -> str:
@@ -176,10 +171,16 @@ def class_bars_svg(class_counts: dict[str, dict[str, int]], labels: list[str], a
         f"{split}: " + ", ".join(f"{label} {counts.get(label, 0):,}" for label in labels)
         for split, counts in class_counts.items()
     )
+    return _svg(width, height, "Images per class: " + summary, parts, zoom=1.3)
+
+
+def _svg(width: float, height: float, label: str, parts: list[str], zoom: float) -> str:
+    """An SVG document of `parts` drawn in a width x height box: an image to assistive technology (label,
+    escaped here), as wide as its column up to `zoom` times its own size."""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{html.escape("Images per class: " + summary)}" '
-        f'style="width:100%;max-width:{width * 1.3:.0f}px;height:auto;font-family:sans-serif">{"".join(parts)}</svg>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="{html.escape(label)}" '
+        f'style="width:100%;max-width:{width * zoom:.0f}px;height:auto;font-family:sans-serif">{"".join(parts)}</svg>'
     )
 
 

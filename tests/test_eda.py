@@ -408,7 +408,8 @@ def test_warm_up_child_ends_when_its_parent_is_gone(tmp_path):
     """A server stopped during its start-up warm-up leaves no parse running (exit_with_parent)."""
     marker = tmp_path / "watching"
     code = (
-        "from studio.eda import exit_with_parent; import pathlib, sys, time; exit_with_parent(int(sys.argv[1]), 0.05); "
+        "from emotion.explain import exit_with_parent; import pathlib, sys, time; "
+        "exit_with_parent(int(sys.argv[1]), 0.05); "
         f"pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
     )
     parent = subprocess.run(  # a shell that starts the child, waits until it watches, and exits
