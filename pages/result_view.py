@@ -68,9 +68,10 @@ def save_status(result: AnalysisResult, saved: str = "Saved") -> None:
     if result.save_error:
         show_error(result.save_error)
     elif result.duplicate:
+        retitled = f"; its title is now “{md_escape(result.report['title'])}”" if result.retitled else ""
         st.info(
             f"Already in your history as analysis #{result.analysis_id} (the same input with the same options): "
-            "not saved twice."
+            f"not saved twice{retitled}."
         )
     elif result.saved:
         st.success(f"{md_escape(saved)} to your history as analysis #{result.analysis_id}.")  # a file name

@@ -104,6 +104,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes, /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process_kind(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the processes a browser row involves, summed by kind: the server (with its
+    helper processes), each kind of Chromium process (browser, renderer, gpu-process, utility), Playwright's
+    driver and this script. Differences of two calls say where a burst's CPU went."""
+    parents: dict[int, int] = {}
+    commands: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            # Chromium rewrites its child processes' titles into one space-separated string
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            commands[int(entry.name)] = command.replace("\0", " ").split()
+
+    def descends_from(pid: int, ancestor: int) -> bool:
+        while pid > 1:
+            if pid == ancestor:
+                return True
+            pid = parents.get(pid, 1)
+        return False
+
+    totals: dict[str, float] = {}
+    for pid, command in commands.items():
+        if descends_from(pid, server_pid):
+            kind = "server"
+        elif pid == os.getpid():
+            kind = "benchmark script"
+        elif command and command[0].endswith("chromium"):
+            kind = next((f"chromium {a[7:]}" for a in command if a.startswith("--type=")), "chromium browser")
+        elif command and Path(command[0]).name == "node":
+            kind = "playwright driver"
+        else:
+            continue
+        with contextlib.suppress(OSError):
+            totals[kind] = totals.get(kind, 0.0) + cpu_seconds(pid)
+    return totals
+
+
 def make_users(db: Path, count: int) -> list[str]:
     """bench00..benchNN with PASSWORD (cheap bcrypt rounds: logins measure the app, not the hash)."""
     import bcrypt
@@ -335,6 +380,7 @@ class Bursts:
     def __init__(self) -> None:
         self.starts = [asyncio.Event(), asyncio.Event()]
         self.ready: list[list[str]] = [[], []]
+        self.done: list[list[str]] = [[], []]  # whose k-th answer is in (or who failed)
 
 
 async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) -> dict:
@@ -358,9 +404,10 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
             await bursts.starts[k].wait()
             step = f"{key} analysis"
             figures[key] = await click_analyze(page)
+            bursts.done[k].append(user)
         return figures
     except Exception as error:  # a failure is a figure of this benchmark, not its end
-        for waiting in bursts.ready:
+        for waiting in (*bursts.ready, *bursts.done):
             if user not in waiting:
                 waiting.append(user)
         shot = Path(tempfile.gettempdir()) / f"benchmark_users_{user}.png"
@@ -383,13 +430,20 @@ async def users_row(browser, url: str, users: list[str], photo: Path, server: su
         while len(bursts.ready[k]) < len(users):
             await asyncio.sleep(0.05)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        kinds0, busy0 = cpu_by_process_kind(server.pid), machine_busy_seconds()
         bursts.starts[k].set()
-        while k == 0 and len(bursts.ready[1]) < len(users):  # everyone's first answer is in
+        while k == 0 and len(bursts.done[0]) < len(users):  # everyone's first answer is in
             await asyncio.sleep(0.05)
         if k == 1:
             await asyncio.gather(*tasks)
         row[f"{key}_burst_s"] = round(time.monotonic() - t0, 2)
         row[f"{key}_server_cpu_s"] = round(cpu_seconds(server.pid) - cpu0, 2)
+        row[f"{key}_machine_busy_cpu_s"] = round(machine_busy_seconds() - busy0, 2)
+        if k == 0:  # after the second burst the contexts are closed, their renderers gone with their CPU time
+            kinds1 = cpu_by_process_kind(server.pid)
+            row["first_cpu_s_by_process"] = {
+                kind: round(kinds1[kind] - kinds0.get(kind, 0.0), 2) for kind in sorted(kinds1)
+            }
     results = [task.result() for task in tasks]
     first = [r["first"]["visible_s"] for r in results if "first" in r]
     again = [r["again"]["visible_s"] for r in results if "again" in r]
@@ -530,6 +584,11 @@ def summary(report: dict) -> list[str]:
             lines.append(
                 f"  the same users at once again | {again.get('median')} / {again.get('p95')} s (server CPU "
                 f"{row['server_cpu_s_per_click_again']} s a click) |"
+            )
+            spent = ", ".join(f"{kind} {cpu}" for kind, cpu in row["first_cpu_s_by_process"].items())
+            lines.append(
+                f"  CPU seconds of the first burst: machine {row['first_machine_busy_cpu_s']} in "
+                f"{row['first_burst_s']} s on {os.cpu_count()} cores ({spent}) |"
             )
     return lines
 

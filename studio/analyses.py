@@ -5,7 +5,8 @@ photos, a webcam snapshot, a video) and behind History's detail view.
 save is logged and reported in `AnalysisResult.save_error` (a sentence for the user), the result
 itself is still returned, shown and downloadable. An analysis is keyed by the hash of its input and
 its options (`content_key`): the same input with the same options is saved once, and asking again
-returns the entry already in the history (`duplicate`). `save_analysis` prepares and saves at once;
+returns the entry already in the history (`duplicate`; a title typed this time replaces its title, since
+a title is a note, not an option). `save_analysis` prepares and saves at once;
 `prepare_analysis` (or `analyze_photo(save=False)`) gives a result to show first and `save` later
 (the Photo page saves in its worker pool after the result is on screen: the user does not wait for
 the kept JPEG and the row).
@@ -26,7 +27,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -91,6 +92,7 @@ class AnalysisResult:
     image: np.ndarray | None = None
     analysis_id: int | None = None
     duplicate: bool = False
+    retitled: bool = False  # a duplicate given the title typed this time (save)
     save_error: str | None = None
     media: bytes | None = None
     frames: list[dict] | None = None
@@ -278,6 +280,10 @@ def save(store: Any, user: Any, result: AnalysisResult) -> AnalysisResult:
             result.duplicate = True
             result.gradcam = {**_stored_gradcam(existing.extra), **result.gradcam}  # asked for before
             saved = existing
+            if record["title"] and record["title"] != existing.title:  # the title is a note, not an option:
+                store.set_title(user.id, existing.id, record["title"])  # the newest one typed is kept
+                saved = replace(existing, title=record["title"])
+                result.retitled = True
         else:
             saved = store.add_analysis(
                 user.id, image=result.kept_jpeg, image_ext="jpg", content_key=result.content_key, **record

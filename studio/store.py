@@ -579,6 +579,14 @@ class Store:
             rows = list(db.query(sql, [user_id, content_key]))
         return _row_to_analysis(rows[0]) if rows else None
 
+    def set_title(self, user_id: int, analysis_id: int, title: str | None) -> bool:
+        """Give this user's analysis a new title (None: none); False when it is not this user's or not there."""
+        with _writing(self.path) as db:
+            cursor = db.execute(
+                "UPDATE analyses SET title = ? WHERE id = ? AND user_id = ?", [title, analysis_id, user_id]
+            )
+        return cursor.rowcount == 1
+
     def update_extra(self, user_id: int, analysis_id: int, changes: dict) -> bool:
         """Merge `changes` into the extra of this user's analysis (e.g. a Grad-CAM computed later);
         False when it is not this user's or not there."""

@@ -58,6 +58,14 @@ def test_same_input_and_options_are_saved_once(store_and_user, photos_dir):
     first = analyses.analyze_photo(store, user, data, name="two_people.jpg", source="photo", options=options)
     again = analyses.analyze_photo(store, user, data, name="two_people.jpg", source="photo", options=options)
     assert first.saved and not first.duplicate and again.duplicate and again.analysis_id == first.analysis_id
+    assert len(store.list_analyses(user.id)) == 1 and not again.retitled
+    titled = analyses.analyze_photo(
+        store, user, data, name="two_people.jpg", source="photo", options={**options, "title": "At the office"}
+    )  # a title is a note, not an option: the same entry, now with this title
+    assert titled.duplicate and titled.retitled and titled.analysis_id == first.analysis_id
+    assert titled.report["title"] == "At the office" == store.get_analysis(user.id, first.analysis_id).title
+    untitled = analyses.analyze_photo(store, user, data, name="two_people.jpg", source="photo", options=options)
+    assert untitled.duplicate and not untitled.retitled and untitled.report["title"] == "At the office"
     assert len(store.list_analyses(user.id)) == 1
     other = analyses.analyze_photo(
         store, user, data, name="two_people.jpg", source="photo", options={**options, "tta": True}

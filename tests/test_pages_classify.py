@@ -135,6 +135,8 @@ def test_repeated_analyze_saves_once_and_a_new_input_clears_the_result(photos_di
         at.button(key="classify_analyze").click()
         at.run()
     assert _counter(at) == 1 and at.session_state["classify_result"]["result"].analysis_id == first
+    assert get_store().get_analysis(user.id, first).title == "Second <b>try</b>"  # the new title is kept
+    assert "its title is now" in at.info[0].value and "<b>" not in at.info[0].value
     at.file_uploader(key="classify_upload").set_value(("two_people.jpg", (photos_dir / "two_people.jpg").read_bytes(),
                                                       "image/jpeg"))  # fmt: skip
     at.run()

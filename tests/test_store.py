@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,15 @@ def test_create_and_read_back(db: Store) -> None:
     assert {Path(f).suffix for f in files} == {".jpg", ".mp4"}
     older = add(db, user.id, image=b"\x89PNG-bytes", image_ext="png")  # as analyses were kept before JPEG
     assert db.read_image(user.id, older.id) == b"\x89PNG-bytes"
+
+
+def test_set_title(db: Store) -> None:
+    user = db.create_user("carol", "Carol", "carol@example.com", HASH)
+    saved = add(db, user.id, title="first")
+    assert db.set_title(user.id, saved.id, "second") is True
+    assert db.get_analysis(user.id, saved.id) == replace(saved, title="second")
+    assert db.set_title(user.id, saved.id, None) is True and db.get_analysis(user.id, saved.id).title is None
+    assert db.set_title(user.id, saved.id + 1, "nothing there") is False
 
 
 def test_analysis_without_files(db: Store) -> None:
@@ -134,6 +144,7 @@ def test_isolation_matrix(db: Store) -> None:
             assert db.read_image(other.id, analysis.id) is None
             assert db.read_media(other.id, analysis.id) is None
             assert db.delete_analysis(other.id, analysis.id) is False
+            assert db.set_title(other.id, analysis.id, "mine now") is False
             assert db.get_analysis(owner.id, analysis.id) == analysis
             assert db.read_image(owner.id, analysis.id) is not None
         assert db.count_analyses(owner.id)["total"] == len(mine)
