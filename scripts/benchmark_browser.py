@@ -80,6 +80,24 @@ NEW_IMAGE_JS = """(previous) => {
   return [...document.querySelectorAll('img[src*="/media/"]')].some(i => i.complete && i.naturalWidth > 0
     && !i.closest('[data-stale="true"]') && (!previous.images.includes(i.src) || window.__sawStale || newCaption));
 }"""
+# Waits for a condition in the page without polling it: checked on every DOM change, on every picture
+# loaded, and every 250 ms for anything else. Playwright's wait_for_function(polling=20) ran its check
+# 50 times a second in every waiting tab: with 10-20 tabs on the server's two cores, that polling was
+# part of what the benchmark measured.
+WAIT_JS = """([source, arg]) => new Promise(resolve => {
+  const condition = (0, eval)('(' + source + ')');
+  let timer = null;
+  const observer = new MutationObserver(() => check());
+  const check = () => {
+    if (!condition(arg)) return;
+    observer.disconnect(); clearInterval(timer); document.removeEventListener('load', check, true);
+    resolve(true);
+  };
+  observer.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  document.addEventListener('load', check, true);
+  timer = setInterval(check, 250);
+  check();
+})"""
 RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
   '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
@@ -102,6 +120,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc), its threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_in_page(page, condition_js: str, arg=None) -> None:
+    """Until `condition_js` (a JavaScript function of `arg`) is true in the page (WAIT_JS); TimeoutError
+    after the step timeout."""
+    try:
+        await asyncio.wait_for(page.evaluate(WAIT_JS, [condition_js, arg]), TIMEOUT_MS / 1000)
+    except TimeoutError:
+        raise TimeoutError(f"waited {TIMEOUT_MS / 1000:.0f} s for {condition_js[:80]!r}") from None
 
 
 def machine_busy_seconds() -> float:
@@ -213,7 +240,7 @@ async def retitle(page, title: str) -> None:
     await box.fill(title)
     await box.press("Enter")
     await page.wait_for_timeout(300)
-    await page.wait_for_function(RUN_OVER_JS, polling=20, timeout=TIMEOUT_MS)
+    await wait_in_page(page, RUN_OVER_JS)
 
 
 async def click_analyze(page) -> dict:
@@ -223,14 +250,12 @@ async def click_analyze(page) -> dict:
     downloads_before = await page.get_by_role("button", name="PDF report", exact=True).count()
     started = time.perf_counter()
     await page.get_by_role("button", name="Analyze").click()
-    await page.wait_for_function(NEW_IMAGE_JS, arg=previous, polling=20, timeout=TIMEOUT_MS)
+    await wait_in_page(page, NEW_IMAGE_JS, previous)
     visible = time.perf_counter() - started
     caption = page.get_by_text(re.compile(r"^Answered in \d+ ms")).last
     await caption.wait_for(timeout=TIMEOUT_MS)
     if downloads_before:  # wait for the new run's buttons: the old ones stay until replaced
-        await page.wait_for_function(
-            "() => ![...document.querySelectorAll('[data-stale=\"true\"]')].length", polling=20, timeout=TIMEOUT_MS
-        )
+        await wait_in_page(page, "() => !document.querySelector('[data-stale=\"true\"]')")
     await page.get_by_role("button", name="PDF report", exact=True).wait_for(timeout=TIMEOUT_MS)
     downloads = time.perf_counter() - started
     text = await caption.inner_text()
@@ -245,12 +270,11 @@ async def click_gradcam(page, index: int) -> tuple[float, float]:
     before = await done.count()
     started = time.perf_counter()
     await page.get_by_text("Explain (Grad-CAM)").nth(index).click()
-    await page.wait_for_function(
+    await wait_in_page(
+        page,
         "(n) => [...document.querySelectorAll('p')].filter(p => p.textContent.startsWith('Grad-CAM computed in'))"
         ".length > n",
-        arg=before,
-        polling=20,
-        timeout=TIMEOUT_MS,
+        before,
     )
     seconds = time.perf_counter() - started
     text = await done.nth(before).inner_text()

@@ -176,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-detect", action="store_true", help="treat each image as one aligned face crop")
     predict.add_argument("--model", help="a registered model (default: the best one)")
     predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR)
-    predict.add_argument("--tta", action="store_true", help="TTA: the model's chosen mode (flip or ten crops)")
+    predict.add_argument(  # on by default, as on every page: the same face gets the same answer everywhere
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average over the face and its mirror or ten crops, as the model chose (default); --no-tta: one view",
+    )
     predict.add_argument(
         "--min-face", type=int, metavar="PX", help="smallest face in pixels (default: a tenth of the shorter side)"
     )

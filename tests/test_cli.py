@@ -60,6 +60,25 @@ def test_all_good_files_exit_zero(photos_dir):
     assert len(json.loads(result.stdout)[0]["faces"]) == 1
 
 
+def test_predict_uses_test_time_augmentation_unless_told_not_to(photos_dir):
+    """The CLI's default answer is the app's: the model's calibrated TTA probabilities; --no-tta gives one view."""
+    from emotion import load_image
+    from emotion.registry import load
+    from studio.cli import build_parser, predict_file
+
+    photo = photos_dir / "obama.jpg"
+    default, plain = (
+        build_parser().parse_args(["predict", str(photo), "--no-detect", *flag]) for flag in ([], ["--no-tta"])
+    )
+    assert default.tta is True and plain.tta is False
+    model, image = load(None), load_image(photo)
+    for args, tta in ((default, True), (plain, False)):
+        scores = predict_file(photo, args)["faces"][0]["scores"]
+        expected = model.predict_faces([image], tta=tta)[0]
+        assert list(scores.values()) == pytest.approx(expected.tolist(), abs=2e-6)
+    assert predict_file(photo, default)["faces"][0]["scores"] != predict_file(photo, plain)["faces"][0]["scores"]
+
+
 def test_csv_is_a_sorted_kaggle_submission(photo_folder, tmp_path):
     out = tmp_path / "submission.csv"
     result = run_cli("predict", str(photo_folder), "--format", "csv", "--output", str(out))
