@@ -77,6 +77,7 @@ def emotions_over_time(analyses: list) -> go.Figure:
             )
         )
     days = list(counts.index) or [dt.datetime.now(dt.UTC).date()]
+    tallest = int(counts.sum(axis=1).max()) if len(counts) else 0  # faces on the busiest day
     span = [(min(days) - dt.timedelta(days=1)).isoformat(), (max(days) + dt.timedelta(days=1)).isoformat()]
     figure.update_layout(
         barmode="stack",
@@ -89,7 +90,8 @@ def emotions_over_time(analyses: list) -> go.Figure:
             "tickformat": "%b %d",
             "dtick": day_ms if (max(days) - min(days)).days < 14 else None,
         },
-        yaxis={"title": "faces", "rangemode": "nonnegative"},
+        # whole faces: left alone, plotly ticks a day of one or two faces at 0.5 steps
+        yaxis={"title": "faces", "rangemode": "nonnegative", "dtick": 1 if tallest <= 10 else None},
         legend={"title": "emotion"},
         showlegend=True,
     )

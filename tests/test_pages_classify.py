@@ -310,6 +310,7 @@ def test_history_lists_newest_first_with_downloads(photos_dir, user):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PDF", "JSON", "PDF", "JSON"]
     assert len(at.get("plotly_chart")) == 1  # emotions over time
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["yaxis"]["dtick"] == 1  # whole faces
     shown = analyses.stored_analysis(get_store(), user, saved[0].id)
     report, pdf = shown.report, shown.pdf()
     assert reports.schema_errors(report) == [] and report["face_count"] == 2
