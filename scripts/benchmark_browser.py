@@ -20,7 +20,8 @@ Rows (medians and p95 over the repeats):
   frames dropped by the server, glass-to-glass latency (scripts/benchmark_live.py);
 - users: N users in separate browser contexts of one Chromium, logged in, each with two_people.jpg uploaded,
   click Analyze at once, then all once more: failures, p50/p95 click-to-result of each burst, the server's
-  CPU seconds per click, and the login times.
+  CPU seconds per click, the login times, and where the first burst's CPU went (the whole machine's busy
+  time, and each kind of process's: server, Chromium's renderers, GPU and browser processes, Playwright).
 
 Figures depend on what else runs on the machine: the 1-minute load average is printed with them.
 """
