@@ -117,10 +117,15 @@ def stats(values: list[float], digits: int = 3) -> dict:
     }
 
 
+def _stat(pid: int) -> tuple[int, float]:
+    """(parent pid, user + system CPU seconds with its threads) of a process, from one read of /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc), its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(pid)[1]
 
 
 async def wait_in_page(page, condition_js: str, arg=None) -> None:
@@ -143,15 +148,16 @@ def cpu_by_process_kind(server_pid: int) -> dict[str, float]:
     helper processes), each kind of Chromium process (browser, renderer, gpu-process, utility), Playwright's
     driver and this script. Differences of two calls say where a burst's CPU went."""
     parents: dict[int, int] = {}
+    spent: dict[int, float] = {}
     commands: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError, IndexError):
-            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        with contextlib.suppress(OSError, IndexError):  # a process may end while it is read
+            pid = int(entry.name)
+            parents[pid], spent[pid] = _stat(pid)
             # Chromium rewrites its child processes' titles into one space-separated string
-            command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            commands[int(entry.name)] = command.replace("\0", " ").split()
+            commands[pid] = (entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
 
     def descends_from(pid: int, ancestor: int) -> bool:
         while pid > 1:
@@ -172,8 +178,7 @@ def cpu_by_process_kind(server_pid: int) -> dict[str, float]:
             kind = "playwright driver"
         else:
             continue
-        with contextlib.suppress(OSError):
-            totals[kind] = totals.get(kind, 0.0) + cpu_seconds(pid)
+        totals[kind] = totals.get(kind, 0.0) + spent[pid]
     return totals
 
 
@@ -454,8 +459,8 @@ async def users_row(browser, url: str, users: list[str], photo: Path, server: su
     for k, key in enumerate(("first", "again")):
         while len(bursts.ready[k]) < len(users):
             await asyncio.sleep(0.05)
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-        kinds0, busy0 = cpu_by_process_kind(server.pid), machine_busy_seconds()
+        cpu0, busy0, t0 = cpu_seconds(server.pid), machine_busy_seconds(), time.monotonic()
+        kinds0 = cpu_by_process_kind(server.pid) if k == 0 else {}
         bursts.starts[k].set()
         while k == 0 and len(bursts.done[0]) < len(users):  # everyone's first answer is in
             await asyncio.sleep(0.05)
