@@ -25,8 +25,9 @@ from emotion.logs import setup_logging
 from pages.common import (
     APP_ROOT,
     COOKIE_SCRIPT_KEY,
+    FAREWELL_KEY,
     PAGES,
-    SESSION_VERSION_KEY,
+    SESSION_KEY,
     delete_session_cookie,
     issue_session_cookie,
     md_escape,
@@ -98,7 +99,9 @@ def start_session(authenticator: stauth.Authenticate, store: Store, username: st
     are set, and a cookie for the account's current session version is issued."""
     reset_session()
     authenticator.authentication_controller.login(token={"username": username})
-    issue_session_cookie(username, store.session_version(username) or 0)
+    session = store.session_of(username)
+    if session is not None:  # None: the account was deleted meanwhile; the next run shows the login
+        issue_session_cookie(username, session)
 
 
 def end_session(authenticator: stauth.Authenticate) -> None:
@@ -168,6 +171,9 @@ def login_page(authenticator: stauth.Authenticate, store: Store) -> None:
     """What a visitor who is not logged in sees."""
     st.title("Emotion Studio")
     st.write("Recognise facial emotions in photos, webcam snapshots and videos. Log in or create an account.")
+    farewell = st.session_state.pop(FAREWELL_KEY, None)
+    if farewell:
+        st.success(farewell)
     login_tab, register_tab = st.tabs(["Log in", "Create account"])
     with login_tab:
         login_form(authenticator, store)
@@ -176,13 +182,15 @@ def login_page(authenticator: stauth.Authenticate, store: Store) -> None:
 
 
 def current_user(authenticator: stauth.Authenticate, store: Store) -> User | None:
-    """The logged-in user: this session's, while the account's session version is still the one it
-    runs under (a logout or password change elsewhere ends it), else one restored from a valid cookie."""
+    """The logged-in user: this session's, while the account and its session version are still the
+    ones it runs under (a logout, password change or account deletion elsewhere ends it), else one
+    restored from a valid cookie."""
     username = st.session_state.get("username")
     if st.session_state.get("authentication_status") and username:
-        if store.session_version(username) == st.session_state.get(SESSION_VERSION_KEY):
+        session = st.session_state.get(SESSION_KEY)
+        if store.session_of(username) == session:
             user = store.get_user_by_username(username)
-            if user is not None:
+            if user is not None and user.id == session[0]:  # not deleted and its name taken since
                 return user
         log.info("session of %s revoked: logged out", username)
         end_session(authenticator)
@@ -190,13 +198,15 @@ def current_user(authenticator: stauth.Authenticate, store: Store) -> User | Non
     restored = auth.read_session_token(store, st.context.cookies.get(auth.COOKIE_NAME), auth.cookie_key())
     if restored is None:
         return None
-    username, version = restored
-    if username not in authenticator.authentication_controller.authentication_model.credentials["usernames"]:
+    username, session = restored
+    user = store.get_user_by_username(username)
+    known = username in authenticator.authentication_controller.authentication_model.credentials["usernames"]
+    if user is None or user.id != session[0] or not known:
         return None
     reset_session()
     authenticator.authentication_controller.login(token={"username": username})
-    st.session_state[SESSION_VERSION_KEY] = version  # the cookie stays as it is: no new one is written
-    return store.get_user_by_username(username)
+    st.session_state[SESSION_KEY] = session  # the cookie stays as it is: no new one is written
+    return user
 
 
 def log_out(authenticator: stauth.Authenticate, store: Store, user: User) -> None:

@@ -1,4 +1,5 @@
-"""Account: who you are, how much you have analysed, and forms to edit your profile and password."""
+"""Account: who you are, how much you have analysed, forms to edit your profile and password, and your
+data: all of it as one ZIP file, or the account deleted with everything in it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from datetime import datetime
 
 import streamlit as st
 
-from pages.common import md_escape, renew_session, require_user, show_error, store
-from studio import auth
+from pages.common import FAREWELL_KEY, md_escape, renew_session, require_user, show_error, store
+from studio import auth, takeout
 from studio.store import User
 
 FLASH_KEY = "account_flash"  # session_state: a success message that survives the rerun after a change
@@ -67,6 +68,44 @@ def password_form(user: User) -> None:
         st.rerun()
 
 
+def your_data(user: User) -> None:
+    """Download everything kept about you; delete the account with it (password and username typed)."""
+    st.subheader("Your data")
+    st.download_button(
+        "Download all my data (ZIP)",
+        lambda: takeout.export_zip(store(), user),  # built when clicked, not on every visit
+        file_name=takeout.export_filename(user),
+        mime="application/zip",
+        key="takeout_download",
+        on_click="ignore",
+        help="Your profile, and every saved analysis: its JSON report and the annotated picture or video.",
+    )
+    total = store().count_analyses(user.id)["total"]
+    with st.expander("Delete my account"):
+        with st.form("delete_account_form", clear_on_submit=True):
+            st.warning(
+                f"This deletes your account and everything saved with it ({analyses(total)}, their pictures "
+                "and videos), for good, and logs you out everywhere. Download your data first to keep a copy."
+            )
+            password = st.text_input("Password", type="password", key="delete_password")
+            confirmation = st.text_input(f"Type your username, {user.username}, to confirm", key="delete_confirm")
+            submitted = st.form_submit_button("Delete my account", type="primary")
+        if not submitted:
+            return
+        try:
+            deleted = auth.delete_account(store(), user, password=password, confirmation=confirmation)
+        except auth.AuthError as error:
+            show_error(str(error))  # under the form, where the user is looking
+            return
+    st.session_state[FAREWELL_KEY] = f"Your account {user.username} and its {analyses(deleted)} were deleted."
+    st.rerun()  # the account is gone: app.py ends this session and shows the login page
+
+
+def analyses(count: int) -> str:
+    """'1 analysis', '3 analyses'."""
+    return f"{count} {'analysis' if count == 1 else 'analyses'}"
+
+
 def main() -> None:
     """The account page."""
     user = require_user()
@@ -80,6 +119,7 @@ def main() -> None:
         profile_form(user)
     with right:
         password_form(user)
+    your_data(user)
 
 
 main()

@@ -53,8 +53,10 @@ LIBRARY_AUTH_KEYS = frozenset({"name", "username", "authentication_status", "ema
 # The script that writes the latest change to the session cookie (set at login, deleted at logout);
 # app.py renders it on every run until the next change.
 COOKIE_SCRIPT_KEY = "_auth_cookie_script"
-SESSION_VERSION_KEY = "_auth_session_version"  # the account's session version this session runs under
-AUTH_KEYS = LIBRARY_AUTH_KEYS | {COOKIE_SCRIPT_KEY, SESSION_VERSION_KEY}
+SESSION_KEY = "_auth_session"  # (account id, session version) this session runs under: Store.session_of
+# A message for the login page after the session ended on purpose (the account was deleted).
+FAREWELL_KEY = "_auth_farewell"
+AUTH_KEYS = LIBRARY_AUTH_KEYS | {COOKIE_SCRIPT_KEY, SESSION_KEY, FAREWELL_KEY}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'^&%@/])")
 _CODE_SPAN = re.compile(r"(`[^`\n]+`)")
 
@@ -123,27 +125,28 @@ def cookie_script(assignment: str) -> str:
     return f"<script>document.cookie = {literal};</script>"
 
 
-def issue_session_cookie(username: str, version: int) -> None:
-    """Run this session under ``version`` and have the browser store a cookie for it (written by
-    app.py's next run; see studio.auth for the lifetime and the revocation rule)."""
-    token, expires = auth.issue_session_token(username, version, auth.cookie_key())
+def issue_session_cookie(username: str, session: tuple[int, int]) -> None:
+    """Run this session under ``session`` (the account's id and session version) and have the browser
+    store a cookie for it (written by app.py's next run; see studio.auth for the lifetime and the
+    revocation rule)."""
+    token, expires = auth.issue_session_token(username, session, auth.cookie_key())
     when = format_datetime(datetime.fromtimestamp(expires, UTC), usegmt=True)
-    st.session_state[SESSION_VERSION_KEY] = version
+    st.session_state[SESSION_KEY] = session
     st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{auth.COOKIE_NAME}={token}; expires={when}")
 
 
 def delete_session_cookie() -> None:
     """Have the browser drop the session cookie (app.py's next run writes it)."""
-    st.session_state.pop(SESSION_VERSION_KEY, None)
+    st.session_state.pop(SESSION_KEY, None)
     st.session_state[COOKIE_SCRIPT_KEY] = cookie_script(f"{auth.COOKIE_NAME}=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
 
 
 def renew_session(user: User) -> None:
     """After this session revoked the account's earlier sessions (a password change): keep it, under
     the new session version, with a fresh cookie."""
-    version = get_store().session_version(user.username)
-    if version is not None:
-        issue_session_cookie(user.username, version)
+    session = get_store().session_of(user.username)
+    if session is not None:
+        issue_session_cookie(user.username, session)
 
 
 def store() -> Store:

@@ -6,11 +6,13 @@ Sessions, in one place:
 
 * A successful login writes a cookie ``COOKIE_NAME`` holding a JWT (HS256, signed with
   ``cookie_key()``): the username, its expiry (``COOKIE_EXPIRY_DAYS`` after the login; the browser
-  drops the cookie then too) and the account's ``session_version`` at issue time.
+  drops the cookie then too), the account's id and its ``session_version`` at issue time. The id
+  matters once an account is deleted: its username may be taken again, by another account.
 * Revocation: the store keeps one session version per account. Logging out and changing the
   password bump it, so every cookie issued before (in any browser) stops working, and every open
   session of that account meets the login page on its next interaction. A cookie is accepted only
-  when its signature, expiry, username and version all check out (``read_session_token``).
+  when its signature, expiry, username, account id and version all check out (``read_session_token``).
+  Deleting the account ends its sessions the same way.
 * Login backoff: every attempt is reserved in the store in one transaction before the password is
   checked, keyed by username and client (IP address); a much higher per-username cap bounds a
   distributed guess. So an attacker hammering a name from one client slows down only that client.
@@ -204,6 +206,24 @@ def change_password(store: Store, user: User, *, current: str, new: str, repeat:
     return store.set_password_hash(user.id, hash_password(new))
 
 
+def delete_account(store: Store, user: User, *, password: str, confirmation: str) -> int:
+    """Delete the account, its analyses and their files, after checking its password and that
+    ``confirmation`` is its username as typed (any case). Every session of it ends with it. Returns how
+    many analyses went; AuthError when a check fails (nothing is deleted then)."""
+    if normalize_username(confirmation) != normalize_username(user.username):
+        raise AuthError(f"Type your username, {user.username}, to confirm.")
+    gone = AuthError("This account no longer exists.")  # deleted from another tab meanwhile
+    if store.get_user(user.id) is None:
+        raise gone
+    if not verify_password(password, store.password_hash(user.username)):
+        raise AuthError("The password is not correct.")
+    deleted = store.delete_user(user.id)
+    if deleted is None:
+        raise gone
+    log.info("user %s deleted their account and %d analyses", user.username, deleted)
+    return deleted
+
+
 # --- login backoff ----------------------------------------------------------------------------------
 
 
@@ -272,31 +292,37 @@ def attempt_login(
 # --- session tokens ---------------------------------------------------------------------------------
 
 
-def issue_session_token(username: str, version: int, key: str, now: float | None = None) -> tuple[str, float]:
-    """(the signed cookie value, its expiry as unix time) for a session of ``username`` under the
-    account's session ``version``. The claims keep streamlit-authenticator's names (username,
-    exp_date) and add ``sv``."""
+def issue_session_token(
+    username: str, session: tuple[int, int], key: str, now: float | None = None
+) -> tuple[str, float]:
+    """(the signed cookie value, its expiry as unix time) for a session of ``username`` under
+    ``session``, the account's (id, session version) from Store.session_of. The claims keep
+    streamlit-authenticator's names (username, exp_date) and add ``uid`` and ``sv``."""
     expires = (time.time() if now is None else now) + COOKIE_EXPIRY_DAYS * 86_400
-    token = jwt.encode({"username": username, "exp_date": expires, "sv": int(version)}, key, algorithm="HS256")
-    return token, expires
+    user_id, version = session
+    claims = {"username": username, "exp_date": expires, "uid": int(user_id), "sv": int(version)}
+    return jwt.encode(claims, key, algorithm="HS256"), expires
 
 
-def read_session_token(store: Store, token: str | None, key: str, now: float | None = None) -> tuple[str, int] | None:
-    """(username, session version) of a cookie that is still valid: signed with ``key``, not expired,
-    naming an existing account whose session version is the one it was issued under; else None."""
+def read_session_token(
+    store: Store, token: str | None, key: str, now: float | None = None
+) -> tuple[str, tuple[int, int]] | None:
+    """(username, (account id, session version)) of a cookie that is still valid: signed with ``key``,
+    not expired, naming the account it was issued for, whose session version is still the one it was
+    issued under; else None."""
     if not token:
         return None
     try:
         claims = jwt.decode(token, key, algorithms=["HS256"])
     except jwt.PyJWTError:
         return None
-    username, version, expires = claims.get("username"), claims.get("sv"), claims.get("exp_date")
-    if not isinstance(username, str) or not isinstance(version, int) or not isinstance(expires, (int, float)):
-        return None  # includes cookies from before session versions existed: they no longer log in
-    if expires <= (time.time() if now is None else now):
+    username, expires = claims.get("username"), claims.get("exp_date")
+    session = (claims.get("uid"), claims.get("sv"))
+    if not isinstance(username, str) or not all(isinstance(v, int) for v in session):
+        return None  # includes cookies from before account ids were in them: they no longer log in
+    if not isinstance(expires, (int, float)) or expires <= (time.time() if now is None else now):
         return None
-    current = store.session_version(username)
-    return (username, version) if current is not None and current == version else None
+    return (username, session) if store.session_of(username) == session else None
 
 
 # --- streamlit-authenticator credentials ------------------------------------------------------------

@@ -63,6 +63,13 @@ class DuplicateUserError(ValueError):
         self.field = field_name
 
 
+class NoSuchUserError(ValueError):
+    """An analysis saved for an account that is not there (deleted from another session meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__("this account no longer exists")
+
+
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer version of the studio."""
 
@@ -95,6 +102,8 @@ class Analysis:
     has_image: bool = False
     has_media: bool = False
     content_key: str | None = None
+    image_ext: str | None = None  # the kept files' kinds ("jpg", "mp4"...), None when there is none
+    media_ext: str | None = None
 
 
 def utc_now(timespec: str = "microseconds") -> str:
@@ -318,7 +327,14 @@ def _row_to_analysis(row: dict[str, Any]) -> Analysis:
         has_image=row["image_file"] is not None,
         has_media=row["media_file"] is not None,
         content_key=row.get("content_key"),
+        image_ext=_extension(row["image_file"]),
+        media_ext=_extension(row["media_file"]),
     )
+
+
+def _extension(file_name: str | None) -> str | None:
+    """'7/ab12.jpg' -> 'jpg'; None for no file."""
+    return file_name.rsplit(".", 1)[-1].lower() if file_name and "." in file_name else None
 
 
 def _row_to_user(row: dict[str, Any]) -> User:
@@ -420,6 +436,30 @@ class Store:
             row = db.execute("SELECT session_version FROM users WHERE username = ?", [username]).fetchone()
         return int(row[0]) if row else None
 
+    def session_of(self, username: str) -> tuple[int, int] | None:
+        """(account id, session version) of this username, or None when there is no such user. A session
+        is bound to both: a username freed by a deleted account and taken again is another account."""
+        with _reading(self.path) as db:
+            row = db.execute("SELECT id, session_version FROM users WHERE username = ?", [username]).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def delete_user(self, user_id: int) -> int | None:
+        """Delete an account with every analysis and file of it, and its login-throttling records; the
+        number of analyses deleted, or None when there is no such account. Rows go first, in one
+        transaction; then the account's media folder (a file left by a failed removal has no row and
+        goes in the next sweep)."""
+        with _writing(self.path) as db:
+            row = db.execute("SELECT username FROM users WHERE id = ?", [user_id]).fetchone()
+            if row is None:
+                return None
+            prefix = f"{row[0].lower()[:64]}\x1f"  # studio.auth.throttle_keys: '<username>\x1f<client or *>'
+            count = db.execute("SELECT COUNT(*) FROM analyses WHERE user_id = ?", [user_id]).fetchone()[0]
+            db.execute("DELETE FROM analyses WHERE user_id = ?", [user_id])
+            db.execute("DELETE FROM users WHERE id = ?", [user_id])
+            db.execute("DELETE FROM login_attempts WHERE substr(username, 1, ?) = ?", [len(prefix), prefix])
+        shutil.rmtree(self.media_root / str(int(user_id)), ignore_errors=True)
+        return int(count)
+
     def bump_session_version(self, user_id: int) -> int:
         """Revoke every session of this account issued so far (logout); returns the new version."""
         with _writing(self.path) as db:
@@ -507,6 +547,8 @@ class Store:
         if media_bytes is not None and ext not in MEDIA_EXTENSIONS:
             raise ValueError(f"media_ext must be one of {sorted(MEDIA_EXTENSIONS)}, not {media_ext!r}")
         faces_json, extra_json = json.dumps(faces), json.dumps(extra or {})
+        if self.get_user(user_id) is None:  # checked again in the transaction; this spares writing the files
+            raise NoSuchUserError
         written: list[str] = []
         try:
             for data, file_ext in ((image, image_ext), (media_bytes, ext)):
@@ -522,6 +564,8 @@ class Store:
                 "original_name": original_name, "title": title, "extra": extra_json, "content_key": content_key,
             }  # fmt: skip
             with _writing(self.path) as db:
+                if db.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchone() is None:
+                    raise NoSuchUserError
                 columns = ", ".join(row)
                 cursor = db.execute(
                     f"INSERT INTO analyses ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())

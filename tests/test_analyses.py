@@ -93,6 +93,16 @@ def test_a_failed_save_keeps_the_result_and_says_so(store_and_user, photos_dir, 
     assert result.downloads()[0].data().startswith(b"%PDF-")
 
 
+def test_a_save_after_the_account_was_deleted_elsewhere_says_so(store_and_user, photos_dir):
+    store, user = store_and_user
+    store.delete_user(user.id)  # from another tab, while this one analysed
+    data = (photos_dir / "obama.jpg").read_bytes()
+    options = {**OPTIONS, "model": emotion.default_model_name()}
+    result = analyses.analyze_photo(store, user, data, name="obama.jpg", source="photo", options=options)
+    assert not result.saved and "this account no longer exists" in result.save_error
+    assert len(result.faces) == 1 and not (store.media_root / str(user.id)).exists()
+
+
 def test_no_face_is_not_saved(store_and_user):
     store, user = store_and_user
     image = np.full((120, 160, 3), 128, np.uint8)

@@ -181,12 +181,41 @@ def test_edit_profile_and_change_password(app: AppTest) -> None:
     submit(app, "Change password", **{**fields, "password_current": PASSWORD})
     assert not errors(app) and app.success[0].value.startswith("Password changed.")
     assert logged_in(app)  # this session goes on under the new session version
-    assert app.session_state[pages.common.SESSION_VERSION_KEY] == get_store().session_version("alice") == 1
+    assert app.session_state[pages.common.SESSION_KEY] == get_store().session_of("alice") == (1, 1)
     log_out(app)
     login(app)
     assert not logged_in(app) and any("Incorrect" in e for e in errors(app))
     login(app, password=NEW_PASSWORD)
     assert logged_in(app)
+
+
+def test_delete_account_asks_twice_then_ends_every_session(app: AppTest, repo_root: Path) -> None:
+    register(app)
+    user = app.session_state["user"]
+    face = {"box": [0, 0, 9, 9], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
+    get_store().add_analysis(user.id, source="photo", model="m", detector="haar", faces=[face], image=b"\xff\xd8x")
+    other = AppTest.from_string((repo_root / "app.py").read_text(), default_timeout=60).run()
+    login(other)  # the same account in another browser
+    assert logged_in(other)
+    app.switch_page(str(Path(pages.common.APP_ROOT, "pages/account.py"))).run()
+    assert not app.exception
+    assert [d.proto.label for d in app.get("download_button")] == ["Download all my data (ZIP)"]
+    assert "everything saved with it (1 analysis, their" in app.expander[0].warning[0].value
+    submit(app, "Delete my account", delete_password=PASSWORD, delete_confirm="bob")
+    assert [e.value for e in app.expander[0].error] == [md_escape("Type your username, alice, to confirm.")]
+    submit(app, "Delete my account", delete_password="wrong-pass-9", delete_confirm="alice")
+    assert errors(app) == [md_escape("The password is not correct.")]
+    assert get_store().get_user(user.id) is not None and logged_in(app)
+    submit(app, "Delete my account", delete_password=PASSWORD, delete_confirm="alice")
+    assert not app.exception and not logged_in(app)
+    assert [t.label for t in app.tabs] == ["Log in", "Create account"]
+    assert [s.value for s in app.success] == ["Your account alice and its 1 analysis were deleted."]
+    assert "1970" in app.session_state[pages.common.COOKIE_SCRIPT_KEY]  # the browser drops its cookie
+    assert get_store().get_user_by_username("alice") is None and get_store().list_analyses(user.id) == []
+    other.run()
+    assert not logged_in(other) and [t.label for t in other.tabs] == ["Log in", "Create account"]
+    login(app)
+    assert not logged_in(app) and any("Incorrect" in e for e in errors(app))
 
 
 def test_user_text_is_never_markup(app: AppTest) -> None:

@@ -231,22 +231,52 @@ def test_concurrent_attempts_get_at_most_the_allowed_checks(db: Store, alice) ->
 
 def test_session_tokens_are_revoked_by_the_session_version(db: Store, alice) -> None:
     key = "k" * 48
-    token, expires = auth.issue_session_token("alice", db.session_version("alice"), key, now=100.0)
+    token, expires = auth.issue_session_token("alice", db.session_of("alice"), key, now=100.0)
     assert expires == pytest.approx(100.0 + auth.COOKIE_EXPIRY_DAYS * 86_400)
-    assert auth.read_session_token(db, token, key, now=200.0) == ("alice", 0)
+    assert auth.read_session_token(db, token, key, now=200.0) == ("alice", (alice.id, 0))
     assert auth.read_session_token(db, token, "another-key" * 4, now=200.0) is None  # forged
     assert auth.read_session_token(db, token, key, now=expires + 1) is None  # expired
     assert auth.read_session_token(db, "garbage", key) is None and auth.read_session_token(db, None, key) is None
     db.bump_session_version(alice.id)  # logout
     assert auth.read_session_token(db, token, key, now=200.0) is None
-    fresh, _ = auth.issue_session_token("alice", db.session_version("alice"), key, now=300.0)
-    assert auth.read_session_token(db, fresh, key, now=400.0) == ("alice", 1)
+    fresh, _ = auth.issue_session_token("alice", db.session_of("alice"), key, now=300.0)
+    assert auth.read_session_token(db, fresh, key, now=400.0) == ("alice", (alice.id, 1))
     auth.change_password(db, alice, current=PASSWORD, new=NEW_PASSWORD, repeat=NEW_PASSWORD)
     assert auth.read_session_token(db, fresh, key, now=400.0) is None
     import jwt
 
     legacy = jwt.encode({"username": "alice", "exp_date": 10.0**10}, key, algorithm="HS256")  # no version
     assert auth.read_session_token(db, legacy, key) is None
+    no_id = jwt.encode({"username": "alice", "exp_date": 10.0**10, "sv": 2}, key, algorithm="HS256")  # before ids
+    assert auth.read_session_token(db, no_id, key) is None
+
+
+def test_a_deleted_accounts_cookie_does_not_open_a_new_account_of_the_same_name(db: Store, alice) -> None:
+    """Session versions start at 0 for every account: the id in the cookie tells the two alices apart."""
+    key = "k" * 48
+    token, _ = auth.issue_session_token("alice", db.session_of("alice"), key)
+    assert auth.read_session_token(db, token, key) is not None
+    auth.delete_account(db, alice, password=PASSWORD, confirmation="ALICE")
+    assert auth.read_session_token(db, token, key) is None
+    again = auth.register(
+        db, username="alice", name="Another", email="other@example.com", password=NEW_PASSWORD, repeat=NEW_PASSWORD
+    )
+    assert again.id != alice.id and db.session_of("alice") == (again.id, 0)
+    assert auth.read_session_token(db, token, key) is None
+
+
+def test_delete_account_checks_the_password_and_the_typed_username(db: Store, alice) -> None:
+    face = {"box": [0, 0, 9, 9], "label": "happy", "confidence": 0.9, "scores": {"happy": 0.9}}
+    db.add_analysis(alice.id, source="photo", model="m", detector="haar", faces=[face], image=b"\xff\xd8 jpeg")
+    with pytest.raises(AuthError, match="Type your username, alice"):
+        auth.delete_account(db, alice, password=PASSWORD, confirmation="bob")
+    with pytest.raises(AuthError, match="password is not correct"):
+        auth.delete_account(db, alice, password="wrong-pass-1", confirmation="alice")
+    assert db.get_user(alice.id) is not None and db.count_analyses(alice.id)["total"] == 1  # nothing went
+    assert auth.delete_account(db, alice, password=PASSWORD, confirmation=" Alice ") == 1
+    assert db.get_user(alice.id) is None and db.password_hash("alice") is None
+    with pytest.raises(AuthError, match="no longer exists"):
+        auth.delete_account(db, alice, password=PASSWORD, confirmation="alice")
 
 
 def test_check_callable_decides(db: Store, alice) -> None:

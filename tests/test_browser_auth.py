@@ -101,3 +101,59 @@ def test_deep_link_as_first_request_goes_through_the_gate(chromium_path: str, ap
         page.goto(app_url + "/account")
         expect(page.get_by_role("tab", name="Log in")).to_be_visible(timeout=TIMEOUT_MS)
         expect(page.get_by_role("heading", name="Account")).to_have_count(0)
+
+
+def test_download_my_data_then_delete_the_account(chromium_path: str, app_url: str, tmp_path: Path) -> None:
+    """Account page: the ZIP arrives in the browser; deleting asks for the password and the username,
+    then ends the session (the cookie goes too) and the login no longer knows the account."""
+    import json
+    import zipfile
+
+    from playwright.sync_api import expect
+
+    with launch_chromium(chromium_path) as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        page.goto(app_url)
+        page.get_by_role("tab", name="Create account").click()
+        register = page.get_by_role("tabpanel", name="Create account")
+        for label, value in (("Name", "Leaving Soon"), ("Email", "leaving@example.com"), ("Username", "leaver")):
+            register.get_by_label(label, exact=True).fill(value)
+        register.get_by_label("Password", exact=True).fill("browser-pass1")
+        register.get_by_label("Repeat password").fill("browser-pass1")
+        register.get_by_role("button", name="Create account").click()
+        expect(page.get_by_text("Welcome, Leaving Soon")).to_be_visible()
+        wait_for_cookie(context, present=True)
+        page.get_by_role("link", name="Account").first.click()
+        expect(page.get_by_role("heading", name="Your data")).to_be_visible()
+
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download all my data (ZIP)").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name.startswith("emotion-studio-leaver-") and saved.suffix == ".zip"
+        archive = zipfile.ZipFile(saved)
+        assert json.loads(archive.read("account.json"))["email"] == "leaving@example.com"
+        assert json.loads(archive.read("analyses.json")) == []
+
+        page.get_by_text("Delete my account", exact=True).first.click()
+        danger = page.get_by_test_id("stExpander")
+        danger.get_by_label("Password", exact=True).fill("not-my-pass1")
+        danger.get_by_label("Type your username").fill("leaver")
+        danger.get_by_role("button", name="Delete my account").click()
+        expect(danger.get_by_text("The password is not correct.")).to_be_visible()
+        screenshot(page, tmp_path, "delete_account_refused")
+        danger.get_by_label("Password", exact=True).fill("browser-pass1")
+        danger.get_by_label("Type your username").fill("leaver")
+        danger.get_by_role("button", name="Delete my account").click()
+        expect(page.get_by_text("Your account leaver and its 0 analyses were deleted.")).to_be_visible()
+        expect(page.get_by_role("tab", name="Log in")).to_be_visible()
+        wait_for_cookie(context, present=False)
+
+        login = page.get_by_role("tabpanel", name="Log in")
+        login.get_by_label("Username", exact=True).fill("leaver")
+        login.get_by_label("Password", exact=True).fill("browser-pass1")
+        login.get_by_role("button", name="Log in").click()
+        expect(page.get_by_text("Incorrect username or password.")).to_be_visible()

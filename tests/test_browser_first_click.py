@@ -37,8 +37,8 @@ def app_url(isolated_store: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def session_token(username: str) -> str:
-    """A session cookie as the studio signs it, for the account's current session version."""
-    return auth.issue_session_token(username, get_store().session_version(username), COOKIE_KEY)[0]
+    """A session cookie as the studio signs it, for the account and its current session version."""
+    return auth.issue_session_token(username, get_store().session_of(username), COOKIE_KEY)[0]
 
 
 def test_login_at_once_then_navigate_and_submit_at_once(chromium_path: str, app_url: str) -> None:

@@ -90,7 +90,7 @@ def test_rejects_bad_source_and_media_extension(db: Store) -> None:
 
 
 def test_failed_insert_leaves_no_file(db: Store) -> None:
-    with pytest.raises(sqlite3.IntegrityError):  # foreign key: there is no user 999
+    with pytest.raises(store_module.NoSuchUserError):  # there is no user 999
         add(db, 999, media_bytes=b"v", media_ext="webm")
     assert not any(p.is_file() for p in db.media_root.rglob("*"))
 
@@ -252,6 +252,40 @@ def test_ids_are_not_reused(db: Store) -> None:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("DELETE FROM users WHERE id = ?", [bob.id])
     assert db.create_user("carol", "C", "c@example.com", HASH).id > bob.id  # media/<id>/ never inherited
+
+
+def test_delete_user_takes_everything_of_that_account_and_nothing_else(db: Store) -> None:
+    alice = db.create_user("alice", "A", "a@example.com", HASH)
+    bob = db.create_user("bob", "B", "b@example.com", HASH)
+    kept = add(db, bob.id, media_bytes=b"b-video", media_ext="mp4")
+    for _ in range(2):
+        add(db, alice.id, media_bytes=b"a-video", media_ext="mp4")
+    now = time.time()
+    for username in ("alice", "bob"):
+        db.reserve_login_attempt([(f"{username}\x1f10.0.0.1", lambda n: 0.0), (f"{username}\x1f*", lambda n: 0.0)], now)
+    db.reserve_login_attempt([("alice.x\x1f*", lambda n: 0.0)], now)  # another name with alice's prefix
+    assert db.delete_user(bob.id + 100) is None
+    assert db.delete_user(alice.id) == 2
+    assert db.get_user(alice.id) is None and db.session_of("alice") is None and db.list_analyses(alice.id) == []
+    assert not (db.media_root / str(alice.id)).exists()
+    assert db.login_state("alice\x1f10.0.0.1")[0] == 0 and db.login_state("alice\x1f*")[0] == 0
+    assert db.login_state("bob\x1f*")[0] == 1 and db.login_state("alice.x\x1f*")[0] == 1
+    assert db.get_analysis(bob.id, kept.id) == kept and db.read_media(bob.id, kept.id) == b"b-video"
+    assert db.delete_user(alice.id) is None
+    with pytest.raises(store_module.NoSuchUserError, match="no longer exists"):
+        add(db, alice.id)  # a save from a session of the deleted account that was still open
+    assert not (db.media_root / str(alice.id)).exists() or not any((db.media_root / str(alice.id)).iterdir())
+    again = db.create_user("alice", "A2", "a@example.com", HASH)  # the name and email are free again
+    assert again.id > bob.id and db.session_of("alice") == (again.id, 0) and db.list_analyses(again.id) == []
+
+
+def test_analyses_know_their_files_kinds(db: Store) -> None:
+    user = db.create_user("alice", "A", "a@example.com", HASH)
+    video = add(db, user.id, media_bytes=b"v", media_ext="MP4")
+    bare = add(db, user.id, image=None)
+    assert (video.image_ext, video.media_ext) == ("jpg", "mp4")
+    assert db.get_analysis(user.id, video.id).media_ext == "mp4"
+    assert (bare.image_ext, bare.media_ext) == (None, None)
 
 
 def test_password_change_and_logout_bump_the_session_version(db: Store) -> None:
