@@ -28,6 +28,7 @@ from pages.common import (
     FAREWELL_KEY,
     PAGES,
     SESSION_KEY,
+    client_id,
     delete_session_cookie,
     issue_session_cookie,
     md_escape,
@@ -83,15 +84,6 @@ def build_authenticator(credentials: dict) -> stauth.Authenticate:
         auto_hash=False,  # the store only holds bcrypt hashes
         login_sleep_time=0,
     )
-
-
-def client_id() -> str:
-    """Who is calling, for the login backoff: the client's IP address as the server sees it."""
-    try:
-        address = st.context.ip_address
-    except (AttributeError, RuntimeError):
-        return "unknown"
-    return address if isinstance(address, str) and address else "unknown"  # None for localhost tests
 
 
 def start_session(authenticator: stauth.Authenticate, store: Store, username: str) -> None:

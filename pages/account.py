@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from pages.common import FAREWELL_KEY, md_escape, renew_session, require_user, show_error, store
+from pages.common import FAREWELL_KEY, client_id, md_escape, renew_session, require_user, show_error, store
 from studio import auth, takeout
 from studio.store import User
 
@@ -59,7 +59,7 @@ def password_form(user: User) -> None:
         submitted = st.form_submit_button("Change password")
     if submitted:
         try:
-            auth.change_password(store(), user, current=current, new=new, repeat=repeat)
+            auth.change_password(store(), user, current=current, new=new, repeat=repeat, client=client_id())
         except auth.AuthError as error:
             show_error(str(error))
             return
@@ -93,7 +93,9 @@ def your_data(user: User) -> None:
         if not submitted:
             return
         try:
-            deleted = auth.delete_account(store(), user, password=password, confirmation=confirmation)
+            deleted = auth.delete_account(
+                store(), user, password=password, confirmation=confirmation, client=client_id()
+            )
         except auth.AuthError as error:
             show_error(str(error))  # under the form, where the user is looking
             return

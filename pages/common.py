@@ -149,6 +149,15 @@ def renew_session(user: User) -> None:
         issue_session_cookie(user.username, session)
 
 
+def client_id() -> str:
+    """Who is calling, for the login backoff: the client's IP address as the server sees it."""
+    try:
+        address = st.context.ip_address
+    except (AttributeError, RuntimeError):
+        return "unknown"
+    return address if isinstance(address, str) and address else "unknown"  # None for localhost tests
+
+
 def store() -> Store:
     """The process's store for the configured database path."""
     return get_store()

@@ -195,10 +195,29 @@ def update_profile(store: Store, user: User, *, name: str, email: str) -> User:
         raise AuthError(str(error)) from error
 
 
-def change_password(store: Store, user: User, *, current: str, new: str, repeat: str) -> int:
-    """Replace the password after checking the current one; every session issued before is revoked.
-    Returns the new session version (the caller reissues its own session under it)."""
-    if not verify_password(current, store.password_hash(user.username)):
+def check_own_password(
+    store: Store, user: User, password: str, client: str | None = None, now: float | None = None
+) -> bool:
+    """Whether ``password`` is this logged-in account's, under the login backoff (the same counters as
+    logging in): a session left open in someone else's reach must not become a password oracle that
+    answers as fast as bcrypt allows. LoginThrottled while the account waits; a success clears it."""
+    scoped, overall = throttle_keys(user.username, client)
+    now = time.time() if now is None else now
+    wait = store.reserve_login_attempt(((scoped, backoff_delay), (overall, global_backoff_delay)), now)
+    if wait > 0:
+        raise LoginThrottled(wait)
+    if not verify_password(password, store.password_hash(user.username)):
+        log.info("wrong password of %r given by its own session from %s", user.username, client)
+        return False
+    store.clear_login_failures(scoped, overall)
+    return True
+
+
+def change_password(store: Store, user: User, *, current: str, new: str, repeat: str, client: str | None = None) -> int:
+    """Replace the password after checking the current one (check_own_password: throttled); every
+    session issued before is revoked. Returns the new session version (the caller reissues its own
+    session under it)."""
+    if not check_own_password(store, user, current, client):
         raise AuthError("The current password is not correct.")
     validate_password(new, repeat, (user.username, user.name, user.email))
     if new == current:
@@ -206,16 +225,16 @@ def change_password(store: Store, user: User, *, current: str, new: str, repeat:
     return store.set_password_hash(user.id, hash_password(new))
 
 
-def delete_account(store: Store, user: User, *, password: str, confirmation: str) -> int:
-    """Delete the account, its analyses and their files, after checking its password and that
-    ``confirmation`` is its username as typed (any case). Every session of it ends with it. Returns how
-    many analyses went; AuthError when a check fails (nothing is deleted then)."""
+def delete_account(store: Store, user: User, *, password: str, confirmation: str, client: str | None = None) -> int:
+    """Delete the account, its analyses and their files, after checking its password (throttled, as in
+    check_own_password) and that ``confirmation`` is its username as typed (any case). Every session of
+    it ends with it. Returns how many analyses went; AuthError when a check fails (nothing is deleted)."""
     if normalize_username(confirmation) != normalize_username(user.username):
         raise AuthError(f"Type your username, {user.username}, to confirm.")
     gone = AuthError("This account no longer exists.")  # deleted from another tab meanwhile
     if store.get_user(user.id) is None:
         raise gone
-    if not verify_password(password, store.password_hash(user.username)):
+    if not check_own_password(store, user, password, client):
         raise AuthError("The password is not correct.")
     deleted = store.delete_user(user.id)
     if deleted is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import stat
+import time
 import tomllib
 from pathlib import Path
 
@@ -170,6 +171,24 @@ def test_repeated_failures_back_off_then_recover(db: Store, alice, username: str
         assert auth.attempt_login(db, "alice", PASSWORD, now=now + 7).id == alice.id
         assert db.login_state(scoped) == (0, 0.0) and db.login_state(overall) == (0, 0.0)
     assert auth.login_wait(db, "someone-else", now=now) == 0  # per username
+
+
+def test_an_open_session_is_no_password_oracle(db: Store, alice) -> None:
+    """Changing the password or deleting the account checks the current one under the login backoff,
+    with the same counters: guesses there slow down logins from that client too, and the reverse."""
+    for _ in range(auth.FREE_ATTEMPTS - 1):
+        with pytest.raises(AuthError, match="current password is not correct"):
+            auth.change_password(db, alice, current="guess-pass1", new=NEW_PASSWORD, repeat=NEW_PASSWORD, client="c1")
+    with pytest.raises(AuthError, match="password is not correct"):
+        auth.delete_account(db, alice, password="guess-pass2", confirmation="alice", client="c1")
+    with pytest.raises(LoginThrottled):  # even the right password waits now
+        auth.delete_account(db, alice, password=PASSWORD, confirmation="alice", client="c1")
+    with pytest.raises(LoginThrottled):
+        auth.attempt_login(db, "alice", PASSWORD, client="c1")
+    assert db.get_user(alice.id) is not None and auth.login_wait(db, "alice", "c2") == 0
+    assert auth.check_own_password(db, alice, PASSWORD, client="c1", now=time.time() + auth.BASE_DELAY_S + 1)
+    scoped, overall = auth.throttle_keys("alice", "c1")
+    assert db.login_state(scoped)[0] == 0 and db.login_state(overall)[0] == 0  # a success clears both
 
 
 def test_an_attacker_on_one_client_does_not_lock_the_owner_out(db: Store, alice) -> None:
