@@ -159,8 +159,23 @@ def register_form(authenticator: stauth.Authenticate, store: Store) -> None:
     st.rerun()
 
 
+def about_sidebar() -> None:
+    """The login page's sidebar: what the studio has, and what it keeps. It also fills the sidebar that
+    Streamlit's frontend keeps open after a logout when nothing is put in it."""
+    with st.sidebar:
+        st.subheader("In the studio")
+        for spec in PAGES:
+            if spec.title != "Home":
+                st.markdown(f"{spec.icon} **{spec.title}** · {spec.description}")
+        st.caption(
+            "Photos and video are analysed on this server and sent nowhere else. What you analyse is saved to "
+            "your history, which only you can see; from Account you can download all of it or delete it."
+        )
+
+
 def login_page(authenticator: stauth.Authenticate, store: Store) -> None:
     """What a visitor who is not logged in sees."""
+    about_sidebar()
     st.title("Emotion Studio")
     st.write("Recognise facial emotions in photos, webcam snapshots and videos. Log in or create an account.")
     farewell = st.session_state.pop(FAREWELL_KEY, None)

@@ -79,7 +79,7 @@ PAGES = (
     PageSpec("pages/dataset_explorer.py", "Explore", "Dataset", ":material/dataset:", "FER2013 explored"),
     PageSpec("pages/model_comparison.py", "Explore", "Models", ":material/leaderboard:", "Compare trained models"),
     PageSpec("pages/history.py", "You", "History", ":material/history:", "Your saved analyses"),
-    PageSpec("pages/account.py", "You", "Account", ":material/person:", "Profile and password"),
+    PageSpec("pages/account.py", "You", "Account", ":material/person:", "Profile, password and your data"),
 )
 
 
