@@ -24,6 +24,11 @@ def test_vgg_layout_is_unchanged_and_vgg_wide_is_wider():
     assert build_backbone("vgg_wide", (48, 48, 1), 7).count_params() > 2 * 1_242_919
 
 
+def test_vgg_lean_widens_only_the_third_stage():
+    convs = [layer.filters for layer in build_backbone("vgg_lean", (48, 48, 1), 7).layers if hasattr(layer, "filters")]
+    assert convs == [32, 32, 64, 64, 192, 192, 256, 256]  # multiples of 64 past the first: scripts/benchmark_widths.py
+
+
 def test_unknown_backbone_lists_the_known_ones():
     with pytest.raises(KeyError, match="vgg_wide"):
         build_backbone("alexnet", (48, 48, 1), 7)

@@ -106,14 +106,17 @@ def test_a_bundle_trains_single_runs_that_share_one_view_of_the_data(tmp_path):
         gpu_bundle.plan_runs([plain, write("d.toml", 'model = "vgg"\nname = "d"\ninput_size = 64\n')], {"data": "x"})
     with pytest.raises(ValueError, match="share a name"):
         gpu_bundle.plan_runs([plain, plain], {"data": "x.csv"})
-    runs = gpu_bundle.plan_runs([str(CONFIGS_DIR / "gpu_vgg_wide.toml"), str(CONFIGS_DIR / "gpu_resnet18.toml")], {})
+    configs = [str(CONFIGS_DIR / f"gpu_{name}.toml") for name in ("vgg_wide", "resnet18", "vgg_lean")]
+    runs = gpu_bundle.plan_runs(configs, {})
     assert [r["name"] for r in runs] == [f"gpu_vgg_wide_s{s}" for s in (1, 2, 3)] + [
         "gpu_resnet18_s1",
         "gpu_resnet18_s2",
+        "gpu_vgg_lean_s1",
+        "gpu_vgg_lean_s2",
     ]
     assert all(r["optimizer"] == "sgd" and r["schedule"] == "plateau" and r["epochs"] == 300 for r in runs)
     weights = sum(gpu_bundle.estimated_return_bytes(r) for r in runs)
-    assert weights < gpu_bundle.RETURN_FILES * gpu_bundle.RETURN_FILE_LIMIT, "the five runs come back"
+    assert weights < gpu_bundle.RETURN_FILES * gpu_bundle.RETURN_FILE_LIMIT, "the seven runs come back"
 
 
 def test_a_large_result_comes_back_in_parts_and_unpacks_whole(tmp_path, monkeypatch):

@@ -55,17 +55,29 @@ def _head(x, num_classes: int, dropout: float, hidden: int = 0):
 @register("vgg")
 def vgg(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """VGG-style: four stages of two 3x3 convs (32-64-128-256), max-pool and dropout; ~1.2M params."""
-    return _vgg(input_shape, num_classes, (32, 64, 128, 256), hidden=256, name="vgg")
+    return vgg_layout(input_shape, num_classes, (32, 64, 128, 256), hidden=256, name="vgg")
 
 
 @register("vgg_wide")
 def vgg_wide(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """vgg at 1.5x the width (48-96-192-384): ~2.8M params and ~2.25x the compute, for long runs;
     vgg itself stopped improving with more epochs, which points at its capacity."""
-    return _vgg(input_shape, num_classes, (48, 96, 192, 384), hidden=384, name="vgg_wide")
+    return vgg_layout(input_shape, num_classes, (48, 96, 192, 384), hidden=384, name="vgg_wide")
 
 
-def _vgg(input_shape, num_classes: int, widths: tuple[int, ...], hidden: int, name: str) -> keras.Model:
+@register("vgg_lean")
+def vgg_lean(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """vgg with its third stage 1.5x as wide (32-64-192-256): capacity where the int8 kernels serve it
+    cheaply. On the AMX CPUs measured here a stage's cost follows its width rounded up to a multiple
+    of 64 (48 costs as 64, 96 as 128), so vgg_wide pays for more than it holds. Made for the 0.5 ms a
+    face target; the measured costs of this and other widths are in docs/RESULTS.md
+    (`scripts/benchmark_widths.py`)."""
+    return vgg_layout(input_shape, num_classes, (32, 64, 192, 256), hidden=256, name="vgg_lean")
+
+
+def vgg_layout(input_shape, num_classes: int, widths: tuple[int, ...], hidden: int, name: str) -> keras.Model:
+    """Four stages of two 3x3 conv-BN-ReLU at `widths` (one per stage), each then max-pooled and dropped
+    out, a global average pool, a hidden layer of `hidden` units (0: none) and the softmax head."""
     inputs = keras.Input(input_shape)
     x = inputs
     for filters, drop in zip(widths, (0.05, 0.1, 0.15, 0.25), strict=True):

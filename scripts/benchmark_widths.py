@@ -1,0 +1,119 @@
+"""What a vgg-layout net's channel widths cost per face in the served runtime, before any training.
+
+    python scripts/benchmark_widths.py [--rounds 15] [--calls 200]
+
+Builds the vgg layout (`training.backbones.vgg_layout`) at several widths with random weights, exports
+each as the app serves a net (LiteRT, dynamic-range int8 weights: `training.export.to_tflite`) and
+times one face (batch 1, one thread, `invoke()` alone: the app's preprocessing adds the same to every
+width). The rounds interleave the files, so a machine whose speed drifts during the run biases none of
+them; the figure is the median over rounds of each round's median CPU time. Weights do not change the
+cost, so this tells which nets are worth training for a latency budget (docs/RESULTS.md).
+
+Exporting needs TensorFlow and timing uses LiteRT; the two in one process can crash, so each runs in
+its own child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# (name, stage widths, hidden units): the shipped vgg and vgg_wide, vgg_lean, then other widths.
+WIDTHS: list[tuple[str, tuple[int, int, int, int], int]] = [
+    ("vgg_wide (shipped)", (48, 96, 192, 384), 384),
+    ("vgg (shipped)", (32, 64, 128, 256), 256),
+    ("vgg_lean", (32, 64, 192, 256), 256),
+    ("", (32, 64, 128, 384), 384),
+    ("", (32, 64, 192, 384), 384),
+    ("", (48, 64, 192, 384), 384),
+    ("", (32, 96, 192, 384), 384),
+    ("", (40, 80, 160, 320), 320),
+    ("", (64, 64, 192, 384), 384),
+]
+
+
+def export_all(folder: Path) -> None:
+    """Child process: every width as a .tflite file in folder (TensorFlow)."""
+    # training.export before Keras (training.backbones): the other order crashed the converter here.
+    from training.export import to_tflite  # noqa: I001
+
+    from training.backbones import vgg_layout
+
+    for index, (_, widths, hidden) in enumerate(WIDTHS):
+        net = vgg_layout((48, 48, 1), 7, widths, hidden=hidden, name=f"w{index}")
+        (folder / f"{index}.tflite").write_bytes(to_tflite(net, quantize=True))
+        print(json.dumps({"index": index, "parameters": net.count_params()}), flush=True)
+
+
+def time_all(folder: Path, rounds: int, calls: int) -> None:
+    """Child process: the interleaved timing of every file (LiteRT), one JSON line per width."""
+    import time
+
+    import numpy as np
+
+    from emotion.runtime import TFLiteRunner
+
+    face = np.random.default_rng(0).random((1, 48, 48, 1), dtype=np.float32)
+    runners = [TFLiteRunner(folder / f"{i}.tflite") for i in range(len(WIDTHS))]
+    for runner in runners:
+        for _ in range(50):
+            runner.predict(face)
+    invokes = []
+    for runner in runners:
+        interpreter = runner._interpreter  # invoke() alone: what the width changes
+        interpreter.set_tensor(runner._input["index"], face)
+        invokes.append(interpreter.invoke)
+    medians: list[list[float]] = [[] for _ in runners]
+    for _ in range(rounds):
+        for index, invoke in enumerate(invokes):
+            times = []
+            for _ in range(calls):
+                started = time.thread_time()
+                invoke()
+                times.append(time.thread_time() - started)
+            medians[index].append(float(np.median(times)) * 1000)
+    for index, values in enumerate(medians):
+        print(json.dumps({"index": index, "ms": float(np.median(values)), "min_ms": min(values)}), flush=True)
+
+
+def child(*args: str) -> list[dict]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False, cwd=REPO
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200, help="invoke() calls per file per round")
+    parser.add_argument("--_export", help=argparse.SUPPRESS)
+    parser.add_argument("--_time", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._export:
+        return export_all(Path(args._export))
+    if args._time:
+        return time_all(Path(args._time), args.rounds, args.calls)
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = {row["index"]: row["parameters"] for row in child("--_export", tmp)}
+        timed = child("--_time", tmp, "--rounds", str(args.rounds), "--calls", str(args.calls))
+    print("| net | stage widths (hidden) | parameters | invoke() ms per face: median of rounds (fastest round) |")
+    print("|---|---|---|---|")
+    for row in timed:
+        label, widths, hidden = WIDTHS[row["index"]]
+        shape = f"{'-'.join(map(str, widths))} ({hidden})"
+        size = sizes[row["index"]] / 1e6
+        print(f"| {label} | {shape} | {size:.2f}M | {row['ms']:.3f} ({row['min_ms']:.3f}) |")
+
+
+if __name__ == "__main__":
+    main()
