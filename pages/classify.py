@@ -117,7 +117,11 @@ def show_batch(batch: dict) -> None:
     rows = analyses.batch_rows(items)
     found = [r for r in rows if r["face"] is not None]
     if found:  # one row per face; photos without a face are named below (no empty cells in the table)
-        st.dataframe(pd.DataFrame(found).drop(columns="error"), hide_index=True, width="stretch")
+        table = pd.DataFrame(found).drop(columns="error")
+        shares = [column for column in table.columns if column not in ("file", "analysis", "face", "label")]
+        table[shares] *= 100  # shown as percentages, as everywhere on the page; the CSV keeps 0-1
+        percent = st.column_config.NumberColumn(format="%.1f%%")
+        st.dataframe(table, hide_index=True, width="stretch", column_config=dict.fromkeys(shares, percent))
     faceless = [n for n, r in good if not r.faces]
     if faceless:
         st.caption("No face found in " + ", ".join(md_escape(n) for n in faceless) + " (not saved).")

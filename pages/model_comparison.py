@@ -56,8 +56,12 @@ def _predictions_memo() -> dict[tuple, np.ndarray]:
 
 def _table_section(view: View) -> None:
     """The models table: key columns at first (model name pinned), every column on demand."""
-    all_columns = st.toggle("All columns", key="all_columns", help="Parameters, PublicTest and unseen-image "
-                            "accuracy, latency with TTA, number of test images, evaluation date.")  # fmt: skip
+    all_columns = st.toggle(
+        "All columns",
+        key="all_columns",
+        help="Parameters, PublicTest and unseen-image accuracy, the TTA served, latency with it, number of test "
+        "images, evaluation date.",
+    )
     table = view.table.loc[view.names].copy()
     if view.folded:  # say on each family's root what folding hides
         for root, text in comparison.family_summary(view.table, view.lineage).items():
@@ -75,15 +79,16 @@ def _table_section(view: View) -> None:
         height=ROW_PX * (len(table) + 1) + 3,
     )
     st.caption(
-        "FER2013 PrivateTest (never used for training or model selection). TTA = averaged with the horizontal "
-        "flip. Latency: serving runtime, batch 1, median per face. The best value of each column is highlighted; "
-        "click a header to sort."
+        "FER2013 PrivateTest (never used for training or model selection). TTA = each model's served test-time "
+        "augmentation: the face and its mirror, or ten crops, whichever won on PublicTest (the TTA column of All "
+        "columns; the Test-time crops tab compares them). Latency: serving runtime, batch 1, median per face. "
+        "The best value of each column is highlighted; click a header to sort."
     )
 
 
 def _per_class_section(view: View) -> None:
     """Per-class F1 as a heatmap, one row per model in family order (reads with any number of models)."""
-    tta = st.toggle("With flip TTA", key="f1_tta")
+    tta = st.toggle("With TTA", key="f1_tta", help="Each model's served test-time augmentation: flip or ten crops.")
     frame = comparison.per_class_f1(view.evaluated, tta=tta)
     if frame.empty:
         st.info(f"No evaluated model yet. {EVALUATE_HINT}")
@@ -124,7 +129,7 @@ def _confusion_section(view: View) -> None:
     first = controls[0].selectbox("Left model", names, index=0)
     second = controls[1].selectbox("Right model", names, index=min(1, len(names) - 1))
     mode = controls[2].radio("Show", ["Counts", "Row-normalised %"], horizontal=True)
-    tta = controls[3].toggle("With flip TTA", key="cm_tta")
+    tta = controls[3].toggle("With TTA", key="cm_tta", help="Each model's served test-time augmentation.")
     by_name = {m.name: m for m in evaluated}
     for side, (column, name) in enumerate(zip(st.columns(2), (first, second), strict=True)):
         result = comparison.confusion(by_name[name].metrics, tta=tta, normalise=mode != "Counts")
@@ -176,7 +181,8 @@ def _pareto_section(view: View) -> None:
     )
     st.plotly_chart(fig)
     st.caption(
-        "Circles: one pass; diamonds: with flip TTA. Outlined and joined by the dotted line: the Pareto front "
+        "Circles: one pass; diamonds: with the model's served TTA (flip or ten crops). Outlined and joined by "
+        "the dotted line: the Pareto front "
         "(no other model is both at least as fast and at least as accurate). Hover a point for its name; click a "
         "legend entry to hide a model."
     )

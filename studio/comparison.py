@@ -277,6 +277,7 @@ def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
                 "Macro-F1 %": _pct(metrics.get("macro_f1")),
                 "Accuracy TTA %": _pct(metrics.get("accuracy_tta")),
                 "Macro-F1 TTA %": _pct(metrics.get("macro_f1_tta")),
+                "TTA": tta_label(metrics) if "accuracy_tta" in metrics else "",
                 "PublicTest acc. %": _pct(metrics.get("public_test", {}).get("accuracy")),
                 "Unseen acc. %": _pct(metrics.get("accuracy_unseen")),
                 "Parameters": _parameters(info, by_name),
@@ -287,8 +288,14 @@ def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
                 "Evaluated": str(metrics.get("evaluated_at", ""))[:16].replace("T", " ") or NOT_EVALUATED,
             }
         )
-    columns = ["Model", "Family", "Lineage", "Kind", "Classes", *SCORE_COLUMNS, "Test images", "Evaluated"]
+    columns = ["Model", "Family", "Lineage", "Kind", "Classes", *SCORE_COLUMNS, "TTA", "Test images", "Evaluated"]
     return pd.DataFrame(rows, columns=columns).set_index("Model")
+
+
+def tta_label(metrics: dict) -> str:
+    """The test-time augmentation a model's TTA figures were measured with, as the pages name it:
+    "flip" or "ten crops" (training.evaluate's tta_mode; older metrics without one used the flip)."""
+    return "ten crops" if metrics.get("tta_mode") == "crops" else "flip"
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
@@ -488,7 +495,7 @@ def published_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
     ]
     for info in models:
         metrics = info.metrics
-        for suffix, key in (("", "accuracy"), (" + flip TTA", "accuracy_tta")):
+        for suffix, key in (("", "accuracy"), (f" + {tta_label(metrics)} TTA", "accuracy_tta")):
             if isinstance(metrics.get(key), int | float):
                 value = round(100.0 * metrics[key], 1)  # shown as 72.1 everywhere, never 72.0814
                 rows.append(

@@ -155,6 +155,19 @@ def test_history_and_published(models):
     assert quoted.loc["Best published single CNNs, FER2013 only", "Range"] == "73–74"
 
 
+def test_tta_is_named_as_each_model_serves_it(tmp_path):
+    """A net whose TTA figures are ten crops is never labelled flip (the table, published rows)."""
+    root = write_models(tmp_path / "models")
+    metrics = json.loads((root / "beta" / "metrics.json").read_text())
+    (root / "beta" / "metrics.json").write_text(json.dumps({**metrics, "tta_mode": "crops"}))
+    models = list_models(root)
+    table = comparison.model_table(models)
+    assert table.loc["beta", "TTA"] == "ten crops" and table.loc["alpha", "TTA"] == "flip"
+    assert table.loc["gamma", "TTA"] == ""  # not evaluated
+    ours = set(comparison.published_table(models).Result)
+    assert {"ours: beta + ten crops TTA", "ours: alpha + flip TTA"} <= ours and "ours: beta + flip TTA" not in ours
+
+
 def test_confident_mistakes():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
     y_true = np.array([0, 0, 0, 0, 1])

@@ -169,6 +169,7 @@ def test_batch_of_photos(photos_dir, user):
     assert _counter(at) == 2 and "notes.jpg" in html.unescape(at.error[0].value)
     table = at.dataframe[0].value
     assert list(table["file"]) == ["obama.jpg", "two_people.jpg", "two_people.jpg"] and "error" not in table
+    assert 50 < table["confidence"][0] <= 100 and abs(table[table["label"][0]][0] - table["confidence"][0]) < 1e-9
     assert [b.label for b in at.get("download_button")][-2:] == ["Batch CSV (one row per face)",
                                                                  "Batch JSON (every report)"]  # fmt: skip
 
