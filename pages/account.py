@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from pages.common import FAREWELL_KEY, client_id, md_escape, renew_session, require_user, show_error, store
+from pages.common import FAREWELL_KEY, client_id, counted, md_escape, renew_session, require_user, show_error, store
 from studio import auth, takeout
 from studio.store import User
 
@@ -80,11 +80,11 @@ def your_data(user: User) -> None:
         on_click="ignore",
         help="Your profile, and every saved analysis: its JSON report and the annotated picture or video.",
     )
-    total = store().count_analyses(user.id)["total"]
+    total = counted(store().count_analyses(user.id)["total"], "analysis", "analyses")
     with st.expander("Delete my account"):
         with st.form("delete_account_form", clear_on_submit=True):
             st.warning(
-                f"This deletes your account and everything saved with it ({analyses(total)}, their pictures "
+                f"This deletes your account and everything saved with it ({total}, their pictures "
                 "and videos), for good, and logs you out everywhere. Download your data first to keep a copy."
             )
             password = st.text_input("Password", type="password", key="delete_password")
@@ -99,13 +99,9 @@ def your_data(user: User) -> None:
         except auth.AuthError as error:
             show_error(str(error))  # under the form, where the user is looking
             return
-    st.session_state[FAREWELL_KEY] = f"Your account {user.username} and its {analyses(deleted)} were deleted."
+    gone = counted(deleted, "analysis", "analyses")
+    st.session_state[FAREWELL_KEY] = f"Your account {user.username} and its {gone} were deleted."
     st.rerun()  # the account is gone: app.py ends this session and shows the login page
-
-
-def analyses(count: int) -> str:
-    """'1 analysis', '3 analyses'."""
-    return f"{count} {'analysis' if count == 1 else 'analyses'}"
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import emotion
 from emotion import config, explain
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from pages.common import (
+    counted,
     installed_models,
     md_escape,
     preload_result_elements,
@@ -39,11 +40,6 @@ def _model_label(info: emotion.ModelInfo) -> str:
     accuracy = info.metrics.get("accuracy")
     measured = f"{accuracy:.1%} test accuracy" if isinstance(accuracy, (int, float)) else "not evaluated"
     return f"{info.name} ({info.kind}, {measured})"
-
-
-def _count(n: int, word: str) -> str:
-    """ "1 face", "2 faces"."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *, detect: bool = True):
@@ -104,11 +100,11 @@ def show_batch(batch: dict) -> None:
     items = batch["items"]
     good = [(n, r) for n, r in items if isinstance(r, AnalysisResult)]
     faces = sum(len(r.faces) for _, r in good)
-    st.subheader(f"{_count(len(items), 'photo')}: {_count(faces, 'face')} found")
+    st.subheader(f"{counted(len(items), 'photo')}: {counted(faces, 'face')} found")
     saved = [r for _, r in good if r.saved]
     failed = [r.save_error for _, r in good if r.save_error]
     if saved:
-        st.success(f"{_count(len(saved), 'photo')} with faces in your history, one entry each.")
+        st.success(f"{counted(len(saved), 'photo')} with faces in your history, one entry each.")
     for error in dict.fromkeys(failed):
         show_error(error)
     for name, outcome in items:
@@ -152,7 +148,7 @@ def show_comparison(kept: dict, other: str, tta: bool) -> None:
     disagree = comparison.disagreements
     if disagree:
         st.warning(
-            f"The models disagree on {len(disagree)} of {_count(len(comparison.rows), 'face')}: "
+            f"The models disagree on {len(disagree)} of {counted(len(comparison.rows), 'face')}: "
             + "; ".join(f"face {r['index']}: {r['label_a']} vs {r['label_b']}" for r in disagree)
         )
     else:

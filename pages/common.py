@@ -83,6 +83,11 @@ PAGES = (
 )
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """ "1 face", "2 faces", "0 analyses" (plural: when not word + "s")."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
 def md_escape(text: object) -> str:
     """Text shown literally by Markdown elements (no links, images, HTML, directives or maths)."""
     return _MARKDOWN_SPECIAL.sub(_reference, str(text)).replace("\n", "  \n")

@@ -16,7 +16,7 @@ from emotion.config import MAX_ANALYSIS_FPS, MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS,
 from emotion.detectors import DETECTOR_DESCRIPTIONS
 from emotion.live import FrameProcessor, LiveSnapshot, rtc_configuration
 from emotion.video import VideoLoadError, process_video
-from pages.common import installed_models, require_user, show_error, store
+from pages.common import counted, installed_models, require_user, show_error, store
 from pages.result_view import downloads, save_status, show_analysis
 from studio import analyses
 from studio.analyses import FACE_KEYS, AnalysisResult
@@ -102,7 +102,8 @@ def _live_panel(processor: FrameProcessor) -> None:
         st.caption("No face in view." if result else "Start the camera to see live results.")
         return
     label = main.result.label
-    st.markdown(f"**Face {main.track_id}: {label} ({main.result.confidence:.0%})** · {len(result.faces)} face(s)")
+    faces = counted(len(result.faces), "face")
+    st.markdown(f"**Face {main.track_id}: {label} ({main.result.confidence:.0%})** · {faces}")
     # Plain bars, not a chart: this panel redraws every second beside the video, and a plotly redraw cost
     # the browser the frames it should have shown.
     for name, value in sorted(main.result.scores.items(), key=lambda item: -item[1]):
@@ -207,7 +208,7 @@ def _analyze_video(upload, options: dict, user) -> None:
     st.session_state[VIDEO_KEY] = {
         "key": uuid.uuid4().hex, "result": saved, "input": upload.file_id, "face_count": analysis.face_count,
         "dropped_tracks": len(analysis.dropped_tracks),
-        "notes": [*analysis.notes, f"{len(analysis.frames)} frames analysed in {analysis.timings['total_s']:.1f} s."],
+        "notes": analysis.notes, "frames": len(analysis.frames), "seconds": analysis.timings["total_s"],
     }  # fmt: skip
 
 
@@ -227,9 +228,12 @@ def video_tab(options: dict, user) -> None:
     if not kept:
         return
     result: AnalysisResult = kept["result"]
+    left_out = kept["dropped_tracks"]
     st.caption(
-        f"{kept['face_count']} face(s) tracked; {kept['dropped_tracks']} brief or unsure detection(s) not "
-        "reported (a face must be followed for half a second with a confident detector)."
+        f"{counted(kept['frames'], 'frame')} analysed in {kept['seconds']:.1f} s: "
+        f"{counted(kept['face_count'], 'face')} tracked"
+        + (f", {counted(left_out, 'brief or unsure detection')} left out" if left_out else "")
+        + " (a face is reported when it was followed for half a second by a confident detector)."
     )
     for note in kept["notes"]:
         st.info(note)

@@ -76,6 +76,7 @@ def test_video_upload_is_annotated_and_saved(bench, photos_dir, isolated_store, 
         page.get_by_text(re.compile("clip\\.webm\u2060?: saved to your history")).wait_for(timeout=120_000)
         page.locator("video").first.wait_for(timeout=30_000)  # the annotated mp4, in st.video
         page.get_by_role("button", name="JSON report").wait_for(timeout=30_000)
+        assert page.get_by_text(re.compile(r"^15 frames analysed in [0-9.]+ s: 1 face tracked \(")).count() == 1
         for label in ("Annotated video", "Per-frame CSV", "Per-frame JSON", "PDF report", "JSON report"):
             assert page.get_by_role("button", name=label).count() == 1
         page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
