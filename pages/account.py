@@ -78,7 +78,8 @@ def your_data(user: User) -> None:
         mime="application/zip",
         key="takeout_download",
         on_click="ignore",
-        help="Your profile, and every saved analysis: its JSON report and the annotated picture or video.",
+        help="Your profile, and every saved analysis: its JSON report, the annotated picture or video, a "
+        "video's per-frame results and any Grad-CAM you kept.",
     )
     total = counted(store().count_analyses(user.id)["total"], "analysis", "analyses")
     with st.expander("Delete my account"):

@@ -8,6 +8,8 @@ The archive, built in memory from the store (each analysis read with the owner's
     analyses/<id>/report.json       the same JSON report as the analysis's own download
     analyses/<id>/annotated.<ext>   the annotated picture, when one was kept
     analyses/<id>/video.<ext>       the annotated video, when one was kept
+    analyses/<id>/frames.csv|json   a video's per-frame results (the same files as its own downloads)
+    analyses/<id>/gradcam-<n>.png   each Grad-CAM overlay kept with it (face n)
 
 The password hash is never in it. Pictures and videos are stored as they are (already compressed);
 the JSON files are deflated.
@@ -15,14 +17,17 @@ the JSON files are deflated.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
+from emotion.video import frames_to_csv
 from studio import reports
-from studio.store import Store, User
+from studio.store import Analysis, Store, User
 
 README = """Emotion Studio: your data
 =========================
@@ -35,6 +40,8 @@ analyses/<id>/report.json      each analysis's report (faces, emotions, model, t
                                JSON as its own download in the studio
 analyses/<id>/annotated.jpg    the annotated picture the studio kept (photos, snapshots, a frame of a video)
 analyses/<id>/video.mp4        the annotated video, for video analyses
+analyses/<id>/frames.csv       a video's results frame by frame (also frames.json)
+analyses/<id>/gradcam-<n>.png  the Grad-CAM of face n, when you asked for one
 
 Your password is not in this file; the studio keeps only a bcrypt hash of it.
 """
@@ -75,6 +82,9 @@ def export_zip(store: Store, user: User, now: datetime | None = None) -> bytes:
                     name = f"{folder}/{stem}.{ext}"
                     archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
                     files.append(name)
+            for name, data in _kept_in_extra(analysis):
+                archive.writestr(f"{folder}/{name}", data)
+                files.append(f"{folder}/{name}")
             index.append(
                 {
                     "id": analysis.id,
@@ -88,6 +98,23 @@ def export_zip(store: Store, user: User, now: datetime | None = None) -> bytes:
             )
         archive.writestr("analyses.json", _json(index))
     return buffer.getvalue()
+
+
+def _kept_in_extra(analysis: Analysis) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of what an analysis keeps in its row rather than in files: a video's
+    per-frame results and the Grad-CAM overlays asked for (a damaged overlay is left out)."""
+    extra = analysis.extra or {}
+    out = []
+    frames, labels = extra.get("frames"), list(extra.get("labels") or ())
+    if frames:
+        out.append(("frames.csv", frames_to_csv(frames, labels).encode()))
+        out.append(("frames.json", _json({"labels": labels, "frames": frames})))
+    for index, encoded in sorted((extra.get("gradcam_png") or {}).items()):
+        try:
+            out.append((f"gradcam-{int(index)}.png", base64.b64decode(encoded, validate=True)))
+        except (ValueError, binascii.Error):
+            continue
+    return out
 
 
 def export_filename(user: User, now: datetime | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -34,9 +35,13 @@ def test_the_archive_holds_every_analysis_of_the_user_and_only_theirs(db: Store)
     bob = db.create_user("bob", "Bob", "bob@example.com", HASH)
     common = {"model": "m1", "detector": "haar", "faces": [FACE]}
     photo = db.add_analysis(alice.id, source="photo", image=b"\xff\xd8alice-jpeg", title="Beach", **common)
+    frame = {"frame": 0, "time": 0.0, "faces": [{**FACE, "track_id": 1}]}
+    overlay = base64.b64encode(b"\x89PNG gradcam").decode()
     video = db.add_analysis(
-        alice.id, source="video", image=b"\xff\xd8frame", media_bytes=b"alice-video", media_ext="mp4", **common
-    )
+        alice.id, source="video", image=b"\xff\xd8frame", media_bytes=b"alice-video", media_ext="mp4",
+        extra={"frames": [frame], "labels": ["happy"], "gradcam_png": {"1": overlay, "2": "%%not base64%%"}},
+        **common,
+    )  # fmt: skip
     bare = db.add_analysis(alice.id, source="snapshot", image=None, **common)
     db.add_analysis(bob.id, source="photo", image=b"\xff\xd8bob-jpeg", title="Bob's", **common)
     when = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -53,6 +58,9 @@ def test_the_archive_holds_every_analysis_of_the_user_and_only_theirs(db: Store)
         f"analyses/{video.id}/report.json",
         f"analyses/{video.id}/annotated.jpg",
         f"analyses/{video.id}/video.mp4",
+        f"analyses/{video.id}/frames.csv",
+        f"analyses/{video.id}/frames.json",
+        f"analyses/{video.id}/gradcam-1.png",
         f"analyses/{bare.id}/report.json",
     }
     assert archive.testzip() is None
@@ -62,6 +70,10 @@ def test_the_archive_holds_every_analysis_of_the_user_and_only_theirs(db: Store)
     assert "password" not in json.dumps(account) and HASH not in str(archive.read("account.json"))
     assert archive.read(f"analyses/{photo.id}/annotated.jpg") == b"\xff\xd8alice-jpeg"
     assert archive.read(f"analyses/{video.id}/video.mp4") == b"alice-video"
+    assert archive.read(f"analyses/{video.id}/gradcam-1.png") == b"\x89PNG gradcam"  # the damaged one left out
+    assert json.loads(archive.read(f"analyses/{video.id}/frames.json")) == {"labels": ["happy"], "frames": [frame]}
+    rows = archive.read(f"analyses/{video.id}/frames.csv").decode().splitlines()
+    assert rows[0].startswith("frame,time,track_id,label") and rows[1].startswith("0,0.0,1,happy,0.9")
     report = json.loads(archive.read(f"analyses/{photo.id}/report.json"))
     assert report == reports.report_for_analysis(db.get_analysis(alice.id, photo.id), "alice")
     assert reports.schema_errors(report) == []
