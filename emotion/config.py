@@ -136,9 +136,19 @@ def dataset_roots() -> list[Path]:
     return [DATA_DIR.resolve(), (SHARED_DIR / "datasets").resolve(), *extra]
 
 
+def private_folders() -> list[Path]:
+    """Folders no typed dataset path may reach, though they can lie under a dataset root: the users'
+    saved pictures and videos (media_dir(), data/media/ by default). A dataset at or above it would
+    show one user the faces another one saved."""
+    return [media_dir().resolve()]
+
+
 def resolve_dataset_path(text: str) -> Path | None:
     """A typed dataset path (relative ones are taken under DATA_DIR) if it lies inside one of
-    dataset_roots(), else None."""
+    dataset_roots() and neither is, nor lies inside, nor holds a private folder; else None."""
     raw = Path(text.strip()).expanduser()
     path = (raw if raw.is_absolute() else DATA_DIR / raw).resolve()
-    return path if any(path == root or root in path.parents for root in dataset_roots()) else None
+    if not any(path == root or root in path.parents for root in dataset_roots()):
+        return None
+    private = private_folders()
+    return None if any(path == p or p in path.parents or path in p.parents for p in private) else path

@@ -122,8 +122,9 @@ def _folder_input() -> Path | None:
     root = config.resolve_dataset_path(text)
     if root is None:
         st.error(
-            f"For safety the app only reads datasets inside: {roots}. Move or link the dataset there, or add "
-            "its parent folder to EMOTION_DATASET_ROOTS and restart the app."
+            f"For safety the app only reads datasets inside: {roots}, and never the folder of the studio's "
+            "saved analyses or one that holds it. Move or link the dataset there (in a folder of its own), or "
+            "add its parent folder to EMOTION_DATASET_ROOTS and restart the app."
         )
         return None
     if not root.is_dir():

@@ -111,6 +111,22 @@ def test_explorer_folder_dataset(no_dataset, tmp_path, monkeypatch):
     assert "**angry** (4 images)" in markdown and not any("1 images" in m for m in markdown)
 
 
+def test_explorer_never_reads_the_users_saved_pictures(no_dataset, tmp_path, monkeypatch):
+    """The store's media folder (one folder of annotated faces per user) lies under a dataset root by
+    default; typed as a dataset, or through a folder holding it, it is refused like any outside path."""
+    monkeypatch.setenv("EMOTION_DATASET_ROOTS", str(tmp_path))
+    monkeypatch.setenv("EMOTION_MEDIA_DIR", str(tmp_path / "store" / "media"))
+    for user in ("1", "2"):
+        (tmp_path / "store" / "media" / user).mkdir(parents=True)
+        Image.new("RGB", (60, 60), 90).save(tmp_path / "store" / "media" / user / "face.jpg")
+    at = AppTest.from_file(EXPLORER, default_timeout=60).run()
+    at.radio[0].set_value("Folder on this machine").run()
+    for typed in (tmp_path / "store" / "media", tmp_path / "store" / "media" / "2", tmp_path / "store"):
+        at.text_input[0].input(str(typed)).run()
+        assert not at.exception and "never the folder of the studio's saved analyses" in _texts(at)
+        assert "Samples" not in [t.label for t in at.tabs]
+
+
 def test_explorer_counts_one_image_in_the_singular(no_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTION_DATASET_ROOTS", str(tmp_path))
     for label, count in (("happy", 1), ("sad", 2)):
