@@ -125,9 +125,10 @@ def reset_session(keep: frozenset[str] = AUTH_KEYS) -> int:
 
 
 def cookie_script(assignment: str) -> str:
-    """A <script> that assigns document.cookie (site-wide, SameSite=Strict)."""
+    """A <script> that assigns document.cookie: site-wide, SameSite=Strict, and Secure when the page
+    came over HTTPS (behind the reverse proxy docs/DEPLOY.md describes), so that it never travels in clear."""
     literal = json.dumps(f"{assignment}; path=/; SameSite=Strict").replace("<", "\\u003c")
-    return f"<script>document.cookie = {literal};</script>"
+    return f'<script>document.cookie = {literal} + (location.protocol === "https:" ? "; Secure" : "");</script>'
 
 
 def issue_session_cookie(username: str, session: tuple[int, int]) -> None:

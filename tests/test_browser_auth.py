@@ -157,3 +157,20 @@ def test_download_my_data_then_delete_the_account(chromium_path: str, app_url: s
         login.get_by_label("Password", exact=True).fill("browser-pass1")
         login.get_by_role("button", name="Log in").click()
         expect(page.get_by_text("Incorrect username or password.")).to_be_visible()
+
+
+def test_the_session_cookie_is_secure_over_https_only(chromium_path: str) -> None:
+    """pages.common.cookie_script in Chromium: over HTTPS the cookie gets Secure (it never travels in
+    clear behind a TLS proxy); over plain HTTP (localhost) it must not, or the browser would drop it.
+    The pages are served by Playwright's router, so nothing leaves the machine."""
+    from pages.common import cookie_script
+
+    script = cookie_script("emotion_studio_session=abc; expires=Fri, 01 Jan 2100 00:00:00 GMT")
+    with launch_chromium(chromium_path) as browser:
+        context = browser.new_context()
+        context.route("**/*", lambda route: route.fulfill(status=200, content_type="text/html", body=script))
+        page = context.new_page()
+        for origin, secure in (("https://studio.example", True), ("http://localhost:8599", False)):
+            page.goto(origin + "/")
+            (cookie,) = [c for c in context.cookies(origin) if c["name"] == "emotion_studio_session"]
+            assert cookie["secure"] is secure and cookie["sameSite"] == "Strict" and cookie["value"] == "abc"
