@@ -19,6 +19,7 @@ from emotion import config, datasets
 from emotion.datasets import ImageSet, Progress
 from pages.common import fer2013_arrays, label_colors, md_escape, show_error
 from studio import eda, figures
+from studio.store import EDA_TMP_PREFIX
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
 
 DATASET_CHOICES = ("FER2013", "Folder on this machine", "Upload a zip")
@@ -142,7 +143,7 @@ def _zip_input() -> Path | None:
         )
         return None
     data = upload.getvalue()
-    target = Path(tempfile.gettempdir()) / f"emotion-eda-{hashlib.sha256(data).hexdigest()[:16]}"
+    target = Path(tempfile.gettempdir()) / f"{EDA_TMP_PREFIX}{hashlib.sha256(data).hexdigest()[:16]}"
     if not target.is_dir():
         try:
             count = safe_extract_zip(data, target)

@@ -15,8 +15,9 @@ Design rules, all enforced here:
 * Each account has a ``session_version``; a session cookie carries the version it was issued under
   and is accepted only while it matches (studio.auth states the rule). Changing the password bumps it.
 * Login throttling checks and records an attempt in one transaction (``reserve_login_attempt``).
-* ``sweep()`` (run once per process by ``get_store``) removes media files no row points to and stale
-  temporary files that a killed writer left behind.
+* ``sweep()`` (run once per process by ``get_store``) removes media files no row points to, stale
+  temporary files that a killed writer left behind, and stale video and dataset-explorer folders under
+  the system temp dir.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ SCHEMA_VERSION = 4
 # The sweep leaves younger files alone: a writer may have written its file and not yet its row.
 SWEEP_GRACE_S = 15 * 60
 VIDEO_TMP_PREFIX = "emotion-video-"  # emotion.video's temporary folders under the system temp dir
+EDA_TMP_PREFIX = "emotion-eda-"  # the dataset explorer's extracted zips, there too
 _WRITE_LOCK = threading.RLock()  # process-wide: one writer at a time in this process
 
 
@@ -718,7 +720,8 @@ class Store:
                     path.unlink()
                     removed["temporary" if temporary else "orphans"] += 1
                     removed["bytes"] += size
-        for path in Path(tempfile.gettempdir()).glob(f"{VIDEO_TMP_PREFIX}*"):
+        system_temp = Path(tempfile.gettempdir())
+        for path in (p for prefix in (VIDEO_TMP_PREFIX, EDA_TMP_PREFIX) for p in system_temp.glob(f"{prefix}*")):
             # A folder is stale when nothing in it was written lately (a long video is still being written).
             if path.is_dir() and not path.is_symlink() and all(stale(f) for f in (path, *path.rglob("*"))):
                 size = sum(f.lstat().st_size for f in path.rglob("*") if f.is_file())

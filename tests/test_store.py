@@ -500,10 +500,14 @@ def test_sweep_removes_stale_video_temp_folders_only(db: Store, tmp_path: Path, 
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "systemp"))
     old = time.time() - 2 * store_module.SWEEP_GRACE_S
     stale_dir, busy_dir = (tmp_path / "systemp" / f"{store_module.VIDEO_TMP_PREFIX}{n}" for n in ("a", "b"))
-    for folder in (stale_dir, busy_dir):
+    old_zip = tmp_path / "systemp" / f"{store_module.EDA_TMP_PREFIX}0123abcd"  # an explorer upload, extracted
+    other = tmp_path / "systemp" / "someone-elses"
+    for folder in (stale_dir, busy_dir, old_zip / "happy", other):
         folder.mkdir(parents=True)
         (folder / "annotated.mp4").write_bytes(b"v" * 100)
         os.utime(folder, (old, old))
-    os.utime(stale_dir / "annotated.mp4", (old, old))  # busy_dir's file was written just now
+    for path in (stale_dir / "annotated.mp4", old_zip, old_zip / "happy" / "annotated.mp4", other / "annotated.mp4"):
+        os.utime(path, (old, old))  # busy_dir's file was written just now
     removed = db.sweep()
-    assert not stale_dir.exists() and busy_dir.exists() and removed["temporary"] == 1
+    assert not stale_dir.exists() and busy_dir.exists() and not old_zip.exists() and other.exists()
+    assert removed["temporary"] == 2
