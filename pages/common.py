@@ -84,8 +84,8 @@ PAGES = (
 
 
 def counted(n: int, word: str, plural: str | None = None) -> str:
-    """ "1 face", "2 faces", "0 analyses" (plural: when not word + "s")."""
-    return f"{n} {word if n == 1 else plural or word + 's'}"
+    """ "1 face", "2 faces", "1,234 images", "0 analyses" (plural: when not word + "s")."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def md_escape(text: object) -> str:

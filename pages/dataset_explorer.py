@@ -17,7 +17,7 @@ import streamlit as st
 
 from emotion import config, datasets
 from emotion.datasets import ImageSet, Progress
-from pages.common import fer2013_arrays, label_colors, md_escape, show_error
+from pages.common import counted, fer2013_arrays, label_colors, md_escape, show_error
 from studio import eda, figures
 from studio.store import EDA_TMP_PREFIX
 from studio.zipsafe import UnsafeArchiveError, safe_extract_zip
@@ -28,11 +28,6 @@ NO_SAMPLES = (
     "Sample images need the dataset itself: add FER2013 as the note above says, or pick "
     '"Folder on this machine" or "Upload a zip" at the top to explore your own images.'
 )
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """'1 image', '2 images', '1,234 images' ('1 class', '7 classes' with words="classes")."""
-    return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
 # ------------------------------------------------------------------------------ cached loading
@@ -150,7 +145,7 @@ def _zip_input() -> Path | None:
         except UnsafeArchiveError as error:
             show_error(f"The archive was rejected: {error}. Zip the dataset folder again and upload the new file.")
             return None
-        st.caption(f"Extracted {plural(count, 'image')} to a temporary folder.")
+        st.caption(f"Extracted {counted(count, 'image')} to a temporary folder.")
     return datasets.dataset_root(target)
 
 
@@ -186,7 +181,7 @@ def _samples_section(ds: ImageSet) -> None:
         st.session_state["eda_seed"] = st.session_state.get("eda_seed", 0) + 1
     picks = eda.sample_indices(ds.y, len(ds.labels), per_class, st.session_state.get("eda_seed", 0))
     for k, label in enumerate(ds.labels):
-        st.markdown(f"**{md_escape(label)}** ({plural(int((ds.y == k).sum()), 'image')})")
+        st.markdown(f"**{md_escape(label)}** ({counted(int((ds.y == k).sum()), 'image')})")
         st.image([eda.display_image(ds, int(i)) for i in picks[k]], width=80, output_format="PNG")
 
 
@@ -305,8 +300,8 @@ def _summary_caption(summary: dict, started: float | None) -> None:
         else "figures computed by the project for this very file (data/derived); images load when a tab shows them"
     )
     st.caption(
-        f"{summary['dataset']}: {plural(summary['images'], 'image')}, "
-        f"{plural(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; {ready}."
+        f"{summary['dataset']}: {counted(summary['images'], 'image')}, "
+        f"{counted(len(summary['labels']), 'class', 'classes')}, splits {', '.join(summary['splits'])}; {ready}."
     )
 
 
