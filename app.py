@@ -144,7 +144,9 @@ def register_form(authenticator: stauth.Authenticate, store: Store) -> None:
     if not submitted:
         return
     try:
-        user = auth.register(store, username=username, name=name, email=email, password=password, repeat=repeat)
+        user = auth.register(
+            store, username=username, name=name, email=email, password=password, repeat=repeat, client=client_id()
+        )
     except auth.AuthError as error:
         show_error(str(error))
         return

@@ -51,6 +51,12 @@ GLOBAL_FREE_ATTEMPTS = 50  # failures per username from all clients together bef
 BASE_DELAY_S = 2.0
 MAX_DELAY_S = 300.0
 BCRYPT_ROUNDS = 12
+# Registrations per client address (its IP) before each next one waits (doubling from 60 s, at most an
+# hour; the count fades a day after the last one): bulk sign-ups, and guessing which usernames exist
+# by trying to register them, slow down. A client whose address is unknown (the app reached from this
+# machine, or behind a proxy that does not send X-Forwarded-For: docs/DEPLOY.md) is not counted, so a
+# misconfigured proxy never blocks every sign-up.
+FREE_REGISTRATIONS = 5
 COOKIE_NAME = "emotion_studio_session"
 COOKIE_EXPIRY_DAYS = 7.0  # how long a session cookie keeps a browser logged in (unless revoked first)
 
@@ -65,6 +71,15 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 class AuthError(ValueError):
     """A problem with what the user entered; the message is meant for the user."""
+
+
+class RegistrationThrottled(AuthError):
+    """Too many accounts created lately from this client address: ``wait_s`` seconds before the next."""
+
+    def __init__(self, wait_s: float) -> None:
+        seconds = max(1, round(wait_s))
+        super().__init__(f"Too many accounts were created from your address lately. Wait {seconds} s and try again.")
+        self.wait_s = wait_s
 
 
 class LoginThrottled(AuthError):
@@ -173,11 +188,28 @@ def is_bcrypt_hash(value: str) -> bool:
 # --- accounts ---------------------------------------------------------------------------------------
 
 
-def register(store: Store, *, username: str, name: str, email: str, password: str, repeat: str) -> User:
-    """Validate and create an account; AuthError (including duplicates) with a user-facing message."""
+def register(
+    store: Store,
+    *,
+    username: str,
+    name: str,
+    email: str,
+    password: str,
+    repeat: str,
+    client: str | None = None,
+    now: float | None = None,
+) -> User:
+    """Validate and create an account; AuthError (including duplicates) with a user-facing message.
+    Valid attempts from a known client address are counted: RegistrationThrottled past
+    FREE_REGISTRATIONS (a form refused for its fields is not counted)."""
     username = validate_username(username)
     name, email = validate_name(name), validate_email(email)
     validate_password(password, repeat, (username, name, email))
+    if client and client != "unknown":
+        key = f"#register\x1f{client[:64]}"  # '#' starts no username: no clash with throttle_keys
+        wait = store.reserve_login_attempt(((key, registration_delay),), time.time() if now is None else now)
+        if wait > 0:
+            raise RegistrationThrottled(wait)
     try:
         return store.create_user(username, name, email, hash_password(password))
     except DuplicateUserError:  # the same words whichever field is taken (see REGISTRATION_CONFLICT)
@@ -251,6 +283,13 @@ def backoff_delay(failures: int) -> float:
     if failures < FREE_ATTEMPTS:
         return 0.0
     return min(BASE_DELAY_S * 2 ** (failures - FREE_ATTEMPTS), MAX_DELAY_S)
+
+
+def registration_delay(registrations: int) -> float:
+    """Seconds before the next registration from a client that made ``registrations`` lately."""
+    if registrations < FREE_REGISTRATIONS:
+        return 0.0
+    return min(60.0 * 2 ** (registrations - FREE_REGISTRATIONS), 3600.0)
 
 
 def global_backoff_delay(failures: int) -> float:

@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 
 from studio import auth
-from studio.auth import AuthError, LoginThrottled
+from studio.auth import AuthError, LoginThrottled, RegistrationThrottled
 from studio.store import Store
 
 PASSWORD = "s3cret-pass"
@@ -110,6 +110,32 @@ def test_registration_does_not_say_which_field_is_taken(db: Store, alice) -> Non
         auth.register(db, username="alice2", name="A", email="Alice@Example.com", password=PASSWORD, repeat=PASSWORD)
     assert str(by_name.value) == str(by_email.value) == auth.REGISTRATION_CONFLICT
     assert "username" not in auth.REGISTRATION_CONFLICT.split(".")[0] and "taken" not in auth.REGISTRATION_CONFLICT
+
+
+def test_registrations_from_one_address_slow_down(db: Store) -> None:
+    """FREE_REGISTRATIONS accounts from one address at once, then each next one waits; other
+    addresses, and clients whose address is unknown, are not held up; refused forms do not count."""
+    now = 3_000_000.0
+
+    def new(name: str, client: str | None, at: float = now, password: str = PASSWORD):
+        fields = {"name": name.title(), "email": f"{name}@example.com", "password": password, "repeat": password}
+        return auth.register(db, username=name, client=client, now=at, **fields)
+
+    with pytest.raises(AuthError, match="at least 8"):
+        new("weakling", "198.51.100.9", password="abc1")  # refused for its fields: not counted
+    for index in range(auth.FREE_REGISTRATIONS):
+        new(f"user{index}", "198.51.100.9")
+    with pytest.raises(RegistrationThrottled, match="Wait 60 s") as throttled:
+        new("one-more", "198.51.100.9")
+    assert throttled.value.wait_s == pytest.approx(60.0) and db.get_user_by_username("one-more") is None
+    new("elsewhere", "203.0.113.4")
+    for index in range(auth.FREE_REGISTRATIONS + 2):
+        new(f"local{index}", None)  # this machine, or a proxy without X-Forwarded-For: never held up
+        new(f"unknown{index}", "unknown")
+    assert new("one-more", "198.51.100.9", at=now + 61).username == "one-more"
+    with pytest.raises(RegistrationThrottled, match="Wait 119 s"):  # 120 s from the last one: the wait doubles
+        new("two-more", "198.51.100.9", at=now + 62)
+    assert auth.registration_delay(50) == 3600.0
 
 
 def test_update_profile_and_change_password(db: Store, alice) -> None:
