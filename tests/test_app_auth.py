@@ -137,6 +137,19 @@ def test_registration_errors(app: AppTest, overrides: dict[str, str], message: s
     assert len(get_store().credential_rows()) == 1
 
 
+def test_registering_too_often_from_one_address_says_wait(app: AppTest, monkeypatch) -> None:
+    monkeypatch.setattr(pages.common, "client_id", lambda: "198.51.100.7")  # app.py reads it on each run
+    for index in range(auth.FREE_REGISTRATIONS):
+        fields = {"name": "Bulk", "email": f"bulk{index}@example.com", "password": PASSWORD, "repeat": PASSWORD}
+        auth.register(get_store(), username=f"bulk{index}", client="198.51.100.7", **fields)
+    register(app)
+    assert not logged_in(app) and any("Too many accounts were created from your address" in e for e in errors(app))
+    assert get_store().get_user_by_username("alice") is None
+    monkeypatch.setattr(pages.common, "client_id", lambda: "203.0.113.8")
+    register(app)
+    assert logged_in(app)
+
+
 def test_wrong_password_and_unknown_user_look_the_same(app: AppTest) -> None:
     register(app)
     log_out(app)
