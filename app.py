@@ -198,8 +198,8 @@ def current_user(authenticator: stauth.Authenticate, store: Store) -> User | Non
     if st.session_state.get("authentication_status") and username:
         session = st.session_state.get(SESSION_KEY)
         if store.session_of(username) == session:
-            user = store.get_user_by_username(username)
-            if user is not None and user.id == session[0]:  # not deleted and its name taken since
+            user = store.get_user(session[0])  # by id: None if deleted since, even if its name was taken again
+            if user is not None:
                 return user
         log.info("session of %s revoked: logged out", username)
         end_session(authenticator)
@@ -208,9 +208,11 @@ def current_user(authenticator: stauth.Authenticate, store: Store) -> User | Non
     if restored is None:
         return None
     username, session = restored
-    user = store.get_user_by_username(username)
-    known = username in authenticator.authentication_controller.authentication_model.credentials["usernames"]
-    if user is None or user.id != session[0] or not known:
+    user = store.get_user(session[0])  # read_session_token matched the id to the username
+    if (
+        user is None
+        or username not in authenticator.authentication_controller.authentication_model.credentials["usernames"]
+    ):
         return None
     reset_session()
     authenticator.authentication_controller.login(token={"username": username})

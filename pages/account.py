@@ -14,13 +14,12 @@ from studio.store import User
 FLASH_KEY = "account_flash"  # session_state: a success message that survives the rerun after a change
 
 
-def details(user: User) -> None:
-    """Name, email, username, member since, and counts per kind of analysis."""
+def details(user: User, counts: dict[str, int]) -> None:
+    """Name, email, username, member since, and counts per kind of analysis (Store.count_analyses)."""
     member_since = datetime.fromisoformat(user.created_at).strftime("%d %B %Y")
     for label, value in (("Name", user.name), ("Email", user.email), ("Username", user.username)):
         st.markdown(f"**{label}:** {md_escape(value)}")
     st.markdown(f"**Member since:** {member_since}")
-    counts = store().count_analyses(user.id)
     labels = (("photo", "Photos"), ("snapshot", "Webcam snapshots"), ("video", "Videos"), ("total", "Total"))
     for column, (key, label) in zip(st.columns(4), labels, strict=True):
         column.metric(label, counts[key])
@@ -68,7 +67,7 @@ def password_form(user: User) -> None:
         st.rerun()
 
 
-def your_data(user: User) -> None:
+def your_data(user: User, analyses: int) -> None:
     """Download everything kept about you; delete the account with it (password and username typed)."""
     st.subheader("Your data")
     st.download_button(
@@ -81,7 +80,7 @@ def your_data(user: User) -> None:
         help="Your profile, and every saved analysis: its JSON report, the annotated picture or video, a "
         "video's per-frame results and any Grad-CAM you kept.",
     )
-    total = counted(store().count_analyses(user.id)["total"], "analysis", "analyses")
+    total = counted(analyses, "analysis", "analyses")
     with st.expander("Delete my account"):
         with st.form("delete_account_form", clear_on_submit=True):
             st.warning(
@@ -112,13 +111,14 @@ def main() -> None:
     flash = st.session_state.pop(FLASH_KEY, None)
     if flash:
         st.success(flash)
-    details(user)
+    counts = store().count_analyses(user.id)
+    details(user, counts)
     left, right = st.columns(2)
     with left:
         profile_form(user)
     with right:
         password_form(user)
-    your_data(user)
+    your_data(user, counts["total"])
 
 
 main()

@@ -160,8 +160,8 @@ def client_id() -> str:
     try:
         address = st.context.ip_address
     except (AttributeError, RuntimeError):
-        return "unknown"
-    return address if isinstance(address, str) and address else "unknown"  # None for localhost tests
+        return auth.UNKNOWN_CLIENT
+    return address if isinstance(address, str) and address else auth.UNKNOWN_CLIENT  # None for localhost tests
 
 
 def store() -> Store:

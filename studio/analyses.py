@@ -163,7 +163,7 @@ class AnalysisResult:
         return (self.frames_csv() or "").encode()
 
     def _frames_json(self) -> bytes:
-        return json.dumps({"labels": list(self.labels), "frames": self.frames}).encode()
+        return frames_json(self.frames or [], self.labels)
 
     def downloads(
         self, gradcam: Callable[[], Mapping[int, np.ndarray]] | None = None, timezone: str | None = None
@@ -188,6 +188,11 @@ class AnalysisResult:
             files.append(Download("Per-frame CSV", self._frames_csv_bytes, f"{stem}-frames.csv", "text/csv"))
             files.append(Download("Per-frame JSON", self._frames_json, f"{stem}-frames.json", "application/json"))
         return files
+
+
+def frames_json(frames: list[dict], labels: Sequence[str]) -> bytes:
+    """A video's per-frame results as the Per-frame JSON download: {"labels", "frames"}."""
+    return json.dumps({"labels": list(labels), "frames": frames}).encode()
 
 
 def content_key(content: bytes, options: Mapping[str, Any]) -> str:
@@ -453,12 +458,24 @@ def keep_gradcam(store: Any, user: Any, result: AnalysisResult, index: int, over
         log.exception("keeping the Grad-CAM of analysis %s failed", result.analysis_id)
 
 
-def _stored_gradcam(extra: Mapping[str, Any]) -> dict[int, np.ndarray]:
-    kept = {}
+def stored_gradcam_pngs(extra: Mapping[str, Any]) -> dict[int, bytes]:
+    """The Grad-CAM overlays kept with a stored analysis (keep_gradcam), as PNG bytes by face number;
+    a damaged entry (bad base64) is left out."""
+    pngs = {}
     for index, encoded in (extra.get("gradcam_png") or {}).items():
         try:
-            kept[int(index)] = load_image(base64.b64decode(encoded), name="a kept Grad-CAM")
-        except ValueError:  # a damaged entry (ImageLoadError, bad base64): left out
+            pngs[int(index)] = base64.b64decode(encoded)
+        except ValueError:  # binascii.Error
+            log.warning("a kept Grad-CAM cannot be read")
+    return pngs
+
+
+def _stored_gradcam(extra: Mapping[str, Any]) -> dict[int, np.ndarray]:
+    kept = {}
+    for index, png in stored_gradcam_pngs(extra).items():
+        try:
+            kept[index] = load_image(png, name="a kept Grad-CAM")
+        except ValueError:  # a damaged picture (ImageLoadError): left out
             log.warning("a kept Grad-CAM cannot be read")
     return kept
 

@@ -57,6 +57,7 @@ BCRYPT_ROUNDS = 12
 # machine, or behind a proxy that does not send X-Forwarded-For: docs/DEPLOY.md) is not counted, so a
 # misconfigured proxy never blocks every sign-up.
 FREE_REGISTRATIONS = 5
+UNKNOWN_CLIENT = "unknown"  # pages.common.client_id when the server does not know the address
 COOKIE_NAME = "emotion_studio_session"
 COOKIE_EXPIRY_DAYS = 7.0  # how long a session cookie keeps a browser logged in (unless revoked first)
 
@@ -205,7 +206,7 @@ def register(
     username = validate_username(username)
     name, email = validate_name(name), validate_email(email)
     validate_password(password, repeat, (username, name, email))
-    if client and client != "unknown":
+    if client and client != UNKNOWN_CLIENT:
         key = f"#register\x1f{client[:64]}"  # '#' starts no username: no clash with throttle_keys
         wait = store.reserve_login_attempt(((key, registration_delay),), time.time() if now is None else now)
         if wait > 0:
@@ -233,16 +234,9 @@ def check_own_password(
     """Whether ``password`` is this logged-in account's, under the login backoff (the same counters as
     logging in): a session left open in someone else's reach must not become a password oracle that
     answers as fast as bcrypt allows. LoginThrottled while the account waits; a success clears it."""
-    scoped, overall = throttle_keys(user.username, client)
-    now = time.time() if now is None else now
-    wait = store.reserve_login_attempt(((scoped, backoff_delay), (overall, global_backoff_delay)), now)
-    if wait > 0:
-        raise LoginThrottled(wait)
-    if not verify_password(password, store.password_hash(user.username)):
-        log.info("wrong password of %r given by its own session from %s", user.username, client)
-        return False
-    store.clear_login_failures(scoped, overall)
-    return True
+    return _throttled_check(
+        store, user.username, client, now, lambda: verify_password(password, store.password_hash(user.username))
+    )
 
 
 def change_password(store: Store, user: User, *, current: str, new: str, repeat: str, client: str | None = None) -> int:
@@ -268,7 +262,7 @@ def delete_account(store: Store, user: User, *, password: str, confirmation: str
         raise gone
     if not check_own_password(store, user, password, client):
         raise AuthError("The password is not correct.")
-    deleted = store.delete_user(user.id)
+    deleted = store.delete_user(user.id, login_keys_prefix=throttle_prefix(user.username))
     if deleted is None:
         raise gone
     log.info("user %s deleted their account and %d analyses", user.username, deleted)
@@ -297,10 +291,34 @@ def global_backoff_delay(failures: int) -> float:
     return backoff_delay(failures - GLOBAL_FREE_ATTEMPTS + FREE_ATTEMPTS) if failures >= GLOBAL_FREE_ATTEMPTS else 0.0
 
 
+def throttle_prefix(username: str) -> str:
+    """What every login_attempts key of this username starts with (Store.delete_user clears them)."""
+    return f"{normalize_username(username)[:64]}\x1f"
+
+
 def throttle_keys(username: str, client: str | None) -> tuple[str, str]:
     """(per username and client, per username) keys of the login_attempts table."""
-    name = normalize_username(username)[:64]
-    return f"{name}\x1f{(client or 'unknown')[:64]}", f"{name}\x1f*"
+    prefix = throttle_prefix(username)
+    return f"{prefix}{(client or UNKNOWN_CLIENT)[:64]}", f"{prefix}*"
+
+
+def _throttled_check(
+    store: Store, username: str, client: str | None, now: float | None, check: Callable[[], bool]
+) -> bool:
+    """One password check under the login backoff: the attempt is reserved (checked and recorded in one
+    transaction; LoginThrottled while the username waits), then ``check()`` runs, and a success clears
+    the username's failures from this client and overall."""
+    scoped, overall = throttle_keys(username, client)
+    wait = store.reserve_login_attempt(
+        ((scoped, backoff_delay), (overall, global_backoff_delay)), time.time() if now is None else now
+    )
+    if wait > 0:
+        raise LoginThrottled(wait)
+    if not check():
+        log.info("failed password for %r from %s (%d in a row)", username, client, store.login_state(scoped)[0])
+        return False
+    store.clear_login_failures(scoped, overall)
+    return True
 
 
 def login_wait(store: Store, username: str, client: str | None = None, now: float | None = None) -> float:
@@ -327,23 +345,19 @@ def attempt_login(
     passwords are treated alike: same message, same bcrypt cost, same backoff.
     """
     key = normalize_username(username)[:64]
-    now = time.time() if now is None else now
     if not key or not password:
         raise AuthError("Enter your username and password.")
-    scoped, overall = throttle_keys(key, client)
-    wait = store.reserve_login_attempt(((scoped, backoff_delay), (overall, global_backoff_delay)), now)
-    if wait > 0:
-        raise LoginThrottled(wait)
-    user = store.get_user_by_username(key)
-    if user is None:
-        verify_password(password, None)
-        ok = False
-    else:
-        ok = (check or (lambda u, p: verify_password(p, store.password_hash(u))))(key, password)
-    if not ok or user is None:
-        log.info("failed login for %r from %s (%d in a row)", key, client, store.login_state(scoped)[0])
+    user = None
+
+    def checked() -> bool:
+        nonlocal user
+        user = store.get_user_by_username(key)
+        if user is None:
+            return verify_password(password, None)  # False, at one bcrypt's cost like a wrong password
+        return (check or (lambda u, p: verify_password(p, store.password_hash(u))))(key, password)
+
+    if not _throttled_check(store, key, client, now, checked) or user is None:
         raise AuthError(INVALID_CREDENTIALS)
-    store.clear_login_failures(scoped, overall)
     return user
 
 

@@ -293,9 +293,14 @@ def model_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
 
 
 def tta_label(metrics: dict) -> str:
-    """The test-time augmentation a model's TTA figures were measured with, as the pages name it:
-    "flip" or "ten crops" (training.evaluate's tta_mode; older metrics without one used the flip)."""
-    return "ten crops" if metrics.get("tta_mode") == "crops" else "flip"
+    """The test-time augmentation a model's TTA figures were measured with, as the pages name it
+    (training.evaluate's tta_mode; older metrics without one used the flip)."""
+    return mode_label(metrics.get("tta_mode") or "flip")
+
+
+def mode_label(mode: str) -> str:
+    """A TTA mode as the pages name it: "crops" is "ten crops", the others ("none", "flip") as they are."""
+    return "ten crops" if mode == "crops" else mode
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, list[str]]:
@@ -647,7 +652,7 @@ def tta_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
             rows.append(
                 {
                     "Model": info.name,
-                    "TTA": "ten crops" if mode == "crops" else mode,
+                    "TTA": mode_label(mode),
                     "Accuracy %": _pct(values.get("accuracy")),
                     "PublicTest acc. %": _pct(values.get("public_accuracy")),
                     "Latency ms/face": _num(values.get("latency_ms_per_face")),

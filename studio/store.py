@@ -432,12 +432,6 @@ class Store:
             row = db.execute("SELECT session_version FROM users WHERE id = ?", [user_id]).fetchone()
         return int(row[0]) if row else 0
 
-    def session_version(self, username: str) -> int | None:
-        """The account's current session version, or None when there is no such user."""
-        with _reading(self.path) as db:
-            row = db.execute("SELECT session_version FROM users WHERE username = ?", [username]).fetchone()
-        return int(row[0]) if row else None
-
     def session_of(self, username: str) -> tuple[int, int] | None:
         """(account id, session version) of this username, or None when there is no such user. A session
         is bound to both: a username freed by a deleted account and taken again is another account."""
@@ -445,20 +439,22 @@ class Store:
             row = db.execute("SELECT id, session_version FROM users WHERE username = ?", [username]).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
-    def delete_user(self, user_id: int) -> int | None:
-        """Delete an account with every analysis and file of it, and its login-throttling records; the
-        number of analyses deleted, or None when there is no such account. Rows go first, in one
-        transaction; then the account's media folder (a file left by a failed removal has no row and
-        goes in the next sweep)."""
+    def delete_user(self, user_id: int, login_keys_prefix: str | None = None) -> int | None:
+        """Delete an account with every analysis and file of it, and the login-throttling records whose
+        keys start with ``login_keys_prefix`` (studio.auth.throttle_prefix); the number of analyses
+        deleted, or None when there is no such account. Rows go first, in one transaction; then the
+        account's media folder (a file left by a failed removal has no row and goes in the next sweep)."""
         with _writing(self.path) as db:
-            row = db.execute("SELECT username FROM users WHERE id = ?", [user_id]).fetchone()
-            if row is None:
+            if db.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchone() is None:
                 return None
-            prefix = f"{row[0].lower()[:64]}\x1f"  # studio.auth.throttle_keys: '<username>\x1f<client or *>'
             count = db.execute("SELECT COUNT(*) FROM analyses WHERE user_id = ?", [user_id]).fetchone()[0]
             db.execute("DELETE FROM analyses WHERE user_id = ?", [user_id])
             db.execute("DELETE FROM users WHERE id = ?", [user_id])
-            db.execute("DELETE FROM login_attempts WHERE substr(username, 1, ?) = ?", [len(prefix), prefix])
+            if login_keys_prefix:
+                db.execute(
+                    "DELETE FROM login_attempts WHERE substr(username, 1, ?) = ?",
+                    [len(login_keys_prefix), login_keys_prefix],
+                )
         shutil.rmtree(self.media_root / str(int(user_id)), ignore_errors=True)
         return int(count)
 
@@ -549,8 +545,6 @@ class Store:
         if media_bytes is not None and ext not in MEDIA_EXTENSIONS:
             raise ValueError(f"media_ext must be one of {sorted(MEDIA_EXTENSIONS)}, not {media_ext!r}")
         faces_json, extra_json = json.dumps(faces), json.dumps(extra or {})
-        if self.get_user(user_id) is None:  # checked again in the transaction; this spares writing the files
-            raise NoSuchUserError
         written: list[str] = []
         try:
             for data, file_ext in ((image, image_ext), (media_bytes, ext)):
@@ -572,9 +566,12 @@ class Store:
                 cursor = db.execute(
                     f"INSERT INTO analyses ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())
                 )
-        except BaseException:
+        except BaseException as error:
             for name in written:
                 (self.media_root / name).unlink(missing_ok=True)
+            if isinstance(error, NoSuchUserError):  # the account is gone: nobody else writes to its folder
+                with suppress(OSError):
+                    (self.media_root / str(int(user_id))).rmdir()
             raise
         return _row_to_analysis({**row, "id": cursor.lastrowid})
 

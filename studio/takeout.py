@@ -17,8 +17,6 @@ the JSON files are deflated.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import zipfile
@@ -27,6 +25,7 @@ from typing import Any
 
 from emotion.video import frames_to_csv
 from studio import reports
+from studio.analyses import frames_json, stored_gradcam_pngs
 from studio.store import Analysis, Store, User
 
 README = """Emotion Studio: your data
@@ -108,12 +107,8 @@ def _kept_in_extra(analysis: Analysis) -> list[tuple[str, bytes]]:
     frames, labels = extra.get("frames"), list(extra.get("labels") or ())
     if frames:
         out.append(("frames.csv", frames_to_csv(frames, labels).encode()))
-        out.append(("frames.json", _json({"labels": labels, "frames": frames})))
-    for index, encoded in sorted((extra.get("gradcam_png") or {}).items()):
-        try:
-            out.append((f"gradcam-{int(index)}.png", base64.b64decode(encoded, validate=True)))
-        except (ValueError, binascii.Error):
-            continue
+        out.append(("frames.json", frames_json(frames, labels)))
+    out += [(f"gradcam-{index}.png", png) for index, png in sorted(stored_gradcam_pngs(extra).items())]
     return out
 
 

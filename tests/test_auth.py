@@ -150,9 +150,9 @@ def test_update_profile_and_change_password(db: Store, alice) -> None:
         auth.change_password(db, alice, current="wrong-pass1", new=NEW_PASSWORD, repeat=NEW_PASSWORD)
     with pytest.raises(AuthError, match="at least 8"):
         auth.change_password(db, alice, current=PASSWORD, new="short1", repeat="short1")
-    before = db.session_version("alice")
+    before = db.session_of("alice")[1]
     assert auth.change_password(db, alice, current=PASSWORD, new=NEW_PASSWORD, repeat=NEW_PASSWORD) == before + 1
-    assert db.session_version("alice") == before + 1  # every earlier session cookie is revoked
+    assert db.session_of("alice")[1] == before + 1  # every earlier session cookie is revoked
     assert auth.attempt_login(db, "alice", NEW_PASSWORD).id == alice.id
     with pytest.raises(AuthError, match="Incorrect"):
         auth.attempt_login(db, "alice", PASSWORD)

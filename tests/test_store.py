@@ -229,7 +229,7 @@ def test_migration_3_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
     assert store.schema_version() == 4
     assert [a.id for a in store.list_analyses(2)] == [1] and store.list_analyses(2)[0].extra == {"k": 1}
     assert [a.id for a in store.list_analyses(1)] == [2] and store.list_analyses(1)[0].title == "t2"
-    assert store.get_user(2).username == "user2" and store.session_version("user2") == 0
+    assert store.get_user(2).username == "user2" and store.session_of("user2")[1] == 0
     newest = add(store, 1)
     assert newest.id == 3  # 3 was never committed under AUTOINCREMENT's counter: the first free id
     assert store.delete_analysis(1, newest.id)
@@ -265,7 +265,7 @@ def test_delete_user_takes_everything_of_that_account_and_nothing_else(db: Store
         db.reserve_login_attempt([(f"{username}\x1f10.0.0.1", lambda n: 0.0), (f"{username}\x1f*", lambda n: 0.0)], now)
     db.reserve_login_attempt([("alice.x\x1f*", lambda n: 0.0)], now)  # another name with alice's prefix
     assert db.delete_user(bob.id + 100) is None
-    assert db.delete_user(alice.id) == 2
+    assert db.delete_user(alice.id, login_keys_prefix="alice\x1f") == 2
     assert db.get_user(alice.id) is None and db.session_of("alice") is None and db.list_analyses(alice.id) == []
     assert not (db.media_root / str(alice.id)).exists()
     assert db.login_state("alice\x1f10.0.0.1")[0] == 0 and db.login_state("alice\x1f*")[0] == 0
@@ -290,10 +290,10 @@ def test_analyses_know_their_files_kinds(db: Store) -> None:
 
 def test_password_change_and_logout_bump_the_session_version(db: Store) -> None:
     alice = db.create_user("alice", "A", "a@example.com", HASH)
-    assert db.session_version("alice") == 0 and db.session_version("nobody") is None
+    assert db.session_of("alice")[1] == 0 and db.session_of("nobody") is None
     assert db.set_password_hash(alice.id, HASH) == 0  # the same hash (a credentials save) revokes nothing
     assert db.set_password_hash(alice.id, "$2b$12$" + "y" * 53) == 1
-    assert db.bump_session_version(alice.id) == 2 and db.session_version("ALICE") == 2
+    assert db.bump_session_version(alice.id) == 2 and db.session_of("ALICE")[1] == 2
 
 
 def test_sweep_removes_orphans_and_stale_temporaries_only(db: Store, tmp_path: Path, caplog) -> None:
