@@ -385,8 +385,10 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     fits = {"backbone": "vgg", "labels": list(datasets.FER2013_LABELS), "equalize": True}
     start = distill.initial_weights("tiny", fits)
     assert all(np.array_equal(a, b) for a, b in zip(start, served.get_weights(), strict=True))
-    with pytest.raises(ValueError, match="backbone: vgg there, resnet here; equalize: True there, False here"):
-        distill.initial_weights("tiny", {**fits, "backbone": "resnet", "equalize": False})
+    with pytest.raises(ValueError, match="equalize: True there, False here"):
+        distill.initial_weights("tiny", {**fits, "backbone": "vgg_lean", "equalize": False})
+    with pytest.raises(ValueError, match="its vgg cannot start a resnet"):  # another layout: no slimming
+        distill.initial_weights("tiny", {**fits, "backbone": "resnet", "input_size": [48, 48], "channels": 1})
     assert distill.inherited_settings("tiny")["model"] == "vgg"
     # No --model nor --equalize: both come from tiny.
     student = ["--data", str(csv_path), "--name", "tiny_student", "--epochs", "1", "--precision", "float32"]

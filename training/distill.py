@@ -71,15 +71,30 @@ def inherited_settings(name: str) -> dict:
 
 def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
     """The float32 Keras weights of registered model `name`, checked against `expected` manifest
-    fields (backbone, labels, input_size, channels, equalize) of the run they are to start."""
+    fields (backbone, labels, input_size, channels, equalize) of the run they are to start. When the
+    backbones differ, the run's backbone is built and slimmed from `name`'s weights (training.prune:
+    a narrower net of the same layout); any other difference is a ValueError."""
     import keras
 
     info = model_info(name)
     if info.kind != "single" or info.keras_path is None:
         raise ValueError(f"--init-from {name!r}: not a single model with Keras weights")
     differ = {k: (info.manifest.get(k), v) for k, v in expected.items() if info.manifest.get(k) != v}
+    slim_to = differ.pop("backbone", (None, None))[1]
     if differ:
         detail = "; ".join(f"{k}: {theirs} there, {ours} here" for k, (theirs, ours) in differ.items())
         raise ValueError(f"--init-from {name!r} does not fit this run ({detail})")
     log.info("starting from the weights of %s (%s)", name, info.keras_path)
-    return keras.models.load_model(info.keras_path, compile=False).get_weights()
+    source = keras.models.load_model(info.keras_path, compile=False)
+    if slim_to is None:
+        return source.get_weights()
+    from training.backbones import build_backbone
+    from training.prune import slimmed_weights
+
+    size, channels = expected["input_size"], expected["channels"]
+    target = build_backbone(slim_to, (size[0], size[1], channels), len(expected["labels"]))
+    try:
+        return slimmed_weights(source, target)
+    except ValueError as err:
+        backbone = info.manifest.get("backbone")
+        raise ValueError(f"--init-from {name!r}: its {backbone} cannot start a {slim_to}: {err}") from err
