@@ -333,3 +333,20 @@ def test_a_soup_is_its_own_lineage_shown_unfolded(tmp_path):
     lineage = comparison.lineages(list_models(root))["u"]
     assert (lineage.family, lineage.relation, lineage.members) == ("wide", "soup", ("s", "wide"))
     assert not lineage.is_checkpoint and lineage.describe() == "weight average of s, wide"
+
+
+def test_a_slimmed_net_starts_its_own_family(tmp_path):
+    """init_from a wider backbone (training.prune) is no fine-tune of the parent's family."""
+    root = tmp_path / "models"
+    _write_lineage_models(root)
+    folder = root / "lean"
+    folder.mkdir()
+    manifest = {"name": "lean", "labels": LABELS, "backbone": "narrow", "config_file": "config.json",
+                "metrics_file": "metrics.json"}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    config = {"model": "narrow", "name": "lean", "init_from": "wide", "teacher": "wide", "learning_rate": 0.001}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps(_metrics("lean", 0.70, 0.5, 1)))
+    lineage = comparison.lineages(list_models(root))["lean"]
+    assert (lineage.family, lineage.relation, lineage.parent) == ("narrow", "slimmed", "wide")
+    assert not lineage.is_checkpoint and lineage.describe() == "slimmed from wide, distilled from wide"

@@ -435,3 +435,16 @@ def test_one_epoch_run_on_a_nine_class_folder_dataset(tmp_path, monkeypatch):
         evaluate("nine", write=False)
     report = evaluate("nine", data=str(tmp_path / "photos"))
     assert report["n"] == 9 and len(report["confusion_matrix"]) == 9  # 10% of each class held out
+
+
+def test_describe_says_how_a_model_was_made():
+    from training.export import describe
+
+    assert describe({"model": "vgg"}, "fer2013", 10) == "vgg backbone trained from scratch on fer2013 (10 images)"
+    assert describe({"model": "vgg_wide", "init_from": "vgg_wide"}, "fer2013", 10).startswith(
+        "vgg_wide backbone fine-tuned from vgg_wide on"
+    )
+    config = {"model": "vgg_lean", "init_from": "vgg_wide_soup", "teacher": "vgg_wide_soup", "teacher_weight": 0.5}
+    slimmed = describe(config, "fer2013", 10)  # vgg_wide_soup: a registered vgg_wide
+    assert slimmed.startswith("vgg_lean backbone slimmed from vgg_wide_soup (training.prune), then fine-tuned on")
+    assert slimmed.endswith("distilled from vgg_wide_soup (teacher weight 0.5)")

@@ -129,11 +129,25 @@ def export_model(
 def describe(config: dict, dataset_name: str, train_count: int) -> str:
     """One line on how the model was made, e.g. 'vgg backbone trained from scratch on fer2013
     (27472 images)'; fine-tuned and distilled runs say from what."""
-    origin = f"fine-tuned from {config['init_from']}" if config.get("init_from") else "trained from scratch"
+    origin = "trained from scratch"
+    if config.get("init_from"):
+        origin = f"fine-tuned from {config['init_from']}"
+        if _backbone_of(config["init_from"]) not in (None, config["model"]):
+            origin = f"slimmed from {config['init_from']} (training.prune), then fine-tuned"
     text = f"{config['model']} backbone {origin} on {dataset_name} ({train_count} images)"
     if config.get("teacher"):
         text += f", distilled from {config['teacher']} (teacher weight {config.get('teacher_weight')})"
     return text
+
+
+def _backbone_of(name: str) -> str | None:
+    """The backbone of registered model `name`, None when it is not registered (any more)."""
+    from emotion.registry import ModelNotFoundError, model_info
+
+    try:
+        return model_info(name).manifest.get("backbone")
+    except ModelNotFoundError:
+        return None
 
 
 def _check_agreement(model: keras.Model, tflite_path: Path, tolerance: float = 0.05) -> None:
