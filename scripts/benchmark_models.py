@@ -5,17 +5,16 @@
 One FER2013-sized face (a 48x48 grey crop) at batch 1 through `EmotionModel.predict_faces`: the shared
 preprocessing, the LiteRT call and the calibration, which is what a page pays per face. The rounds
 interleave the models, so a machine whose speed drifts during the run biases none of them (this VM's
-speed moves by a third from one minute to the next). Printed per model: the median over rounds of each
-round's median CPU time of the calling thread (LiteRT runs on it, one thread), the fastest round, and
-the median and p95 of every call's wall time. `training.evaluate` records one such figure per model in
-its metrics; this compares several in one run.
+speed moves by a third from one minute to the next). Each round of a model is one
+`training.evaluate.latency_figures` call, the measure its metrics record. Printed per model: the median
+over rounds of each round's median CPU time of the calling thread (LiteRT runs on it, one thread), the
+fastest round, and the medians over rounds of each round's wall-time median and p95.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from emotion.registry import list_models, load
+from training.evaluate import latency_figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,27 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or [m.name for m in list_models() if m.kind == "single"]
     models = {name: load(name) for name in names}
     face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
-    round_cpu: dict[str, list[float]] = {name: [] for name in names}
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    for model in models.values():  # warm-up: first calls allocate
-        for _ in range(20):
-            model.predict_faces([face], tta=args.tta)
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for _ in range(args.rounds):
         for name, model in models.items():
-            cpu = []
-            for _ in range(args.calls):
-                started, started_cpu = time.perf_counter(), time.thread_time()
-                model.predict_faces([face], tta=args.tta)
-                wall[name].append(time.perf_counter() - started)
-                cpu.append(time.thread_time() - started_cpu)
-            round_cpu[name].append(float(np.median(cpu)))
+            rounds[name].append(latency_figures(model, face, args.tta, runs=args.calls))
     print(f"{args.rounds} rounds of {args.calls} calls, one face, TTA {'served' if args.tta else 'off'}")
     print(f"{'model':<22} {'CPU ms median of rounds':>24} {'fastest round':>14} {'wall ms median':>15} {'wall p95':>9}")
     for name in names:
-        print(
-            f"{name:<22} {np.median(round_cpu[name]) * 1000:>24.3f} {min(round_cpu[name]) * 1000:>14.3f}"
-            f" {np.median(wall[name]) * 1000:>15.3f} {np.percentile(wall[name], 95) * 1000:>9.3f}"
-        )
+        cpu = [r["cpu_median_ms"] for r in rounds[name]]
+        wall = np.median([r["median_ms"] for r in rounds[name]])
+        p95 = np.median([r["p95_ms"] for r in rounds[name]])
+        print(f"{name:<22} {np.median(cpu):>24.3f} {min(cpu):>14.3f} {wall:>15.3f} {p95:>9.3f}")
     return 0
 
 

@@ -312,14 +312,19 @@ def test_pareto_points_name_only_the_front_and_roots_when_crowded(tmp_path):
     assert comparison.pareto_points(table.iloc[:0], lineage) is None
 
 
+def _add_model(root: Path, name: str, config: dict, accuracy: float, **manifest) -> None:
+    """One more model folder in root: its manifest (with `manifest`'s extra keys), config.json, metrics."""
+    folder = root / name
+    folder.mkdir()
+    base = {"name": name, "labels": LABELS, "config_file": "config.json", "metrics_file": "metrics.json"}
+    (folder / "manifest.json").write_text(json.dumps({**base, **manifest}))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps(_metrics(name, accuracy, 1.0, 1)))
+
+
 def test_a_soup_is_its_own_lineage_shown_unfolded(tmp_path):
     root = tmp_path / "models"
     _write_lineage_models(root)
-    folder = root / "u"
-    folder.mkdir()
-    manifest = {"name": "u", "labels": LABELS, "backbone": "wide", "config_file": "config.json",
-                "metrics_file": "metrics.json", "soup": {"members": ["s", "wide"]}}  # fmt: skip
-    (folder / "manifest.json").write_text(json.dumps(manifest))
     config = {
         "model": "wide",
         "name": "u",
@@ -328,8 +333,7 @@ def test_a_soup_is_its_own_lineage_shown_unfolded(tmp_path):
         "learning_rate": 0.0002,
         "soup_of": ["s", "wide"],
     }  # fmt: skip  (a soup's config.json is its first member's)
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "metrics.json").write_text(json.dumps(_metrics("u", 0.71, 1.0, 1)))
+    _add_model(root, "u", config, 0.71, backbone="wide", soup={"members": ["s", "wide"]})
     lineage = comparison.lineages(list_models(root))["u"]
     assert (lineage.family, lineage.relation, lineage.members) == ("wide", "soup", ("s", "wide"))
     assert not lineage.is_checkpoint and lineage.describe() == "weight average of s, wide"
@@ -339,14 +343,8 @@ def test_a_slimmed_net_starts_its_own_family(tmp_path):
     """init_from a wider backbone (training.prune) is no fine-tune of the parent's family."""
     root = tmp_path / "models"
     _write_lineage_models(root)
-    folder = root / "lean"
-    folder.mkdir()
-    manifest = {"name": "lean", "labels": LABELS, "backbone": "narrow", "config_file": "config.json",
-                "metrics_file": "metrics.json"}  # fmt: skip
-    (folder / "manifest.json").write_text(json.dumps(manifest))
     config = {"model": "narrow", "name": "lean", "init_from": "wide", "teacher": "wide", "learning_rate": 0.001}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "metrics.json").write_text(json.dumps(_metrics("lean", 0.70, 0.5, 1)))
+    _add_model(root, "lean", config, 0.70, backbone="narrow")
     lineage = comparison.lineages(list_models(root))["lean"]
     assert (lineage.family, lineage.relation, lineage.parent) == ("narrow", "slimmed", "wide")
     assert not lineage.is_checkpoint and lineage.describe() == "slimmed from wide, distilled from wide"

@@ -20,12 +20,11 @@ def test_kept_channels_are_the_largest_scales_in_their_order():
 def _randomised(net, seed: int):
     """net with random weights and batch-norm statistics (a fresh net's BN is the identity)."""
     rng = np.random.default_rng(seed)
-    weights = [rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in net.get_weights()]
     for layer in net.layers:
-        if type(layer).__name__ == "BatchNormalization":
-            start = sum(len(layer_.get_weights()) for layer_ in net.layers[: net.layers.index(layer)])
-            weights[start + 3] = rng.uniform(0.5, 2.0, weights[start + 3].shape).astype(np.float32)  # variance > 0
-    net.set_weights(weights)
+        weights = [rng.normal(0.0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()]
+        if type(layer).__name__ == "BatchNormalization":  # gamma, beta, mean, variance > 0
+            weights[3] = rng.uniform(0.5, 2.0, weights[3].shape).astype(np.float32)
+        layer.set_weights(weights)
     return net
 
 
