@@ -81,9 +81,15 @@ def _table_section(view: View) -> None:
     st.caption(
         "FER2013 PrivateTest (never used for training or model selection). TTA = each model's served test-time "
         "augmentation: the face and its mirror, or ten crops, whichever won on PublicTest (the TTA column of All "
-        "columns; the Test-time crops tab compares them). Latency: serving runtime, batch 1, median per face. "
-        "The best value of each column is highlighted; click a header to sort."
+        "columns; the Test-time crops tab compares them). The best value of each column is highlighted; click a "
+        "header to sort."
     )
+    _latency_caption(view.shown)
+
+
+def _latency_caption(models: list[ModelInfo]) -> None:
+    if note := comparison.latency_provenance(models):
+        st.caption(note)
 
 
 def _per_class_section(view: View) -> None:
@@ -186,6 +192,7 @@ def _pareto_section(view: View) -> None:
         "(no other model is both at least as fast and at least as accurate). Hover a point for its name; click a "
         "legend entry to hide a model."
     )
+    _latency_caption(view.shown)
 
 
 def _history_section(view: View) -> None:
@@ -353,6 +360,7 @@ def _tta_section(view: View) -> None:
         "TTA: flip = the face and its mirror; ten crops = corners and centre of a slightly enlarged face, each "
         "mirrored. Each net serves (when TTA is ticked) the mode better on PublicTest; accuracy is on PrivateTest."
     )
+    _latency_caption(models)
 
 
 def _weak_classes_section(view: View) -> None:

@@ -1,19 +1,24 @@
-"""Per-face latency of registered models as the app serves them, side by side.
+"""Per-face latency of registered models as the app serves them, measured side by side.
 
-    python scripts/benchmark_models.py [--models vgg vgg_lean_soup vgg_wide_soup] [--rounds 15] [--calls 200] [--tta]
+    python scripts/benchmark_models.py [--models vgg vgg_wide_soup] [--rounds 40] [--calls 100] [--record]
 
 One FER2013-sized face (a 48x48 grey crop) at batch 1 through `EmotionModel.predict_faces`: the shared
-preprocessing, the LiteRT call and the calibration, which is what a page pays per face. The rounds
-interleave the models, so a machine whose speed drifts during the run biases none of them (this VM's
-speed moves by a third from one minute to the next). Each round of a model is one
-`training.evaluate.latency_figures` call, the measure its metrics record. Printed per model: the median
-over rounds of each round's median CPU time of the calling thread (LiteRT runs on it, one thread), the
-fastest round, and the medians over rounds of each round's wall-time median and p95.
+preprocessing, the LiteRT call(s) and the calibration, which is what a page pays per face; without
+TTA and with each TTA mode the model was evaluated with. The rounds interleave the models
+(`training.evaluate.interleaved_latencies`), so a machine whose speed drifts during the run biases
+none of them. Printed per model and mode: the medians over rounds of each round's median CPU time of
+the calling thread (LiteRT runs on it, one thread), wall-time median and wall-time p95; and the fastest
+round's CPU median.
+
+`--record` writes the figures into each model's metrics file (`training.evaluate.record_latencies`),
+where the Models page reads them: run it on a quiet machine after evaluating or adding models, so the
+page ranks every model on figures measured together rather than in separate runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -22,30 +27,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from emotion.registry import list_models, load
-from training.evaluate import latency_figures
+from training.evaluate import interleaved_latencies, record_latencies
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", help="registered models (default: every single model)")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200, help="calls per model per round")
-    parser.add_argument("--tta", action="store_true", help="with each model's served test-time augmentation")
+    parser.add_argument("--models", nargs="+", help="registered models (default: every evaluated model)")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=100, help="calls per model per round without TTA")
+    parser.add_argument("--tta-calls", type=int, default=20, help="calls per model, TTA mode and round")
+    parser.add_argument("--record", action="store_true", help="write the figures into the models' metrics files")
     args = parser.parse_args(argv)
-    names = args.models or [m.name for m in list_models() if m.kind == "single"]
-    models = {name: load(name) for name in names}
+    names = args.models or [m.name for m in list_models() if m.metrics]
+    models = [load(name) for name in names]
+    if args.record and (unevaluated := [m.name for m in models if not m.info.metrics]):
+        parser.error(f"no metrics file to record into: {', '.join(unevaluated)} (python -m training.evaluate first)")
     face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            rounds[name].append(latency_figures(model, face, args.tta, runs=args.calls))
-    print(f"{args.rounds} rounds of {args.calls} calls, one face, TTA {'served' if args.tta else 'off'}")
-    print(f"{'model':<22} {'CPU ms median of rounds':>24} {'fastest round':>14} {'wall ms median':>15} {'wall p95':>9}")
-    for name in names:
-        cpu = [r["cpu_median_ms"] for r in rounds[name]]
-        wall = np.median([r["median_ms"] for r in rounds[name]])
-        p95 = np.median([r["p95_ms"] for r in rounds[name]])
-        print(f"{name:<22} {np.median(cpu):>24.3f} {min(cpu):>14.3f} {wall:>15.3f} {p95:>9.3f}")
+    started = dt.datetime.now(dt.UTC)
+    latencies = interleaved_latencies(models, face, args.rounds, args.calls, args.tta_calls)
+    print(f"{args.rounds} interleaved rounds; {args.calls} calls without TTA, {args.tta_calls} with; one face")
+    print(f"{'model':<22} {'TTA':<6} {'CPU ms':>8} {'fastest':>8} {'wall ms':>8} {'wall p95':>9}")
+    for model in models:
+        for mode, figures in latencies[model.name].items():
+            served = " (served)" if mode == model.info.tta_mode else ""
+            print(
+                f"{model.name:<22} {mode:<6} {figures['cpu_median_ms']:>8.3f} {figures['fastest_cpu_ms']:>8.3f} "
+                f"{figures['median_ms']:>8.3f} "
+                f"{figures['p95_ms']:>9.3f}{served}"
+            )
+    if args.record:
+        run = {
+            "by": "scripts/benchmark_models.py --record",
+            "measured_at": started.isoformat(timespec="seconds"),
+            "rounds": args.rounds,
+            "calls": args.calls,
+            "tta_calls": args.tta_calls,
+            "models": names,
+        }
+        record_latencies(models, latencies, run)
+        print(f"recorded in the metrics files of {len(models)} models")
     return 0
 
 

@@ -692,3 +692,35 @@ def weak_class_recall(models: Sequence[ModelInfo]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=["Model", "Class", "Recall %", "Recall TTA %", "Support"])
+
+
+def latency_provenance(models: Sequence[ModelInfo]) -> str:
+    """Where the latency figures of `models` come from, in a sentence for the page: the models measured
+    together in one interleaved run (scripts/benchmark_models.py --record), comparable with one another,
+    and those measured alone when they were evaluated, which a machine whose speed drifts makes less so."""
+    evaluated = [m for m in models if "latency_ms_per_face" in m.metrics]
+    if not evaluated:
+        return ""
+    runs: dict[str, list[str]] = {}
+    alone = []
+    for info in evaluated:
+        run = info.metrics.get("latency_run") or {}
+        if run.get("measured_at"):
+            runs.setdefault(str(run["measured_at"])[:16].replace("T", " "), []).append(info.name)
+        else:
+            alone.append(info.name)
+    parts = [
+        f"{_count(len(names), 'model')} measured together in one interleaved run ({when} UTC)"
+        for when, names in sorted(runs.items(), reverse=True)
+    ]
+    if alone:
+        parts.append(f"{', '.join(alone)} measured alone when evaluated, so less comparable")
+    return (
+        "Latency: one face at batch 1 through preprocessing, the serving runtime (1 thread) and calibration, "
+        f"median per face; {'; '.join(parts)}. Re-measure them together with "
+        "`python scripts/benchmark_models.py --record`."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -348,3 +348,47 @@ def test_a_slimmed_net_starts_its_own_family(tmp_path):
     lineage = comparison.lineages(list_models(root))["lean"]
     assert (lineage.family, lineage.relation, lineage.parent) == ("narrow", "slimmed", "wide")
     assert not lineage.is_checkpoint and lineage.describe() == "slimmed from wide, distilled from wide"
+
+
+def test_latency_provenance_names_models_measured_alone(tmp_path):
+    root = write_models(tmp_path / "models")
+    assert "measured alone" in comparison.latency_provenance(list_models(root))
+    for name in ("alpha", "beta", "committee"):  # as scripts/benchmark_models.py --record leaves them
+        path = root / name / "metrics.json"
+        metrics = json.loads(path.read_text()) | {"latency_run": {"measured_at": "2026-11-29T17:40:05+00:00"}}
+        path.write_text(json.dumps(metrics))
+    note = comparison.latency_provenance(list_models(root))
+    assert "3 models measured together in one interleaved run (2026-11-29 17:40 UTC)" in note
+    assert "alone" not in note  # gamma has no latency to explain
+    assert comparison.latency_provenance([m for m in list_models(root) if m.name == "gamma"]) == ""
+
+
+@pytest.mark.slow
+def test_benchmark_models_records_interleaved_latencies_in_metrics(tmp_path, monkeypatch):
+    """scripts/benchmark_models.py --record: every mode's figures measured in interleaved rounds land in the
+    fields the page reads; the other figures stay; a model without a metrics file is refused."""
+    from emotion import config, registry
+    from tests.script_support import load_script
+
+    for name in ("one", "two", "bare"):
+        write_tiny_tflite(tmp_path / "models" / name)
+    for name in ("one", "two"):
+        metrics = _metrics(name, 0.6, 9.0, 1) | {"tta_modes": {"flip": {"latency_ms_per_face": 9.0}}}
+        (tmp_path / "models" / name / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+    script = load_script("benchmark_models")
+
+    assert script.main(["--models", "one", "two", "--rounds", "2", "--calls", "5", "--tta-calls", "2", "--record"]) == 0
+
+    for name in ("one", "two"):
+        metrics = json.loads((tmp_path / "models" / name / "metrics.json").read_text())
+        assert metrics["latency_run"]["models"] == ["one", "two"] and metrics["latency_run"]["rounds"] == 2
+        assert 0 < metrics["latency_ms_per_face"] < 9.0 and metrics["latency_ms_per_face_cpu"] > 0
+        assert metrics["latency_ms_per_face_p95"] >= metrics["latency_ms_per_face"]
+        # served TTA (flip by default, no manifest choice) is the flip mode's figure, two passes
+        assert metrics["latency_ms_per_face_tta"] == metrics["tta_modes"]["flip"]["latency_ms_per_face"] < 9.0
+        assert metrics["accuracy"] == 0.6 and metrics["keras_latency_ms_per_face"] == 30.0
+    with pytest.raises(SystemExit):
+        script.main(["--models", "one", "bare", "--rounds", "1", "--calls", "1", "--record"])
+    registry.clear_cache()

@@ -160,6 +160,61 @@ def latency_figures(model: EmotionModel, sample: np.ndarray, tta: bool | str, ru
     }
 
 
+LATENCY_FIGURES = {"median_ms": "", "p95_ms": "_p95", "cpu_median_ms": "_cpu"}  # latency_figures -> metrics suffix
+
+
+def interleaved_latencies(
+    models: list[EmotionModel], sample: np.ndarray, rounds: int = 40, calls: int = 100, tta_calls: int = 20
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each model's latency_figures for one face without TTA ("none") and with each TTA mode it was
+    evaluated with (or its served one), measured in `rounds` short rounds that each run every model once.
+    This VM's speed drifts, and for seconds at a time it runs at half speed (a neighbour on the core),
+    so a model measured alone, or in a few long blocks, can land in a slow spell that another model
+    missed; interleaving many short rounds spreads the slow spells over every model, and the median over
+    rounds ignores them while they are under half of the run. Returns {model: {mode: {"median_ms",
+    "p95_ms", "cpu_median_ms", "fastest_cpu_ms"}}}: the first three the median over rounds of each
+    round's figure, the last the fastest round's CPU median."""
+    modes = {m.name: ["none", *(m.info.metrics.get("tta_modes") or [m.info.tta_mode])] for m in models}
+    rounds_of: dict[str, dict[str, list[dict[str, float]]]] = {
+        m.name: {mode: [] for mode in modes[m.name]} for m in models
+    }
+    for _ in range(rounds):
+        for model in models:
+            for mode in modes[model.name]:
+                tta = False if mode == "none" else mode
+                figures = latency_figures(model, sample, tta, runs=tta_calls if tta else calls)
+                rounds_of[model.name][mode].append(figures)
+    return {
+        name: {
+            mode: {key: float(np.median([r[key] for r in runs])) for key in LATENCY_FIGURES}
+            | {"fastest_cpu_ms": float(min(r["cpu_median_ms"] for r in runs))}
+            for mode, runs in per_mode.items()
+        }
+        for name, per_mode in rounds_of.items()
+    }
+
+
+def record_latencies(models: list[EmotionModel], latencies: dict[str, dict[str, dict[str, float]]], run: dict) -> None:
+    """Write interleaved_latencies' figures into each model's metrics file, in the fields training.evaluate
+    fills from its own single-model run (plain, served TTA and each TTA mode's), with `run` (how and when
+    they were measured) as "latency_run": the comparison page then ranks models on figures measured
+    together. Re-evaluating a model measures it alone again and drops its "latency_run"."""
+    for model in models:
+        path = model.info.folder / model.info.metrics_file
+        metrics = json.loads(path.read_text())
+        figures = latencies[model.name]
+        served = figures.get(model.info.tta_mode, {})
+        for suffix, mode_figures in (("", figures["none"]), ("_tta", served)):
+            for key, field in LATENCY_FIGURES.items():
+                if key in mode_figures:
+                    metrics[f"latency_ms_per_face{suffix}{field}"] = mode_figures[key]
+        for mode, values in (metrics.get("tta_modes") or {}).items():
+            if mode in figures:
+                values["latency_ms_per_face"] = figures[mode]["median_ms"]
+        metrics["latency_run"] = run
+        path.write_text(json.dumps(metrics, indent=2))
+
+
 def keras_latency_ms(keras_path: Path, input_shape: tuple[int, ...], runs: int = 50) -> float:
     """Median wall time of plain Keras `model(x)` on one face, for comparison with the runtime."""
     import keras
