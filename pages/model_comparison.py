@@ -352,6 +352,10 @@ def _tta_section(view: View) -> None:
         table, x="Latency ms/face", y="Accuracy %", color="TTA", symbol="TTA", hover_name="Model", log_x=True,
         labels={"Latency ms/face": "latency (ms per face, log scale)", "Accuracy %": "PrivateTest accuracy %"},
     )  # fmt: skip
+    latency = table["Latency ms/face"].dropna()
+    if not latency.empty:  # plain numbers (0.5, 1, 2, 5 ...), as on the accuracy-latency chart
+        ticks = comparison.log_ticks(float(latency.min()), float(latency.max()))
+        fig.update_xaxes(tickvals=ticks, ticktext=[comparison.tick_text(t) for t in ticks])
     fig.update_layout(height=400, margin={"t": 20})
     st.plotly_chart(fig)
     formats = {"Accuracy %": "{:.2f}", "PublicTest acc. %": "{:.2f}", "Latency ms/face": "{:.2f}"}
