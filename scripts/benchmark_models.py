@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from emotion.registry import list_models, load
+from emotion.registry import ModelNotFoundError, list_models, load
 from training.evaluate import interleaved_latencies, record_latencies
 
 
@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="write the figures into the models' metrics files")
     args = parser.parse_args(argv)
     names = args.models or [m.name for m in list_models() if m.metrics]
-    models = [load(name) for name in names]
+    try:
+        models = [load(name) for name in names]
+    except ModelNotFoundError as err:
+        parser.error(str(err))
     if args.record and (unevaluated := [m.name for m in models if not m.info.metrics]):
         parser.error(f"no metrics file to record into: {', '.join(unevaluated)} (python -m training.evaluate first)")
     face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)

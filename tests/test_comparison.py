@@ -389,6 +389,7 @@ def test_benchmark_models_records_interleaved_latencies_in_metrics(tmp_path, mon
         # served TTA (flip by default, no manifest choice) is the flip mode's figure, two passes
         assert metrics["latency_ms_per_face_tta"] == metrics["tta_modes"]["flip"]["latency_ms_per_face"] < 9.0
         assert metrics["accuracy"] == 0.6 and metrics["keras_latency_ms_per_face"] == 30.0
-    with pytest.raises(SystemExit):
-        script.main(["--models", "one", "bare", "--rounds", "1", "--calls", "1", "--record"])
+    for wrong in (["one", "bare"], ["one", "nope"]):  # no metrics file to record into; no such model
+        with pytest.raises(SystemExit):
+            script.main(["--models", *wrong, "--rounds", "1", "--calls", "1", "--record"])
     registry.clear_cache()
