@@ -168,7 +168,7 @@ def interleaved_latencies(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Each model's latency_figures for one face without TTA ("none") and with each TTA mode it was
     evaluated with (or its served one), measured in `rounds` short rounds that each run every model once.
-    This VM's speed drifts, and for seconds at a time it runs at half speed (a neighbour on the core),
+    This VM's speed drifts, and for seconds at a time it runs at half speed (cause not known),
     so a model measured alone, or in a few long blocks, can land in a slow spell that another model
     missed; interleaving many short rounds spreads the slow spells over every model, and the median over
     rounds ignores them while they are under half of the run. Returns {model: {mode: {"median_ms",
