@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             served = " (served)" if mode == model.info.tta_mode else ""
             print(
                 f"{model.name:<22} {mode:<6} {figures['cpu_median_ms']:>8.3f} {figures['fastest_cpu_ms']:>8.3f} "
-                f"{figures['median_ms']:>8.3f} "
-                f"{figures['p95_ms']:>9.3f}{served}"
+                f"{figures['median_ms']:>8.3f} {figures['p95_ms']:>9.3f}{served}"
             )
     if args.record:
         run = {

@@ -170,18 +170,24 @@ def latency_figures(model: EmotionModel, sample: np.ndarray, tta: bool | str, ru
 LATENCY_FIGURES = {"median_ms": "", "p95_ms": "_p95", "cpu_median_ms": "_cpu"}  # latency_figures -> metrics suffix
 
 
+def latency_fields(figures: dict[str, float], suffix: str) -> dict[str, float]:
+    """latency_figures' figures as metrics fields: suffix "" (one pass) or "_tta" (the served TTA) ->
+    {"latency_ms_per_face{suffix}", "..._p95", "..._cpu"}."""
+    return {f"latency_ms_per_face{suffix}{field}": figures[key] for key, field in LATENCY_FIGURES.items()}
+
+
 def interleaved_latencies(
     models: list[EmotionModel], sample: np.ndarray, rounds: int = 40, calls: int = 100, tta_calls: int = 20
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Each model's latency_figures for one face without TTA ("none") and with each TTA mode it was
-    evaluated with (or its served one), measured in `rounds` short rounds that each run every model once.
+    evaluated with and its served one, measured in `rounds` short rounds that each run every model once.
     This VM's speed drifts, and for seconds at a time it runs at half speed (cause not known),
     so a model measured alone, or in a few long blocks, can land in a slow spell that another model
     missed; interleaving many short rounds spreads the slow spells over every model, and the median over
     rounds ignores them while they are under half of the run. Returns {model: {mode: {"median_ms",
     "p95_ms", "cpu_median_ms", "fastest_cpu_ms"}}}: the first three the median over rounds of each
     round's figure, the last the fastest round's CPU median."""
-    modes = {m.name: ["none", *(m.info.metrics.get("tta_modes") or [m.info.tta_mode])] for m in models}
+    modes = {m.name: _timed_modes(m) for m in models}
     rounds_of: dict[str, dict[str, list[dict[str, float]]]] = {
         m.name: {mode: [] for mode in modes[m.name]} for m in models
     }
@@ -201,6 +207,11 @@ def interleaved_latencies(
     }
 
 
+def _timed_modes(model: EmotionModel) -> list[str]:
+    """ "none" (one pass), every TTA mode training.evaluate scored the model with, and its served one."""
+    return ["none", *dict.fromkeys([*(model.info.metrics.get("tta_modes") or []), model.info.tta_mode])]
+
+
 def record_latencies(models: list[EmotionModel], latencies: dict[str, dict[str, dict[str, float]]], run: dict) -> None:
     """Write interleaved_latencies' figures into each model's metrics file, in the fields training.evaluate
     fills from its own single-model run (plain, served TTA and each TTA mode's), with `run` (how and when
@@ -210,14 +221,9 @@ def record_latencies(models: list[EmotionModel], latencies: dict[str, dict[str, 
         path = model.info.folder / model.info.metrics_file
         metrics = json.loads(path.read_text())
         figures = latencies[model.name]
-        served = figures.get(model.info.tta_mode, {})
-        for suffix, mode_figures in (("", figures["none"]), ("_tta", served)):
-            for key, field in LATENCY_FIGURES.items():
-                if key in mode_figures:
-                    metrics[f"latency_ms_per_face{suffix}{field}"] = mode_figures[key]
+        metrics.update(latency_fields(figures["none"], "") | latency_fields(figures[model.info.tta_mode], "_tta"))
         for mode, values in (metrics.get("tta_modes") or {}).items():
-            if mode in figures:
-                values["latency_ms_per_face"] = figures[mode]["median_ms"]
+            values["latency_ms_per_face"] = figures[mode]["median_ms"]
         metrics["latency_run"] = run
         path.write_text(json.dumps(metrics, indent=2))
 
@@ -344,10 +350,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     )
     report["file_size_bytes"] = int(sum(f.stat().st_size for f in files))
     for suffix, tta in (("", False), ("_tta", True)):
-        figures = latency_figures(model, sample, tta)
-        report[f"latency_ms_per_face{suffix}"] = figures["median_ms"]
-        report[f"latency_ms_per_face{suffix}_p95"] = figures["p95_ms"]
-        report[f"latency_ms_per_face{suffix}_cpu"] = figures["cpu_median_ms"]
+        report.update(latency_fields(latency_figures(model, sample, tta), suffix))
     if info.keras_path is not None:
         report["keras_latency_ms_per_face"] = keras_latency_ms(info.keras_path, (*info.input_size, info.channels))
     report["runtime"] = _runtime_name()
