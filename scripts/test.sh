@@ -25,4 +25,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&
 fi
 
 export TF_CPP_MIN_LOG_LEVEL=3
-exec .venv/bin/python -m pytest "$@"
+# pytest-xdist: one worker process per core (at most 4), each taking whole test files, so a module's
+# fixtures (PrivateTest, a server) load once. Most tests wait on a server, a browser or one LiteRT
+# thread, so two workers on two cores take about 60% of the serial time. PYTEST_WORKERS=0: serial.
+cores=$(nproc)
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$((cores < 4 ? cores : 4))}" --dist loadfile "$@"
