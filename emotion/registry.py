@@ -168,11 +168,14 @@ def _selection_key(info: ModelInfo) -> tuple[float, float]:
 class EmotionModel:
     """A loaded model: `predict_faces(crops) -> (N, K)` probabilities over `info.labels`."""
 
-    def __init__(self, info: ModelInfo, members: list[EmotionModel] | None = None):
+    def __init__(self, info: ModelInfo, members: list[EmotionModel] | None = None, num_threads: int = 1):
+        """num_threads: LiteRT threads per call. The app serves with one (its users share the cores, and
+        one face at batch 1 gains little from more); jobs that score a whole split use every core
+        (training.evaluate.SCORING_THREADS). The answers are the same either way."""
         self.info = info
         self.labels = info.labels
         self._members = members or []
-        self._runner = None if members else TFLiteRunner(info.folder / info.serving_file)
+        self._runner = None if members else TFLiteRunner(info.folder / info.serving_file, num_threads)
 
     @property
     def name(self) -> str:
@@ -293,18 +296,19 @@ def committee_vote(stacked: np.ndarray, vote: str) -> np.ndarray:
     return out
 
 
-_loaded: dict[tuple[str, str], EmotionModel] = {}
+_loaded: dict[tuple[str, str, int], EmotionModel] = {}
 _load_lock = threading.Lock()
 
 
-def load(name: str | None = None, models_dir: Path | None = None) -> EmotionModel:
-    """Load (once, then cached) the named model or the default; thread-safe."""
+def load(name: str | None = None, models_dir: Path | None = None, num_threads: int = 1) -> EmotionModel:
+    """Load (once, then cached) the named model or the default; thread-safe. num_threads: see
+    EmotionModel (1, as the app serves, unless a batch job asks for more)."""
     root = models_dir or config.MODELS_DIR
     name = name or default_model_name(root)
-    key = (str(root), name)
+    key = (str(root), name, num_threads)
     with _load_lock:
         if key not in _loaded:
-            _loaded[key] = _load_uncached(name, root)
+            _loaded[key] = _load_uncached(name, root, num_threads)
         return _loaded[key]
 
 
@@ -324,14 +328,16 @@ def model_info(name: str, models_dir: Path | None = None) -> ModelInfo:
     return _read_manifest(root / name)
 
 
-def _load_uncached(name: str, root: Path) -> EmotionModel:
+def _load_uncached(name: str, root: Path, num_threads: int) -> EmotionModel:
     folder = root / name
     info = model_info(name, root)
     if info.kind == "committee":
-        members = [_loaded.get((str(root), m)) or _load_uncached(m, root) for m in info.members]
+        members = [
+            _loaded.get((str(root), m, num_threads)) or _load_uncached(m, root, num_threads) for m in info.members
+        ]
         if any(m.labels != info.labels for m in members):
             raise ModelNotFoundError(f"committee {name!r}: members disagree on the label list")
         return EmotionModel(info, members)
     if not (folder / info.serving_file).is_file():
         raise ModelNotFoundError(f"model {name!r} has no serving file {info.serving_file}")
-    return EmotionModel(info)
+    return EmotionModel(info, num_threads=num_threads)

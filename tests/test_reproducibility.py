@@ -11,7 +11,13 @@ import pytest
 
 from emotion.registry import default_model_name, list_models, load
 from training.data import load_fer2013_csv
-from training.evaluate import PREDICTIONS_FILE, classification_metrics, predict_probabilities, reliability
+from training.evaluate import (
+    PREDICTIONS_FILE,
+    SCORING_THREADS,
+    classification_metrics,
+    predict_probabilities,
+    reliability,
+)
 
 SHIPPED = [m for m in list_models() if m.manifest.get("dataset", "fer2013") == "fer2013"]
 
@@ -67,7 +73,7 @@ def _rescore_tta(model) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [m.name for m in SHIPPED])
 def test_accuracy_matches_metrics_file(private_test, name):
-    model = load(name)
+    model = load(name, num_threads=SCORING_THREADS)  # the answers of one thread (tests/test_runtime.py)
     recorded = model.info.metrics
     probs = predict_probabilities(model, private_test.images, tta=False)
     checks = ((False, "accuracy"), (True, "accuracy_tta")) if _rescore_tta(model) else ((False, "accuracy"),)

@@ -23,6 +23,19 @@ def test_large_batches_run_in_chunks_with_the_same_answers():
     assert runner.predict(faces[:0]).shape == (0, 7)
 
 
+def test_more_threads_give_the_same_answers():
+    """training.evaluate scores splits on every core (SCORING_THREADS) while the app serves one thread:
+    every shipped file must answer both alike, bit for bit, at batch 1 and in a scoring batch."""
+    files = sorted(MODELS_DIR.glob("*/model.tflite"))
+    assert files, "no shipped model file"
+    faces = np.random.default_rng(1).random((33, 48, 48, 1), dtype=np.float32)
+    for path in files:
+        one, two = runtime.TFLiteRunner(path, num_threads=1), runtime.TFLiteRunner(path, num_threads=2)
+        batch = faces[:, : one.input_shape[0], : one.input_shape[1], :].repeat(one.input_shape[2], axis=3)
+        for rows in (slice(0, 1), slice(1, 33)):
+            np.testing.assert_array_equal(one.predict(batch[rows]), two.predict(batch[rows]), err_msg=str(path))
+
+
 def test_quantized_tensors_round_trip_with_the_files_scale_and_zero_point():
     detail = {"dtype": np.int8, "quantization": (1 / 255, -128)}
     x = np.array([[0.0, 0.4, 1.0, 2.0, -1.0]], np.float32)

@@ -98,9 +98,10 @@ def publictest_predictions(
     PublicTest accuracy (the order majority ties follow), and the (N,) labels."""
     from emotion.registry import load
     from training.data import load_as_trained
-    from training.evaluate import default_data, training_data_settings
+    from training.evaluate import SCORING_THREADS, default_data, training_data_settings
 
-    models = sorted((load(n) for n in candidates), key=lambda m: selection_accuracy(m.info), reverse=True)
+    loaded = [load(n, num_threads=SCORING_THREADS) for n in candidates]
+    models = sorted(loaded, key=lambda m: selection_accuracy(m.info), reverse=True)
     path = data or default_data()
     public = load_as_trained(path, **training_data_settings(*models, data=path)).splits["PublicTest"]
     return {m.name: m.predict_faces(public.images, tta=tta) for m in models}, public.labels

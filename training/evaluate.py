@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 # batches of 256 for vgg_wide_soup and resnet and the same for vgg (three interleaved repeats), and
 # the reproducibility tests of four models about 10% less.
 EVAL_BATCH = 32
+# LiteRT threads when scoring a split: a batch job, so every core. The answers are identical to one
+# thread's (tests/test_runtime.py); `python -m training.evaluate --model vgg_wide_soup` took 85-90 s
+# instead of 141-150 s on two cores. Latencies are still timed on one thread, as the app serves.
+SCORING_THREADS = os.cpu_count() or 1
 
 
 def predict_split(model: EmotionModel, images: list[np.ndarray], tta: bool, batch: int = EVAL_BATCH) -> np.ndarray:
@@ -248,7 +253,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     """Compute (and by default write) the metrics file of model `name` on `split`."""
     from emotion.datasets import copies_in
 
-    model = load(name)
+    model = load(name, num_threads=SCORING_THREADS)
     info = model.info
     if data is None and info.manifest.get("dataset", "fer2013") != "fer2013":
         raise ValueError(f"{name} was trained on {info.manifest.get('dataset')}: pass --data PATH")
@@ -267,7 +272,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raw = predict_probabilities(model, public.images, False, calibrated=False)
         temperature = fit_temperature(raw, public.labels)
         fitted = dataclasses.replace(info, temperature=temperature, tta_temperature=1.0)
-        model = EmotionModel(fitted, model.members or None)
+        model = EmotionModel(fitted, model.members or None, SCORING_THREADS)
         public_tta = {mode: predict_probabilities(model, public.images, mode) for mode in modes}
         for mode, probs in public_tta.items():
             public_modes[mode] = classification_metrics(public.labels, probs.argmax(axis=1), labels)
@@ -276,7 +281,8 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         tta_temperature = fit_temperature(public_tta[tta_mode], public.labels)
     # The model as served: those temperatures and TTA mode (written to its manifest below).
     served = dataclasses.replace(info, temperature=temperature, tta_temperature=tta_temperature, tta_mode=tta_mode)
-    model = EmotionModel(served, model.members or None)
+    model = EmotionModel(served, model.members or None, SCORING_THREADS)
+    timed = EmotionModel(served, load(name).members or None)  # the same, on one thread: latencies
     report["tta_mode"] = tta_mode
     for split_name, key in ((split, ""), ("PublicTest", "public")):
         if split_name not in dataset.splits:
@@ -314,7 +320,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
                 "accuracy": measured["accuracy"],
                 "macro_f1": measured["macro_f1"],
                 "public_accuracy": public_modes.get(mode, {}).get("accuracy"),
-                "latency_ms_per_face": latency_ms(model, part.images[0], tta=mode),
+                "latency_ms_per_face": latency_ms(timed, part.images[0], tta=mode),
             }
         before = reliability(uncalibrate(probs, temperature), part.labels)
         after = reliability(probs, part.labels)
@@ -350,7 +356,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     )
     report["file_size_bytes"] = int(sum(f.stat().st_size for f in files))
     for suffix, tta in (("", False), ("_tta", True)):
-        report.update(latency_fields(latency_figures(model, sample, tta), suffix))
+        report.update(latency_fields(latency_figures(timed, sample, tta), suffix))
     if info.keras_path is not None:
         report["keras_latency_ms_per_face"] = keras_latency_ms(info.keras_path, (*info.input_size, info.channels))
     report["runtime"] = _runtime_name()
