@@ -60,9 +60,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 # batches of 256 for vgg_wide_soup and resnet and the same for vgg (three interleaved repeats), and
 # the reproducibility tests of four models about 10% less.
 EVAL_BATCH = 32
-# LiteRT threads when scoring a split: a batch job, so every core. The answers are identical to one
-# thread's (tests/test_runtime.py); `python -m training.evaluate --model vgg_wide_soup` took 85-90 s
-# instead of 141-150 s on two cores. Latencies are still timed on one thread, as the app serves.
+# LiteRT threads when scoring a split: a batch job, so every core (times in docs/RESULTS.md). The
+# answers are identical to one thread's (tests/test_runtime.py). Latencies are still timed on one
+# thread, as the app serves.
 SCORING_THREADS = os.cpu_count() or 1
 
 
