@@ -7,6 +7,7 @@ works everywhere unchanged. A committee's manifest lists its members instead of 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -176,6 +177,13 @@ class EmotionModel:
         self.labels = info.labels
         self._members = members or []
         self._runner = None if members else TFLiteRunner(info.folder / info.serving_file, num_threads)
+
+    def with_info(self, info: ModelInfo) -> EmotionModel:
+        """This model served with other settings (temperatures, TTA mode): the same runtime and members,
+        no file read again."""
+        other = copy.copy(self)
+        other.info, other.labels = info, info.labels
+        return other
 
     @property
     def name(self) -> str:

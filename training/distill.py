@@ -18,6 +18,7 @@ import numpy as np
 
 from emotion.registry import load, model_info
 from training.data import Split
+from training.evaluate import SCORING_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ def teacher_probabilities(
 ) -> np.ndarray:
     """(N, K) float32 flip-TTA probabilities of the registered model `teacher` on split's images,
     read from `cache` when it holds this teacher's answers for these very images."""
-    from training.evaluate import SCORING_THREADS
-
     model = load(teacher, num_threads=SCORING_THREADS)
     if tuple(model.labels) != tuple(labels):
         raise ValueError(f"teacher {teacher!r} predicts {list(model.labels)}, the dataset has {list(labels)}")

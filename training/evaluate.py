@@ -272,7 +272,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raw = predict_probabilities(model, public.images, False, calibrated=False)
         temperature = fit_temperature(raw, public.labels)
         fitted = dataclasses.replace(info, temperature=temperature, tta_temperature=1.0)
-        model = EmotionModel(fitted, model.members or None, SCORING_THREADS)
+        model = model.with_info(fitted)
         public_tta = {mode: predict_probabilities(model, public.images, mode) for mode in modes}
         for mode, probs in public_tta.items():
             public_modes[mode] = classification_metrics(public.labels, probs.argmax(axis=1), labels)
@@ -281,8 +281,8 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         tta_temperature = fit_temperature(public_tta[tta_mode], public.labels)
     # The model as served: those temperatures and TTA mode (written to its manifest below).
     served = dataclasses.replace(info, temperature=temperature, tta_temperature=tta_temperature, tta_mode=tta_mode)
-    model = EmotionModel(served, model.members or None, SCORING_THREADS)
-    timed = EmotionModel(served, load(name).members or None)  # the same, on one thread: latencies
+    model = model.with_info(served)
+    timed = load(name).with_info(served)  # the same on one thread, as the app serves: latencies
     report["tta_mode"] = tta_mode
     for split_name, key in ((split, ""), ("PublicTest", "public")):
         if split_name not in dataset.splits:
