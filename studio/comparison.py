@@ -428,6 +428,11 @@ _LABEL_BOXES = {
     "bottom center": lambda w, h: (-w / 2, w / 2, -5 - h, -5),
     "middle right": lambda w, h: (8, 8 + w, -h / 2, h / 2),
     "middle left": lambda w, h: (-8 - w, -8, -h / 2, h / 2),
+    # Diagonals last: for a point whose four sides are all taken (a marker beside it, one below, the axis).
+    "top right": lambda w, h: (5, 5 + w, 5, 5 + h),
+    "bottom right": lambda w, h: (5, 5 + w, -5 - h, -5),
+    "top left": lambda w, h: (-5 - w, -5, 5, 5 + h),
+    "bottom left": lambda w, h: (-5 - w, -5, -5 - h, -5),
 }
 
 
@@ -443,7 +448,7 @@ def label_positions(
 ) -> list[str]:
     """A plotly textposition for each point's label such that labels of nearby points (vgg and
     vgg_kd, say) do not print over each other: points are placed in order, each label taking the
-    first of top, bottom, right, left whose box covers no marker and no label placed before and
+    first of top, bottom, right, left (then the diagonals) whose box covers no marker and no label placed before and
     stays inside the plot, or else the least-covering one. Axes map x_range and y_range onto plot_px
     (width, height) pixels."""
     sx = plot_px[0] / max(1e-9, x_range[1] - x_range[0])

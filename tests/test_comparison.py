@@ -203,10 +203,19 @@ def test_predict_images_with_a_real_tflite_model(tmp_path):
     np.testing.assert_allclose(probs[:5], model.predict_faces(list(images[:5])), atol=1e-5)
 
 
+def test_a_label_boxed_in_on_four_sides_goes_diagonal():
+    """Near the left axis (above and below would be clipped, left is out) with a marker on its right,
+    a label goes above and to the right, where nothing lies, rather than over that marker."""
+    x, y, labels = [0.1, 0.3], [69.3, 69.24], ["vgg_lean_slim", "vgg_wide"]
+    positions = comparison.label_positions(x, y, labels, (0.0, 2.0), (60.0, 72.0))
+    assert positions[0] == "top right"
+    assert positions[1] != "top center", "vgg_wide's label keeps clear of the one placed before it"
+
+
 def test_label_positions_keep_labels_inside_the_plot():
     """A point in the top-left corner: a label above it or left of it would be clipped."""
     positions = comparison.label_positions([0.0], [72.0], ["vgg_wide_ft + TTA"], (0.0, 8.0), (62.0, 72.0))
-    assert positions[0] in ("bottom center", "middle right")
+    assert positions[0] == "bottom right", "the one place wholly inside: below and right of the point"
     # Away from the edges the first choice, above, stands.
     assert comparison.label_positions([4.0], [67.0], ["vgg"], (0.0, 8.0), (62.0, 72.0)) == ["top center"]
 
