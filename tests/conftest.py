@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emotion.config import REPO_ROOT, SHARED_DIR
+from emotion.logs import setup_logging
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PHOTOS_DIR = SHARED_DIR / "photos"
@@ -20,6 +21,16 @@ def pytest_configure(config) -> None:
     # each); tests/test_eda.py runs the warm-up itself. A hook, not module code: scripts that import
     # test helpers (the benchmarks) keep the app's default.
     os.environ.setdefault("EMOTION_WARM_CACHE", "0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logging_for_the_test_process(tmp_path_factory) -> None:
+    """The app's logging, set up once before any test (later set-ups are no-ops). Otherwise the first
+    code to set it up (training.train, app.py) may run inside a test that captures output (capsys),
+    and the console handler keeps writing to that test's stream after it is closed: every later line
+    the process logs then printed "I/O operation on closed file". The log file goes to a temporary
+    folder, not the checkout's logs/."""
+    setup_logging("tests", log_file=tmp_path_factory.mktemp("logs") / "tests.log")
 
 
 def require_shared(path: Path) -> Path:
