@@ -232,7 +232,7 @@ class EmotionModel:
             return softmax(output, temperature)
         if temperature == 1.0:
             return output
-        return softmax(_log_probabilities(output), temperature)
+        return softmax(log_probabilities(output), temperature)
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
@@ -274,10 +274,10 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def _rescaled(probs: np.ndarray, temperature: float) -> np.ndarray:
     """(N, K) probabilities with a temperature applied: softmax(log(probs) / temperature)."""
-    return probs if temperature == 1.0 else softmax(_log_probabilities(probs), temperature)
+    return probs if temperature == 1.0 else softmax(log_probabilities(probs), temperature)
 
 
-def _log_probabilities(probs: np.ndarray) -> np.ndarray:
+def log_probabilities(probs: np.ndarray) -> np.ndarray:
     """log of (N, K) probabilities, floored so that a probability of 0 stays finite."""
     return np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
 

@@ -26,24 +26,25 @@ from scipy.optimize import minimize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from emotion.labels import FER2013_LABELS
-from emotion.registry import load, softmax
+from emotion.registry import load, log_probabilities, softmax
 from training.data import load_fer2013_csv
-from training.evaluate import SCORING_THREADS, default_data, fit_temperature, predict_probabilities, reliability
+from training.evaluate import (
+    SCORING_THREADS,
+    default_data,
+    fit_temperature,
+    nll,
+    predict_probabilities,
+    reliability,
+)
 
 DEFAULT_MODELS = ("vgg_wide_soup", "vgg_wide_ft2", "vgg_wide_ft", "vgg", "vgg_ft", "vgg_lean_slim", "vgg_lean_slim_ft")
 
 
-def _nll(params: np.ndarray, log_probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean NLL of softmax(log_probs / params[0] + params[1:]) at the labels; log_probs (N, K)."""
-    scaled = log_probs / params[0] + params[1:]
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    return float((np.log(np.exp(scaled).sum(axis=1)) - scaled[np.arange(len(labels)), labels]).mean())
-
-
 def fit_temperature_and_bias(log_probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """(T, (K,) bias) minimising the NLL, started from the temperature alone and a zero bias."""
+    """(T, (K,) bias) minimising the NLL of softmax(log_probs / T + bias) at the (N,) labels, started from
+    the temperature alone (training.evaluate.fit_temperature) and a zero bias."""
     start = np.r_[fit_temperature(np.exp(log_probs), labels), np.zeros(log_probs.shape[1])]
-    fitted = minimize(_nll, start, args=(log_probs, labels), method="L-BFGS-B").x
+    fitted = minimize(lambda p: nll(log_probs, labels, p[0], p[1:]), start, method="L-BFGS-B").x
     return float(fitted[0]), fitted[1:]
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         log_probs, labels = {}, {}
         for split in ("PublicTest", "PrivateTest"):
             probs = predict_probabilities(model, splits[split].images, tta=False, calibrated=False)
-            log_probs[split] = np.log(np.maximum(probs.astype(np.float64), 1e-12))
+            log_probs[split] = log_probabilities(probs)
             labels[split] = splits[split].labels
         temperature = fit_temperature(np.exp(log_probs["PublicTest"]), labels["PublicTest"])
         fitted_t, bias = fit_temperature_and_bias(log_probs["PublicTest"], labels["PublicTest"])

@@ -448,9 +448,9 @@ def label_positions(
 ) -> list[str]:
     """A plotly textposition for each point's label such that labels of nearby points (vgg and
     vgg_kd, say) do not print over each other: points are placed in order, each label taking the
-    first of top, bottom, right, left (then the diagonals) whose box covers no marker and no label placed before and
-    stays inside the plot, or else the least-covering one. Axes map x_range and y_range onto plot_px
-    (width, height) pixels."""
+    first of top, bottom, right, left (then the diagonals) whose box covers no marker and no label
+    placed before and stays inside the plot, or else the least-covering one. Axes map x_range and
+    y_range onto plot_px (width, height) pixels."""
     sx = plot_px[0] / max(1e-9, x_range[1] - x_range[0])
     sy = plot_px[1] / max(1e-9, y_range[1] - y_range[0])
     pixels = [((xi - x_range[0]) * sx, (yi - y_range[0]) * sy) for xi, yi in zip(x, y, strict=True)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from emotion.registry import softmax
 from tests.script_support import load_script
 
 prior_correction = load_script("prior_correction")
@@ -14,8 +15,8 @@ def _distorted_answers(bias: np.ndarray, n: int = 6000, seed: int = 0) -> tuple[
     (N,) labels drawn from those true odds."""
     rng = np.random.default_rng(seed)
     true_logits = rng.normal(0.0, 2.0, (n, len(bias)))
-    labels = np.array([rng.choice(len(bias), p=p) for p in prior_correction.softmax(true_logits)])
-    return np.log(prior_correction.softmax(true_logits + bias)), labels
+    labels = np.array([rng.choice(len(bias), p=p) for p in softmax(true_logits)])
+    return np.log(softmax(true_logits + bias)), labels
 
 
 def test_the_fit_takes_back_a_known_class_bias():

@@ -25,7 +25,7 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load
+from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load, log_probabilities
 
 log = logging.getLogger("training.evaluate")
 
@@ -88,9 +88,10 @@ CALIBRATION_BINS = 15
 PREDICTIONS_FILE = "predictions_privatetest.npz"
 
 
-def _nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of softmax(log_probs / temperature) at the true labels."""
-    scaled = log_probs / temperature
+def nll(log_probs: np.ndarray, labels: np.ndarray, temperature: float, bias: np.ndarray | float = 0.0) -> float:
+    """Mean negative log-likelihood of softmax(log_probs / temperature + bias) at the true labels;
+    bias: (K,) per class, or none."""
+    scaled = log_probs / temperature + bias
     scaled = scaled - scaled.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(scaled).sum(axis=1))
     return float((log_norm - scaled[np.arange(len(labels)), labels]).mean())
@@ -100,11 +101,11 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T minimising the NLL of softmax(log(probs) / T) on (N, K) probabilities and
     (N,) labels (temperature scaling, Guo et al. 2017): a grid over T in [0.2, 5], refined once.
     Fitted on the selection split (PublicTest) only."""
-    log_probs = np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))
+    log_probs = log_probabilities(probs)
     grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 161))
-    best = grid[int(np.argmin([_nll(log_probs, labels, t) for t in grid]))]
+    best = grid[int(np.argmin([nll(log_probs, labels, t) for t in grid]))]
     fine = best * np.exp(np.linspace(-0.03, 0.03, 61))
-    return float(fine[int(np.argmin([_nll(log_probs, labels, t) for t in fine]))])
+    return float(fine[int(np.argmin([nll(log_probs, labels, t) for t in fine]))])
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
@@ -136,7 +137,7 @@ def uncalibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Undo temperature scaling: softmax(temperature * log(probs)) gives back the raw (N, K) softmax."""
     from emotion.registry import softmax
 
-    return softmax(np.log(np.maximum(np.asarray(probs, np.float64), 1e-12)), 1.0 / temperature)
+    return softmax(log_probabilities(probs), 1.0 / temperature)
 
 
 def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
