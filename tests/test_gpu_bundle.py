@@ -65,6 +65,9 @@ def test_each_shipped_model_has_the_config_file_that_made_it(model):
     for key, value in saved.items():
         if key == "data":
             continue
+        if ours["fit_to_budget"] and key in ("epochs", "time_budget_min"):  # fitted to the lent minutes
+            assert value > 0 and (key != "epochs" or value <= ours["epochs"]), f"{model}: {key} {value!r}"
+            continue
         expected = RENAMED.get((model, key), (value, value))
         assert ours[key] == expected[0] and value == expected[1], f"{model}: {key} {ours[key]!r} vs saved {value!r}"
     for key in ("init_from", "teacher"):  # the lineage: every ancestor has its own file
@@ -98,25 +101,72 @@ def test_a_bundle_trains_single_runs_that_share_one_view_of_the_data(tmp_path):
         return str(tmp_path / name)
 
     plain = write("a.toml", 'model = "vgg"\nname = "a"\nequalize = false\n')
-    with pytest.raises(ValueError, match="registered models"):
-        gpu_bundle.plan_runs([write("b.toml", 'model = "vgg"\ninit_from = "vgg"\n')], {"data": "x.csv"})
+    # A fine-tune takes its start's preprocessing, as training.train does at home.
+    (tuned,) = gpu_bundle.plan_runs([write("b.toml", 'init_from = "vgg_ft"\nname = "b"\n')], {"data": "x.csv"})
+    assert tuned["model"] == "vgg" and tuned["init_from"] == "vgg_ft" and tuned["equalize"] is False
     with pytest.raises(ValueError, match="stages"):
         gpu_bundle.plan_runs([write("c.toml", 'model = "vgg"\n[[stages]]\nepochs = 2\n')], {"data": "x.csv"})
     with pytest.raises(ValueError, match="input_size"):
         gpu_bundle.plan_runs([plain, write("d.toml", 'model = "vgg"\nname = "d"\ninput_size = 64\n')], {"data": "x"})
     with pytest.raises(ValueError, match="share a name"):
         gpu_bundle.plan_runs([plain, plain], {"data": "x.csv"})
-    configs = [str(CONFIGS_DIR / f"gpu_{name}.toml") for name in ("vgg_wide", "resnet18", "vgg_lean")]
-    runs = gpu_bundle.plan_runs(configs, {})
-    assert [r["name"] for r in runs] == [f"gpu_vgg_wide_s{s}" for s in (1, 2, 3)] + [
-        "gpu_resnet18_s1",
-        "gpu_resnet18_s2",
+    configs = [str(CONFIGS_DIR / f"gpu_{name}.toml") for name in ("vgg_lean320", "vgg_lean", "vgg", "vgg_wide")]
+    runs = gpu_bundle.plan_runs(configs, {"time_budget_min": 7.5})
+    assert [r["name"] for r in runs] == [f"gpu_vgg_lean320_s{s}" for s in (1, 2, 3)] + [
         "gpu_vgg_lean_s1",
         "gpu_vgg_lean_s2",
+        "gpu_vgg_s1",
+        "gpu_vgg_wide_s1",
     ]
-    assert all(r["optimizer"] == "sgd" and r["schedule"] == "plateau" and r["epochs"] == 300 for r in runs)
+    assert all(r["optimizer"] == "sgd" and r["fit_to_budget"] and r["epochs"] == 300 for r in runs)
     weights = sum(gpu_bundle.estimated_return_bytes(r) for r in runs)
     assert weights < gpu_bundle.RETURN_FILES * gpu_bundle.RETURN_FILE_LIMIT, "the seven runs come back"
+
+
+def test_a_fine_tune_carries_its_start_and_its_teachers_answers(tmp_path):
+    """pack_models writes the init_from weights and the teacher's answers as float16 files, once per
+    model; on the GPU machine those files stand in for the registered models, and config.json comes
+    home naming the models again."""
+    from training.data import Split
+    from training.distill import inherited_settings, initial_weights, is_packed, teacher_probabilities
+
+    images = [np.full((48, 48), 40 * i, np.uint8) for i in range(5)]
+    train = Split(images, np.arange(5) % 7, [f"Training {i}" for i in range(5)])
+    labels = tuple(json.loads((MODELS_DIR / "vgg_ft" / "manifest.json").read_text())["labels"])
+    (run,) = gpu_bundle.plan_runs(
+        [str(_write(tmp_path / "kd.toml", 'init_from = "vgg_ft"\nteacher = "vgg_ft"\nname = "kd"\n'))],
+        {"data": "x.csv"},
+    )
+    twin = {**run, "name": "kd2"}
+    gpu_bundle.pack_models([run, twin], train, labels, tmp_path)
+    assert run["packed"] == {"init_from": "init_vgg_ft_vgg.npz", "teacher": "teacher_vgg_ft.npz"} == twin["packed"]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["init_vgg_ft_vgg.npz", "teacher_vgg_ft.npz"]
+
+    init, teacher = str(tmp_path / "init_vgg_ft_vgg.npz"), str(tmp_path / "teacher_vgg_ft.npz")
+    assert is_packed(init) and not is_packed("vgg_ft") and inherited_settings(init) == {}
+    expected = {"backbone": "vgg", "labels": list(labels), "input_size": [48, 48], "channels": 1, "equalize": False}
+    home = initial_weights("vgg_ft", expected)
+    carried = initial_weights(init, expected)
+    assert [w.shape for w in carried] == [w.shape for w in home] and all(w.dtype == np.float32 for w in carried)
+    assert max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-6)) for a, b in zip(carried, home, strict=True)) < 1e-3
+    asked = teacher_probabilities("vgg_ft", train, labels)
+    np.testing.assert_allclose(teacher_probabilities(teacher, train, labels), asked, atol=1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        teacher_probabilities(teacher, train.subset(np.arange(3)), labels)
+
+    run_dir = tmp_path / "runs" / "kd"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({**run, "init_from": init, "teacher": teacher}))
+    home_names = {"init_from": "vgg_ft", "teacher": "vgg_ft"}
+    gpu_bundle.write_result("kd", run_dir, tmp_path / "none.log", tmp_path, home_names)
+    with zipfile.ZipFile(tmp_path / "kd.zip") as archive:
+        saved = json.loads(archive.read("config.json"))
+    assert saved["init_from"] == "vgg_ft" and saved["teacher"] == "vgg_ft"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_a_large_result_comes_back_in_parts_and_unpacks_whole(tmp_path, monkeypatch):
@@ -165,10 +215,11 @@ def test_pack_run_under_jax_unpack_export_and_evaluate(tmp_path, monkeypatch):
     csv_path = _write_csv(tmp_path / "fer.csv.gz", per_split=(280, 70, 70))
     config = tmp_path / "tiny.toml"
     config.write_text(
-        'about = "a smoke run"\nmodel = "vgg"\nname = "tiny"\nequalize = false\nepochs = 1\nbatch_size = 32\n'
-        'optimizer = "sgd"\nlearning_rate = 0.01\nschedule = "plateau"\naugment_recipe = "vggnet2021"\n'
+        'about = "a smoke run"\nmodel = "vgg"\nname = "tiny"\nequalize = false\nepochs = 3\nbatch_size = 32\n'
+        'optimizer = "sgd"\nlearning_rate = 0.01\nfit_to_budget = true\naugment_recipe = "vggnet2021"\n'
     )
-    bundle = gpu_bundle.pack([str(config)], tmp_path / "bundle", {"data": str(csv_path)}, skip_wheels=True)
+    overrides = {"data": str(csv_path), "time_budget_min": 20.0}  # the GPU configs' cycle, fitted to the budget
+    bundle = gpu_bundle.pack([str(config)], tmp_path / "bundle", overrides, skip_wheels=True)
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
     assert size < 2 * 1024 * 1024 and (bundle / "code" / "training" / "train.py").is_file()
     assert json.loads((bundle / "data.json").read_text())["training"] == 280
@@ -178,7 +229,7 @@ def test_pack_run_under_jax_unpack_export_and_evaluate(tmp_path, monkeypatch):
     result = subprocess.run(["sh", "bundle/run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["backend"] == "jax" and summary["runs"]["tiny"]["epochs"] == 1
+    assert summary["backend"] == "jax" and summary["runs"]["tiny"]["epochs"] == 3
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "tiny.zip"]
     with zipfile.ZipFile(out / "tiny.zip") as archive:
         assert {"best.keras", "config.json", "state.json", "train.log"} <= set(archive.namelist())
@@ -196,7 +247,8 @@ def test_pack_run_under_jax_unpack_export_and_evaluate(tmp_path, monkeypatch):
     assert report["n"] == 70 and 0.0 <= report["accuracy"] <= 1.0
     history = json.loads((out_dir / "history.json").read_text())
     assert history["best_val_accuracy"] == summary["runs"]["tiny"]["best_val_accuracy"]
-    assert len(history["history"]["val_accuracy"]) == 1 and len(history["epoch_seconds"]) == 1
+    assert len(history["history"]["val_accuracy"]) == 3 and len(history["epoch_seconds"]) == 3
+    assert history["fitted_epochs"] == 3, "the cycle was sized after the warm-up (capped at the config's epochs)"
     # The unpacked run is a committee candidate like any other model.
     train.main(
         ["--data", str(csv_path), "--name", "tiny2", "--epochs", "1", "--batch-size", "32", "--equalize", "false"]

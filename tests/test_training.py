@@ -252,6 +252,34 @@ def test_learning_rate_schedule_with_and_without_a_warm_restart():
     assert [lr_at(e, three) for e in range(20, 30)] == pytest.approx([0.25 * v for v in lrs]), "each restart halves"
 
 
+def test_fit_to_budget_sizes_one_cosine_cycle_to_the_minutes_left():
+    from training.train import TrainConfig, check_config, epochs_that_fit, lr_at
+
+    config = TrainConfig(epochs=300, time_budget_min=10.0, schedule="cosine", fit_to_budget=True)
+    check_config(config)
+    # Two epochs took 60 s of 600; 540 s left at 5 s an epoch, 90% of it spent: 97 more epochs.
+    assert epochs_that_fit(10.0, elapsed_s=60, epoch_s=5.0, done=2, most=300) == 2 + 97
+    assert epochs_that_fit(10.0, elapsed_s=60, epoch_s=0.1, done=2, most=300) == 300, "never past the epochs asked"
+    assert epochs_that_fit(10.0, elapsed_s=700, epoch_s=5.0, done=2, most=300) == 3, "over budget: one more epoch"
+    # Re-sized every epoch, the cycle's end closes in on the budget and never passes it.
+    elapsed, done, end = 60.0, 2, 0
+    while done < end or not end:
+        end = epochs_that_fit(10.0, elapsed, 5.0, done, 300)
+        elapsed, done = elapsed + 5.0, done + 1
+    assert 590 <= elapsed <= 600
+    # The warm-up epochs' rates do not depend on the length fitted after them.
+    short, long = TrainConfig(epochs=20, learning_rate=1.0), TrainConfig(epochs=300, learning_rate=1.0)
+    assert [lr_at(e, short) for e in range(2)] == [lr_at(e, long) for e in range(2)]
+    for bad in (
+        TrainConfig(fit_to_budget=True),  # no budget
+        TrainConfig(fit_to_budget=True, time_budget_min=5.0, schedule="plateau"),
+        TrainConfig(fit_to_budget=True, time_budget_min=5.0, epochs=30, restart_epochs="10"),
+        TrainConfig(fit_to_budget=True, time_budget_min=5.0, warmup_epochs=1),
+    ):
+        with pytest.raises(ValueError):
+            check_config(bad)
+
+
 def test_early_stopping_patience_restarts_with_each_cycle():
     from training.train import TrainConfig, epochs_without_gain
 

@@ -28,6 +28,12 @@ def teacher_probabilities(
 ) -> np.ndarray:
     """(N, K) float32 flip-TTA probabilities of the registered model `teacher` on split's images,
     read from `cache` when it holds this teacher's answers for these very images."""
+    if is_packed(teacher):  # a GPU bundle's copy of these answers (training.gpu_bundle)
+        probs = np.load(teacher)["probs"].astype(np.float32)
+        if probs.shape != (len(split), len(labels)):
+            wanted = (len(split), len(labels))
+            raise ValueError(f"{teacher}: answers of shape {probs.shape}, not {wanted} (images, classes)")
+        return probs
     model = load(teacher, num_threads=SCORING_THREADS)
     if tuple(model.labels) != tuple(labels):
         raise ValueError(f"teacher {teacher!r} predicts {list(model.labels)}, the dataset has {list(labels)}")
@@ -54,6 +60,12 @@ def teacher_probabilities(
     return probs
 
 
+def is_packed(name: str) -> bool:
+    """Whether an init_from or teacher setting names a file a GPU bundle packed (weights or a
+    teacher's answers, .npz) rather than a registered model: that machine has no models/."""
+    return name.endswith(".npz") and Path(name).is_file()
+
+
 def blend_targets(one_hot, teacher_probs, weight: float):
     """(N, K) training targets: (1 - weight) * one_hot + weight * teacher_probs (arrays or tensors)."""
     return (1.0 - weight) * one_hot + weight * teacher_probs
@@ -66,6 +78,8 @@ INHERITED = ("model", "input_size", "channels", "equalize", "seed", "face_crops"
 def inherited_settings(name: str) -> dict:
     """The INHERITED fields of registered model `name`'s saved training config, which a run
     started --init-from it takes unless a flag says otherwise (and initial_weights then checks)."""
+    if is_packed(name):  # packed with the settings already resolved
+        return {}
     saved = model_info(name).training_config
     return {key: saved[key] for key in INHERITED if key in saved}
 
@@ -77,6 +91,9 @@ def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
     a narrower net of the same layout); any other difference is a ValueError."""
     import keras
 
+    if is_packed(name):  # float16 copies of the weights, in order (training.gpu_bundle)
+        with np.load(name) as packed:
+            return [packed[f"arr_{i}"].astype(np.float32) for i in range(len(packed.files))]
     info = model_info(name)
     if info.kind != "single" or info.keras_path is None:
         raise ValueError(f"--init-from {name!r}: not a single model with Keras weights")

@@ -40,7 +40,7 @@ import numpy as np
 log = logging.getLogger("training.gpu_bundle")
 
 MIB = 1024 * 1024
-BUNDLE_LIMIT = 60 * MIB  # what may travel: 64 MiB in all, the command line's own files included
+BUNDLE_LIMIT = 62.5 * MIB  # what may travel: 64 MiB in all, the rest of the checkout (about 1.3 MiB) included
 RETURN_FILE_LIMIT = 16 * MIB  # each file that comes back ...
 RETURN_FILES = 8  # ... and how many
 DATA_FILE = "data.npz.xz"
@@ -70,8 +70,11 @@ exec "$PY" -m training.gpu_bundle run --bundle "$B" --out "${{OUT:-$B/out}}" "$@
 # ---- pack (CPU machine) ----
 def plan_runs(config_files: list[str], overrides: dict) -> list[dict]:
     """Every run of the config files (one per seed), as complete TrainConfig dicts with
-    `overrides` applied; ValueError for what a bundle cannot train (stages, init_from, teacher:
-    they need registered models, which stay home) or runs that disagree on the data view."""
+    `overrides` applied (and, for a fine-tune, the settings it inherits from its init_from);
+    ValueError for what a bundle cannot train (stages, committees) or runs that disagree on the
+    data view. init_from and teacher are registered models here: `pack` carries their weights and
+    answers, since models/ stays home."""
+    from training.distill import inherited_settings
     from training.train import TrainConfig, check_config, expand_plan, read_config_file
 
     runs = []
@@ -80,10 +83,9 @@ def plan_runs(config_files: list[str], overrides: dict) -> list[dict]:
         if spec.get("kind") == "committee" or spec.get("stages"):
             raise ValueError(f"{path}: a bundle trains single runs from scratch (no committees, no stages)")
         for preset, _ in expand_plan(spec):
-            config = TrainConfig(**{**asdict(TrainConfig()), **preset, **overrides})
+            inherited = inherited_settings(preset["init_from"]) if preset.get("init_from") else {}
+            config = TrainConfig(**{**asdict(TrainConfig()), **inherited, **preset, **overrides})
             config.name = config.name or config.model
-            if config.init_from or config.teacher:
-                raise ValueError(f"{path}: init_from and teacher need registered models, which stay home")
             check_config(config)
             runs.append(asdict(config))
     if not runs:
@@ -108,10 +110,11 @@ def estimated_return_bytes(run: dict) -> int:
     return 4 * net.count_params() + 200_000
 
 
-def pack_data(runs: list[dict], limit: int = 0) -> tuple[bytes, dict]:
+def pack_data(runs: list[dict], limit: int = 0):
     """Training (dirty images left out when the runs drop them) and PublicTest of the runs' data as
     uint8 arrays in one xz-compressed .npz; limit > 0 keeps the first `limit` Training and
-    limit // 4 PublicTest images (tests, smoke runs). Returns the bytes and what they hold."""
+    limit // 4 PublicTest images (tests, smoke runs). Returns the bytes, what they hold, and the
+    packed Training split (a teacher is asked about those very images)."""
     from emotion.datasets import find_dirty
     from training import data as datasets
 
@@ -146,7 +149,35 @@ def pack_data(runs: list[dict], limit: int = 0) -> tuple[bytes, dict]:
         "dirty_left_out": dropped,
         "limit": limit,
     }
-    return packed, meta
+    return packed, meta, train
+
+
+def pack_models(runs: list[dict], train, labels: tuple[str, ...], out: Path) -> None:
+    """For runs that start from a registered model (init_from) or learn from one (teacher): its
+    weights, as float16 (half the bytes; training computes in bf16 anyway), or its flip-TTA answers
+    on the packed Training images, as float16, into `out`, once per model; each run's `packed`
+    names its files, which `run` puts in place of the model names."""
+    from emotion.config import REPO_ROOT
+    from training.distill import initial_weights, teacher_probabilities
+
+    for run in runs:
+        packed = {}
+        if run["init_from"]:
+            packed["init_from"] = f"init_{run['init_from']}_{run['model']}.npz"
+            if not (out / packed["init_from"]).is_file():
+                size = [run["input_size"], run["input_size"]]
+                expected = {"backbone": run["model"], "labels": list(labels), "input_size": size}
+                expected.update(channels=run["channels"], equalize=run["equalize"])
+                weights = initial_weights(run["init_from"], expected)
+                np.savez(out / packed["init_from"], *[w.astype(np.float16) for w in weights])
+        if run["teacher"]:
+            packed["teacher"] = f"teacher_{run['teacher']}.npz"
+            if not (out / packed["teacher"]).is_file():
+                cache = REPO_ROOT / "runs" / f"teacher_probs_{run['teacher']}.npz"  # asked once, kept
+                probs = teacher_probabilities(run["teacher"], train, labels, cache)
+                np.savez(out / packed["teacher"], probs=probs.astype(np.float16))
+        if packed:
+            run["packed"] = packed
 
 
 def load_packed(path: str | Path, config=None):
@@ -215,9 +246,10 @@ def pack(
         shutil.rmtree(out)
     (out / "code").mkdir(parents=True)
     copy_code(REPO_ROOT, out / "code")
-    packed, meta = pack_data(runs, limit)
+    packed, meta, train = pack_data(runs, limit)
     (out / DATA_FILE).write_bytes(packed)
     (out / "data.json").write_text(json.dumps(meta, indent=2))
+    pack_models(runs, train, tuple(meta["labels"]), out)
     for run in runs:
         run["data"] = DATA_FILE  # relative to the bundle; `run` makes it absolute there
     (out / "runs.json").write_text(json.dumps(runs, indent=2))
@@ -254,12 +286,16 @@ def run_bundle(bundle: Path, out: Path, overrides: dict | None = None, only: lis
     processes = {}
     for run in runs:
         run = {**run, **(overrides or {}), "data": str((bundle / run["data"]).resolve())}
+        for key, file in run.pop("packed", {}).items():  # the carried weights or answers
+            run[key] = str((bundle / file).resolve())
         path = configs / f"{run['name']}.json"
         path.write_text(json.dumps(run))
         command = [sys.executable, "-m", "training.train", "--config", str(path), "--skip-export"]
         console = open(configs / f"{run['name']}.console.log", "w")  # noqa: SIM115 (closed below)
         process = subprocess.Popen(command, cwd=code, stdout=console, stderr=subprocess.STDOUT)
         processes[run["name"]] = (process, console)
+    # config.json comes home naming the registered models, not this machine's packed files.
+    originals = {r["name"]: {k: r[k] for k in r.get("packed", {})} for r in runs}
     while any(p.poll() is None for p, _ in processes.values()):
         time.sleep(2.0)
     summary = {
@@ -282,7 +318,7 @@ def run_bundle(bundle: Path, out: Path, overrides: dict | None = None, only: lis
             "median_epoch_seconds": float(np.median(state["epoch_seconds"][1:] or state["epoch_seconds"]))
             if state.get("epoch_seconds")
             else None,
-            "files": write_result(name, run_dir, configs / f"{name}.console.log", out),
+            "files": write_result(name, run_dir, configs / f"{name}.console.log", out, originals[name]),
         }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
@@ -298,13 +334,17 @@ def device_name() -> str:
         return "unknown"
 
 
-def write_result(name: str, run_dir: Path, console: Path, out: Path) -> list[str]:
-    """runs/<name>'s best.keras, config.json, state.json and logs, zipped into out/<name>.zip, cut
-    into parts of at most RETURN_FILE_LIMIT bytes when larger (<name>.zip.001, .002, ...)."""
+def write_result(name: str, run_dir: Path, console: Path, out: Path, originals: dict | None = None) -> list[str]:
+    """runs/<name>'s best.keras, config.json (with `originals`, e.g. the init_from and teacher
+    model names, restored), state.json and logs, zipped into out/<name>.zip, cut into parts of at
+    most RETURN_FILE_LIMIT bytes when larger (<name>.zip.001, .002, ...)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for member in ("best.keras", "config.json", "state.json", "train.log"):
-            if (run_dir / member).is_file():
+            if member == "config.json" and originals and (run_dir / member).is_file():
+                config = {**json.loads((run_dir / member).read_text()), **originals}
+                archive.writestr(member, json.dumps(config, indent=2))
+            elif (run_dir / member).is_file():
                 archive.write(run_dir / member, member)
         if console.is_file():
             archive.write(console, "console.log")

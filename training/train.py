@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 1337
     max_train_samples: int = 0  # >0: a quick run on a subset (tests, smoke runs)
     time_budget_min: float = 0.0  # >0: stop after the first epoch that ends past this many minutes (lent GPU time)
+    fit_to_budget: bool = False  # cosine + time_budget_min: from the warm-up on, size `epochs` to end in the budget
 
 
 # ---- config files: one per run (training/configs/*.toml), see docs/TRAINING.md ----
@@ -206,6 +207,10 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"schedule must be cosine or plateau, not {config.schedule!r}")
     if config.schedule == "plateau" and config.restart_epochs:
         raise ValueError("restart_epochs belongs to the cosine schedule")
+    if config.fit_to_budget and not (config.schedule == "cosine" and config.time_budget_min > 0):
+        raise ValueError("fit_to_budget needs the cosine schedule and a time_budget_min")
+    if config.fit_to_budget and (config.restart_epochs or config.warmup_epochs < 2):
+        raise ValueError("fit_to_budget sizes one cycle after at least two warm-up epochs (no restart_epochs)")
     from training.augment import RECIPES
 
     if config.augment_recipe not in RECIPES:
@@ -243,6 +248,17 @@ def epochs_without_gain(next_epoch: int, best_epoch: int, config: TrainConfig) -
     cut short by the cycle before it. Early stopping stops when this reaches config.patience."""
     _, cycle_start, _ = cycle_of(next_epoch, config)
     return next_epoch - 1 - max(best_epoch, cycle_start - 1)
+
+
+def epochs_that_fit(
+    budget_min: float, elapsed_s: float, epoch_s: float, done: int, most: int, margin: float = 0.9
+) -> int:
+    """The cycle length (epochs) that ends inside a budget of `budget_min` minutes, for
+    fit_to_budget: `done` epochs took `elapsed_s` seconds and one more takes about `epoch_s`;
+    `margin` of what is left is spent, so a slower epoch later still ends the cosine before the
+    budget's hard stop. Never more than `most`; otherwise at least `done` + 1."""
+    left = 60 * budget_min - elapsed_s
+    return min(most, max(done + 1, done + int(margin * left / max(epoch_s, 1e-3))))
 
 
 def cpu_has_bf16() -> bool:
@@ -444,6 +460,24 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
             log.info("epoch %d: %s", epoch + 1, {k: round(float(v), 4) for k, v in logs.items()})
             if epochs_without_gain(epoch + 1, state["best_epoch"], config) >= config.patience:
                 log.info("early stop: no PublicTest gain in %d epochs of this cycle", config.patience)
+                self.model.stop_training = True
+            if config.fit_to_budget and epoch + 1 >= config.warmup_epochs:
+                # Re-sized after every epoch from the warm-up's end, on the median of the last five
+                # epochs (the first compiles): runs sharing a GPU speed up or slow down as the others
+                # compile and finish, so one early measure (tried on the first GPU run) overshoots.
+                # The cosine after the warm-up follows `epochs`; the rates used are in the history.
+                state.setdefault("epochs_asked", config.epochs)
+                epoch_s = float(np.median(state["epoch_seconds"][1:][-5:]))
+                fitted = epochs_that_fit(
+                    config.time_budget_min, time.time() - started, epoch_s, epoch + 1, state["epochs_asked"]
+                )
+                if fitted != config.epochs:
+                    log.info("fit_to_budget: %d epochs (%.2f s an epoch)", fitted, epoch_s)
+                    config.epochs = fitted
+                    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+                state["fitted_epochs"] = fitted
+                state_path.write_text(json.dumps(state))
+            if epoch + 1 >= config.epochs:
                 self.model.stop_training = True
             if config.time_budget_min and time.time() - started >= 60 * config.time_budget_min:
                 log.info("time budget of %.1f min spent after epoch %d", config.time_budget_min, epoch + 1)
