@@ -30,6 +30,15 @@ from emotion.registry import ModelNotFoundError, list_models, load
 from training.evaluate import interleaved_latencies, record_latencies
 
 
+def processor_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", help="registered models (default: every evaluated model)")
@@ -65,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             "calls": args.calls,
             "tta_calls": args.tta_calls,
             "models": names,
+            "processor": processor_name(),  # the machine changes between sessions (Xeon, EPYC): say which
         }
         record_latencies(models, latencies, run)
         print(f"recorded in the metrics files of {len(models)} models")
