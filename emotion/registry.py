@@ -62,11 +62,14 @@ class ModelInfo:
     # What the serving file outputs: "probabilities" (a softmax) or "logits" (full-integer files
     # end before the softmax, which the registry applies in float; see training.export.logits_model).
     serving_output: str = "probabilities"
-    # Calibration: served probabilities are softmax(log-probabilities / temperature), the temperature
-    # fitted on PublicTest by training.evaluate (1.0: uncalibrated).
+    # Calibration: served probabilities are softmax(log-probabilities / temperature + class_bias), both
+    # fitted on PublicTest by training.evaluate (1.0 and no bias: uncalibrated). The (K,) bias takes
+    # back the share of answers that training's class weights gave the rare classes.
     temperature: float = 1.0
-    # Averaging views makes answers less confident: TTA answers get a second temperature on the mean.
+    class_bias: tuple[float, ...] = ()
+    # Averaging views makes answers less confident: TTA answers get a second calibration on the mean.
     tta_temperature: float = 1.0
+    tta_class_bias: tuple[float, ...] = ()
     tta_mode: str = "flip"  # what tta=True means: "flip" or "crops", chosen on PublicTest
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -112,7 +115,9 @@ def _read_manifest(folder: Path) -> ModelInfo:
         vote=data.get("vote", "soft"),
         serving_output=data.get("serving_output", "probabilities"),
         temperature=float(data.get("temperature") or 1.0),
+        class_bias=tuple(float(b) for b in data.get("class_bias") or ()),
         tta_temperature=float(data.get("tta_temperature") or 1.0),
+        tta_class_bias=tuple(float(b) for b in data.get("tta_class_bias") or ()),
         tta_mode=data.get("tta_mode", "flip"),
         manifest=data,
     )
@@ -212,41 +217,45 @@ class EmotionModel:
         """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities. tta: False, True (the
         model's chosen mode, `tta_mode`), "flip" or "crops"; the views' probabilities are averaged.
         calibrated (the default, what every page, the CLI and reports get) applies the model's
-        temperature to each view; False gives the raw softmax (to fit and measure it)."""
-        temperature = self.info.temperature if calibrated else 1.0
+        temperature and class bias to each view (and the TTA ones to their mean); False gives the raw
+        softmax (to fit and measure it)."""
+        info = self.info
+        temperature, bias = (info.temperature, info.class_bias) if calibrated else (1.0, ())
         mode = _tta_mode(tta, self.tta_mode)
         if mode == "none":
-            return self._probabilities(inputs, temperature)
+            return self._probabilities(inputs, temperature, bias)
         if mode == "flip":
             mirrored = inputs[:, :, ::-1, :]
-            probs = 0.5 * (self._probabilities(inputs, temperature) + self._probabilities(mirrored, temperature))
+            probs = self._probabilities(inputs, temperature, bias) + self._probabilities(mirrored, temperature, bias)
+            probs = 0.5 * probs
         else:
             views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
-            probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature)
+            probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature, bias)
             probs = probs.reshape(len(views), len(inputs), -1).mean(axis=0)
-        return _rescaled(probs, self.info.tta_temperature if calibrated else 1.0)
+        return _rescaled(probs, *((info.tta_temperature, info.tta_class_bias) if calibrated else (1.0, ())))
 
-    def _probabilities(self, inputs: np.ndarray, temperature: float) -> np.ndarray:
+    def _probabilities(self, inputs: np.ndarray, temperature: float, bias: tuple[float, ...]) -> np.ndarray:
         output = self._runner.predict(inputs)
         if self.info.serving_output == "logits":
-            return softmax(output, temperature)
-        if temperature == 1.0:
-            return output
-        return softmax(log_probabilities(output), temperature)
+            return softmax(output, temperature, bias)
+        return _rescaled(output, temperature, bias)
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
         members, each preprocessing the crops as it was trained and calibrated with its own
         temperature, all augmented in the committee's TTA mode (tta=True: its own tta_mode);
-        calibrated applies this model's own temperature (a committee's on its vote; with TTA its
-        tta_temperature)."""
+        calibrated applies this model's own calibration (a committee's on its vote; with TTA its
+        tta_temperature and tta_class_bias)."""
         if self._members:
             mode = _tta_mode(tta, self.tta_mode)
             stacked = np.stack([m.predict_faces(crops, mode) for m in self._members])  # (M, N, K)
             voted = committee_vote(stacked, self.info.vote)
             if not calibrated:
                 return voted
-            return _rescaled(voted, self.info.temperature if mode == "none" else self.info.tta_temperature)
+            info = self.info
+            if mode == "none":
+                return _rescaled(voted, info.temperature, info.class_bias)
+            return _rescaled(voted, info.tta_temperature, info.tta_class_bias)
         return self.predict_inputs(self.preprocess(crops), tta, calibrated)
 
 
@@ -264,17 +273,22 @@ def _tta_mode(tta: bool | str, chosen: str) -> str:
     return tta
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits / temperature)."""
+def softmax(logits: np.ndarray, temperature: float = 1.0, bias: tuple[float, ...] | np.ndarray = ()) -> np.ndarray:
+    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits / temperature + bias);
+    bias: (K,) per class, or none."""
     scaled = np.asarray(logits, np.float64) / temperature
+    if len(bias):
+        scaled = scaled + np.asarray(bias, np.float64)
     scaled -= scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _rescaled(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """(N, K) probabilities with a temperature applied: softmax(log(probs) / temperature)."""
-    return probs if temperature == 1.0 else softmax(log_probabilities(probs), temperature)
+def _rescaled(probs: np.ndarray, temperature: float, bias: tuple[float, ...] = ()) -> np.ndarray:
+    """(N, K) probabilities with a calibration applied: softmax(log(probs) / temperature + bias)."""
+    if temperature == 1.0 and not len(bias):
+        return probs
+    return softmax(log_probabilities(probs), temperature, bias)
 
 
 def log_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ def test_every_model_is_calibrated_and_its_predictions_saved():
         assert calibration["fitted_on"] == "PublicTest"
         assert calibration["temperature"] == pytest.approx(info.temperature, abs=1e-3)
         assert calibration.get("tta_temperature", 1.0) == pytest.approx(info.tta_temperature, abs=1e-3)
+        assert calibration.get("class_bias", []) == pytest.approx(list(info.class_bias), abs=1e-3)
+        assert calibration.get("tta_class_bias", []) == pytest.approx(list(info.tta_class_bias), abs=1e-3)
         assert (info.folder / PREDICTIONS_FILE).is_file()
 
 

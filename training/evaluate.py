@@ -25,7 +25,7 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load, log_probabilities
+from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load, log_probabilities, softmax
 
 log = logging.getLogger("training.evaluate")
 
@@ -108,6 +108,19 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(fine[int(np.argmin([nll(log_probs, labels, t) for t in fine]))])
 
 
+def fit_temperature_and_bias(log_probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """(T, (K,) bias) minimising the NLL of softmax(log_probs / T + bias) at the (N,) labels, started
+    from the temperature alone (fit_temperature) and a zero bias: temperature scaling with a per-class
+    bias ("logit adjustment", Menon et al., ICLR 2021), which takes back the share of answers that
+    training's class weights gave the rare classes. Fitted on the selection split (PublicTest) only;
+    the bias is centred (adding one constant to every class changes nothing)."""
+    from scipy.optimize import minimize
+
+    start = np.r_[fit_temperature(np.exp(log_probs), labels), np.zeros(log_probs.shape[1])]
+    fitted = minimize(lambda p: nll(log_probs, labels, p[0], p[1:]), start, method="L-BFGS-B").x
+    return float(fitted[0]), fitted[1:] - fitted[1:].mean()
+
+
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
     """Confidence (top probability) of (N, K) probs against accuracy in `bins` equal-width bins:
     {"ece", "confidence", "accuracy", "count"} (per bin; empty bins hold None). ECE is the
@@ -133,11 +146,11 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_B
     return out
 
 
-def uncalibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Undo temperature scaling: softmax(temperature * log(probs)) gives back the raw (N, K) softmax."""
-    from emotion.registry import softmax
-
-    return softmax(log_probabilities(probs), 1.0 / temperature)
+def uncalibrate(probs: np.ndarray, temperature: float, bias: tuple[float, ...] | np.ndarray = ()) -> np.ndarray:
+    """Undo the calibration softmax(log(raw) / temperature + bias): softmax(temperature * (log(probs) -
+    bias)) gives back the raw (N, K) softmax."""
+    shifted = log_probabilities(probs) - (np.asarray(bias, np.float64) if len(bias) else 0.0)
+    return softmax(shifted, 1.0 / temperature)
 
 
 def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
@@ -265,23 +278,38 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
     report: dict = {"model": name, "split": split, "dataset": dataset.name, "labels": list(labels)}
-    temperature, tta_temperature, tta_mode = info.temperature, info.tta_temperature, info.tta_mode
+    temperature, class_bias, tta_mode = info.temperature, np.asarray(info.class_bias), info.tta_mode
+    tta_temperature, tta_class_bias = info.tta_temperature, np.asarray(info.tta_class_bias)
     public = dataset.splits.get("PublicTest")
     modes = TTA_MODES  # a committee chooses one mode for all its members
     public_modes: dict[str, dict] = {}
     if public is not None:  # calibration and the TTA mode are chosen on the selection split, never reported on
         raw = predict_probabilities(model, public.images, False, calibrated=False)
-        temperature = fit_temperature(raw, public.labels)
-        fitted = dataclasses.replace(info, temperature=temperature, tta_temperature=1.0)
+        temperature, class_bias = fit_temperature_and_bias(log_probabilities(raw), public.labels)
+        public_plain = softmax(log_probabilities(raw), temperature, class_bias)  # as served
+        fitted = dataclasses.replace(
+            info, temperature=temperature, class_bias=tuple(class_bias), tta_temperature=1.0, tta_class_bias=()
+        )
         model = model.with_info(fitted)
-        public_tta = {mode: predict_probabilities(model, public.images, mode) for mode in modes}
-        for mode, probs in public_tta.items():
-            public_modes[mode] = classification_metrics(public.labels, probs.argmax(axis=1), labels)
-        # Equal accuracies: flip, ten times cheaper. Then the second temperature, on the mean of the views.
+        # Each mode: the mean of the calibrated views, with its own second calibration fitted on it.
+        tta_calibrations = {}
+        for mode in modes:
+            views = log_probabilities(predict_probabilities(model, public.images, mode))
+            tta_calibrations[mode] = fit_temperature_and_bias(views, public.labels)
+            served_tta = softmax(views, *tta_calibrations[mode])
+            public_modes[mode] = classification_metrics(public.labels, served_tta.argmax(axis=1), labels)
+        # Equal accuracies: flip, ten times cheaper.
         tta_mode = max(public_modes, key=lambda m: (public_modes[m]["accuracy"], m == "flip"))
-        tta_temperature = fit_temperature(public_tta[tta_mode], public.labels)
-    # The model as served: those temperatures and TTA mode (written to its manifest below).
-    served = dataclasses.replace(info, temperature=temperature, tta_temperature=tta_temperature, tta_mode=tta_mode)
+        tta_temperature, tta_class_bias = tta_calibrations[tta_mode]
+    # The model as served: those calibrations and TTA mode (written to its manifest below).
+    served = dataclasses.replace(
+        info,
+        temperature=temperature,
+        class_bias=tuple(class_bias),
+        tta_temperature=tta_temperature,
+        tta_class_bias=tuple(tta_class_bias),
+        tta_mode=tta_mode,
+    )
     model = model.with_info(served)
     timed = load(name).with_info(served)  # the same on one thread, as the app serves: latencies
     report["tta_mode"] = tta_mode
@@ -290,8 +318,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
             continue
         part = dataset.splits[split_name]
         if key == "public" and public_modes:  # the PublicTest figures are in hand already
-            # (its temperature rescales each view alike, so the raw answers are the served ones)
-            plain = classification_metrics(part.labels, raw.argmax(axis=1), labels)
+            plain = classification_metrics(part.labels, public_plain.argmax(axis=1), labels)
             flipped = public_modes[tta_mode]
         else:
             probs = predict_probabilities(model, part.images, tta=False)
@@ -323,15 +350,17 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
                 "public_accuracy": public_modes.get(mode, {}).get("accuracy"),
                 "latency_ms_per_face": latency_ms(timed, part.images[0], tta=mode),
             }
-        before = reliability(uncalibrate(probs, temperature), part.labels)
+        before = reliability(uncalibrate(probs, temperature, class_bias), part.labels)
         after = reliability(probs, part.labels)
         report["calibration"] = {
             "temperature": temperature,
+            "class_bias": [float(b) for b in class_bias],
             "fitted_on": "PublicTest" if "PublicTest" in dataset.splits else "not fitted",
             "ece_before": before["ece"],
             "ece_after": after["ece"],
             "tta_temperature": tta_temperature,
-            "ece_before_tta": reliability(uncalibrate(probs_tta, tta_temperature), part.labels)["ece"],
+            "tta_class_bias": [float(b) for b in tta_class_bias],
+            "ece_before_tta": reliability(uncalibrate(probs_tta, tta_temperature, tta_class_bias), part.labels)["ece"],
             "ece_after_tta": reliability(probs_tta, part.labels)["ece"],
             "bins": CALIBRATION_BINS,
             "reliability_before": {k: before[k] for k in ("confidence", "accuracy", "count")},
@@ -369,7 +398,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         report.update({k: previous[k] for k in KEPT_FIGURES if k in previous})
     if write:
         metrics_path.write_text(json.dumps(report, indent=2))
-        _write_serving_choices(info.folder / "manifest.json", temperature, tta_temperature, tta_mode)
+        _write_serving_choices(info.folder / "manifest.json", served)
     return report
 
 
@@ -377,13 +406,16 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
 KEPT_FIGURES = ("int8",)
 
 
-def _write_serving_choices(manifest_path: Path, temperature: float, tta_temperature: float, tta_mode: str) -> None:
-    """Record the fitted temperatures and the chosen TTA mode in the manifest, where emotion.registry
-    reads them to serve calibrated probabilities (and that TTA) everywhere."""
+def _write_serving_choices(manifest_path: Path, served) -> None:
+    """Record the fitted calibrations (temperatures, class biases) and the chosen TTA mode of `served`
+    (a ModelInfo) in the manifest, where emotion.registry reads them to serve calibrated probabilities
+    (and that TTA) everywhere."""
     manifest = json.loads(manifest_path.read_text())
-    manifest["temperature"] = round(float(temperature), 4)
-    manifest["tta_temperature"] = round(float(tta_temperature), 4)
-    manifest["tta_mode"] = tta_mode
+    manifest["temperature"] = round(float(served.temperature), 4)
+    manifest["class_bias"] = [round(float(b), 4) for b in served.class_bias]
+    manifest["tta_temperature"] = round(float(served.tta_temperature), 4)
+    manifest["tta_class_bias"] = [round(float(b), 4) for b in served.tta_class_bias]
+    manifest["tta_mode"] = served.tta_mode
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
