@@ -603,7 +603,8 @@ def saved_predictions(info: ModelInfo, y_true: np.ndarray) -> np.ndarray | None:
 
 def calibration_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
     """One row per model whose metrics hold a calibration block (training.evaluate): the temperature
-    fitted on PublicTest and the expected calibration error on PrivateTest before and after it."""
+    fitted on PublicTest (with a per-class bias, not shown) and the expected calibration error on
+    PrivateTest before and after the calibration."""
     rows = []
     for info in models:
         block = info.metrics.get("calibration")
