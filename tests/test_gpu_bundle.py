@@ -138,9 +138,10 @@ def test_a_fine_tune_carries_its_start_and_its_teachers_answers(tmp_path):
         {"data": "x.csv"},
     )
     twin = {**run, "name": "kd2"}
-    gpu_bundle.pack_models([run, twin], train, labels, tmp_path)
+    gpu_bundle.pack_models([run, twin], train, labels, tmp_path, cache=tmp_path / "cache")
     assert run["packed"] == {"init_from": "init_vgg_ft_vgg.npz", "teacher": "teacher_vgg_ft.npz"} == twin["packed"]
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["init_vgg_ft_vgg.npz", "teacher_vgg_ft.npz"]
+    assert (tmp_path / "cache" / "teacher_probs_vgg_ft.npz").is_file(), "asked once, kept for the next pack"
 
     init, teacher = str(tmp_path / "init_vgg_ft_vgg.npz"), str(tmp_path / "teacher_vgg_ft.npz")
     assert is_packed(init) and not is_packed("vgg_ft") and inherited_settings(init) == {}

@@ -430,6 +430,33 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     assert registry.load("tiny_student", models_dir).predict_faces(training_images[:2]).shape == (2, 7)
 
 
+def test_a_teachers_cached_answers_are_asked_again_once_it_is_recalibrated(tmp_path, monkeypatch):
+    """The cache beside a run holds the teacher's served answers: a new temperature or class bias
+    (training.evaluate re-fits them) makes them stale, so the teacher is asked again."""
+    from emotion import config, registry
+    from tests.test_comparison import write_tiny_tflite
+    from training.data import Split
+    from training.distill import teacher_probabilities
+
+    folder = write_tiny_tflite(tmp_path / "models" / "tiny")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+    labels = registry.model_info("tiny").labels
+    images = [np.random.default_rng(i).integers(0, 256, (48, 48), dtype=np.uint8) for i in range(6)]
+    split = Split(images, np.arange(6) % 7, [f"Training {i}" for i in range(6)])
+    cache = tmp_path / "teacher_probs.npz"
+    first = teacher_probabilities("tiny", split, labels, cache)
+    np.testing.assert_array_equal(teacher_probabilities("tiny", split, labels, cache), first)
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(temperature=2.0, class_bias=[0.0, -1.0, 0.0, 0.5, 0.5, 0.0, 0.0])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    registry.clear_cache()
+    again = teacher_probabilities("tiny", split, labels, cache)
+    assert not np.allclose(again, first), "a recalibrated teacher's answers are not read from the old cache"
+    registry.clear_cache()
+
+
 def test_teacher_targets_blend_with_the_labels():
     from training.distill import blend_targets
 

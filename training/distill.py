@@ -11,6 +11,7 @@ run so that --resume does not ask again. Training images only: PublicTest stays 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -40,7 +41,13 @@ def teacher_probabilities(
     digest = hashlib.sha256()
     for image in split.images:
         digest.update(image.tobytes())
-    key = f"{teacher}:{model.info.manifest.get('created', '')}:{digest.hexdigest()}"
+    # The answers depend on the weights (created) and on the served calibration and TTA mode, which
+    # training.evaluate re-fits: a re-evaluated teacher is asked again.
+    info = model.info
+    served_as = json.dumps(
+        [info.temperature, info.class_bias, info.tta_temperature, info.tta_class_bias, info.tta_mode]
+    )
+    key = f"{teacher}:{info.manifest.get('created', '')}:{served_as}:{digest.hexdigest()}"
     if cache is not None and cache.is_file():
         saved = np.load(cache)
         if str(saved["key"]) == key:

@@ -152,11 +152,12 @@ def pack_data(runs: list[dict], limit: int = 0):
     return packed, meta, train
 
 
-def pack_models(runs: list[dict], train, labels: tuple[str, ...], out: Path) -> None:
+def pack_models(runs: list[dict], train, labels: tuple[str, ...], out: Path, cache: Path | None = None) -> None:
     """For runs that start from a registered model (init_from) or learn from one (teacher): its
     weights, as float16 (half the bytes; training computes in bf16 anyway), or its flip-TTA answers
     on the packed Training images, as float16, into `out`, once per model; each run's `packed`
-    names its files, which `run` puts in place of the model names."""
+    names its files, which `run` puts in place of the model names. A teacher's answers are kept in
+    `cache` (default runs/), so a second pack does not ask it again."""
     from emotion.config import REPO_ROOT
     from training.distill import initial_weights, teacher_probabilities
 
@@ -173,8 +174,9 @@ def pack_models(runs: list[dict], train, labels: tuple[str, ...], out: Path) -> 
         if run["teacher"]:
             packed["teacher"] = f"teacher_{run['teacher']}.npz"
             if not (out / packed["teacher"]).is_file():
-                cache = REPO_ROOT / "runs" / f"teacher_probs_{run['teacher']}.npz"  # asked once, kept
-                probs = teacher_probabilities(run["teacher"], train, labels, cache)
+                kept = (cache or REPO_ROOT / "runs") / f"teacher_probs_{run['teacher']}.npz"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                probs = teacher_probabilities(run["teacher"], train, labels, kept)
                 np.savez(out / packed["teacher"], probs=probs.astype(np.float16))
         if packed:
             run["packed"] = packed
