@@ -117,7 +117,10 @@ def fit_temperature_and_bias(log_probs: np.ndarray, labels: np.ndarray) -> tuple
     from scipy.optimize import minimize
 
     start = np.r_[fit_temperature(np.exp(log_probs), labels), np.zeros(log_probs.shape[1])]
-    fitted = minimize(lambda p: nll(log_probs, labels, p[0], p[1:]), start, method="L-BFGS-B").x
+    # T stays positive and within fit_temperature's range: a net no better than chance on the split
+    # would otherwise be driven to T near 0 or below (its answers reversed).
+    bounds = [(0.2, 5.0)] + [(None, None)] * log_probs.shape[1]
+    fitted = minimize(lambda p: nll(log_probs, labels, p[0], p[1:]), start, method="L-BFGS-B", bounds=bounds).x
     return float(fitted[0]), fitted[1:] - fitted[1:].mean()
 
 
@@ -411,10 +414,12 @@ def _write_serving_choices(manifest_path: Path, served) -> None:
     (a ModelInfo) in the manifest, where emotion.registry reads them to serve calibrated probabilities
     (and that TTA) everywhere."""
     manifest = json.loads(manifest_path.read_text())
-    manifest["temperature"] = round(float(served.temperature), 4)
-    manifest["class_bias"] = [round(float(b), 4) for b in served.class_bias]
-    manifest["tta_temperature"] = round(float(served.tta_temperature), 4)
-    manifest["tta_class_bias"] = [round(float(b), 4) for b in served.tta_class_bias]
+    # Six decimals: the saved predictions were made with the unrounded values, and a small T
+    # magnifies a rounding of it (log p / T).
+    manifest["temperature"] = round(float(served.temperature), 6)
+    manifest["class_bias"] = [round(float(b), 6) for b in served.class_bias]
+    manifest["tta_temperature"] = round(float(served.tta_temperature), 6)
+    manifest["tta_class_bias"] = [round(float(b), 6) for b in served.tta_class_bias]
     manifest["tta_mode"] = served.tta_mode
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
