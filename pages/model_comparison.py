@@ -16,7 +16,7 @@ import streamlit as st
 
 from emotion import config, list_models
 from emotion.labels import FER2013_LABELS
-from emotion.registry import ModelInfo, ModelNotFoundError, load
+from emotion.registry import ModelInfo, ModelNotFoundError, default_model_name, load
 from pages.common import fer2013_arrays
 from studio import comparison
 
@@ -416,12 +416,15 @@ def _view(models: list[ModelInfo]) -> View:
             help="Warm restarts, fine-tunes, runs with other seeds and distilled models, read from each model's "
                  "config.json (init_from, teacher, seed). Hidden, each backbone shows its first run from scratch.",
         )  # fmt: skip
-    names = order if show_all else [n for n in order if not lineage[n].is_checkpoint]
+    # The app's default stays in view even when it is a checkpoint: it is the model users get.
+    default = default_model_name(config.MODELS_DIR) if models else ""
+    names = order if show_all else [n for n in order if not lineage[n].is_checkpoint or n == default]
     by_name = {m.name: m for m in models}
     if not show_all:
+        kept = f", the app's default ({default})" if default in checkpoints else ""
         st.caption(
-            f"{len(names)} of {len(models)} models: each backbone's first run from scratch and the committees. "
-            f"Folded: {', '.join(checkpoints)}."
+            f"{len(names)} of {len(models)} models: each backbone's first run from scratch{kept} and the "
+            f"committees. Folded: {', '.join(n for n in checkpoints if n != default)}."
         )
     return View(
         shown=[by_name[n] for n in names],

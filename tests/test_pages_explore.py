@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emotion import config, list_models
+from emotion import config, default_model_name, list_models
 from studio import comparison
 from tests.test_comparison import write_models, write_tiny_tflite
 
@@ -270,8 +270,10 @@ def test_comparison_folds_lineage_checkpoints(no_dataset, tmp_path, monkeypatch)
     monkeypatch.setattr(config, "MODELS_DIR", root)
     at = AppTest.from_file(COMPARISON, default_timeout=60).run()
     assert not at.exception
-    assert list(at.dataframe[0].value.index) == ["wide", "small", "board"]  # family order, checkpoints folded
-    assert "Folded: s, r, q, p, t." in _texts(at)
+    # Family order, checkpoints folded, except the app's default (the checkpoint s here: best on PublicTest).
+    assert default_model_name() == "s"
+    assert list(at.dataframe[0].value.index) == ["wide", "s", "small", "board"]
+    assert "from scratch, the app's default (s) and the committees. Folded: r, q, p, t." in _texts(at)
     at.toggle(key="show_checkpoints").set_value(True).run()
     assert not at.exception
     assert list(at.dataframe[0].value.index) == ["wide", "s", "r", "q", "p", "small", "t", "board"]
