@@ -64,7 +64,7 @@ def _table_section(view: View) -> None:
     )
     table = view.table.loc[view.names].copy()
     if view.folded:  # say on each family's root what folding hides
-        for root, text in comparison.family_summary(view.table, view.lineage).items():
+        for root, text in comparison.family_summary(view.table, view.lineage, view.names).items():
             if root in table.index:
                 table.loc[root, "Lineage"] = text
     columns = list(comparison.KEY_COLUMNS)  # the key columns keep their place; the others follow them
@@ -417,7 +417,7 @@ def _view(models: list[ModelInfo]) -> View:
                  "config.json (init_from, teacher, seed). Hidden, each backbone shows its first run from scratch.",
         )  # fmt: skip
     # The app's default stays in view even when it is a checkpoint: it is the model users get.
-    default = default_model_name(config.MODELS_DIR) if models else ""
+    default = default_model_name()
     names = order if show_all else [n for n in order if not lineage[n].is_checkpoint or n == default]
     by_name = {m.name: m for m in models}
     if not show_all:

@@ -222,13 +222,14 @@ def family_colors(order: Sequence[str], lineage: dict[str, Lineage]) -> dict[str
     return colors
 
 
-def family_summary(table: pd.DataFrame, lineage: dict[str, Lineage]) -> dict[str, str]:
-    """{family root: "N folded, best NAME ACC%"} for families with checkpoints: what folding hides."""
+def family_summary(table: pd.DataFrame, lineage: dict[str, Lineage], shown: Sequence[str] = ()) -> dict[str, str]:
+    """{family root: "N folded, best NAME ACC%"} for families with checkpoints: what folding hides
+    (checkpoints in `shown`, such as the app's default, are not folded; best is over the family)."""
     out = {}
     for family in {lin.family for lin in lineage.values()} - {COMMITTEE}:
         names = [n for n, lin in lineage.items() if lin.family == family and n in table.index]
         root = next((n for n in names if not lineage[n].is_checkpoint), None)
-        folded = [n for n in names if lineage[n].is_checkpoint]
+        folded = [n for n in names if lineage[n].is_checkpoint and n not in shown]
         if root is None or not folded:
             continue
         accuracy = table.loc[names, "Accuracy %"].astype(float)

@@ -275,6 +275,8 @@ def test_lineage_comes_from_each_models_config(tmp_path):
     assert table.loc["r", "Family"] == "wide" and table.loc["r", "Lineage"] == "fine-tune of q"
     summary = comparison.family_summary(table, lineage)
     assert summary == {"wide": "4 checkpoints folded; best s (70.5)", "small": "1 checkpoint folded; best small (68.0)"}
+    shown = comparison.family_summary(table, lineage, shown=["s"])  # the app's default stays in view
+    assert shown["wide"] == "3 checkpoints folded; best s (70.5)"
 
 
 def test_models_without_config_are_their_own_family(models):

@@ -452,15 +452,6 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
             state["epoch"] = epoch + 1
             # Wall time of each epoch, validation included (the first one compiles): the GPU plan's speed figure.
             state.setdefault("epoch_seconds", []).append(round(time.time() - self.epoch_started, 2))
-            if logs.get("val_accuracy", 0.0) > state["best_val_accuracy"]:
-                state["best_val_accuracy"], state["best_epoch"] = float(logs["val_accuracy"]), epoch
-                net.save(best_path)
-            trainer.save(last_path)
-            state_path.write_text(json.dumps(state))
-            log.info("epoch %d: %s", epoch + 1, {k: round(float(v), 4) for k, v in logs.items()})
-            if epochs_without_gain(epoch + 1, state["best_epoch"], config) >= config.patience:
-                log.info("early stop: no PublicTest gain in %d epochs of this cycle", config.patience)
-                self.model.stop_training = True
             if config.fit_to_budget and epoch + 1 >= config.warmup_epochs:
                 # Re-sized after every epoch from the warm-up's end, on the median of the last five
                 # epochs (the first compiles): runs sharing a GPU speed up or slow down as the others
@@ -476,7 +467,15 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
                     config.epochs = fitted
                     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
                 state["fitted_epochs"] = fitted
-                state_path.write_text(json.dumps(state))
+            if logs.get("val_accuracy", 0.0) > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = float(logs["val_accuracy"]), epoch
+                net.save(best_path)
+            trainer.save(last_path)
+            state_path.write_text(json.dumps(state))
+            log.info("epoch %d: %s", epoch + 1, {k: round(float(v), 4) for k, v in logs.items()})
+            if epochs_without_gain(epoch + 1, state["best_epoch"], config) >= config.patience:
+                log.info("early stop: no PublicTest gain in %d epochs of this cycle", config.patience)
+                self.model.stop_training = True
             if epoch + 1 >= config.epochs:
                 self.model.stop_training = True
             if config.time_budget_min and time.time() - started >= 60 * config.time_budget_min:
