@@ -1,9 +1,10 @@
 """What a vgg-layout net's channel widths cost per face in the served runtime, before any training.
 
-    python scripts/benchmark_widths.py [--rounds 15] [--calls 200]
+    python scripts/benchmark_widths.py [--rounds 15] [--calls 200] [--int8] [--widths 24-48-128-192:192 ...]
 
 Builds the vgg layout (`training.backbones.vgg_layout`) at several widths with random weights, exports
-each as the app serves a net (LiteRT, dynamic-range int8 weights: `training.export.to_tflite`) and
+each as the app serves a net (LiteRT, dynamic-range int8 weights: `training.export.to_tflite`; with
+--int8 full-integer, activations too, calibrated on random inputs, as the default is served now) and
 times one face (batch 1, one thread, `invoke()` alone: the app's preprocessing adds the same to every
 width). The rounds interleave the files, so a machine whose speed drifts during the run biases none of
 them; the figure is the median over rounds of each round's median CPU time. Weights do not change the
@@ -38,20 +39,34 @@ WIDTHS: list[tuple[str, tuple[int, int, int, int], int]] = [
 ]
 
 
-def export_all(folder: Path) -> None:
+def parse_widths(text: str) -> tuple[str, tuple[int, int, int, int], int]:
+    """ "24-48-128-192:192" -> ("", (24, 48, 128, 192), 192): four stage widths, then the hidden units."""
+    stages, _, hidden = text.partition(":")
+    widths = tuple(int(v) for v in stages.split("-"))
+    if len(widths) != 4 or not hidden:
+        raise argparse.ArgumentTypeError(f"expected four widths and the hidden units (24-48-128-192:192), got {text!r}")
+    return "", widths, int(hidden)  # type: ignore[return-value]
+
+
+def export_all(folder: Path, layouts: list, int8: bool) -> None:
     """Child process: every width as a .tflite file in folder (TensorFlow)."""
     # training.export before Keras (training.backbones): the other order crashed the converter here.
     from training.export import to_tflite  # noqa: I001
 
-    from training.backbones import vgg_layout
+    import numpy as np
 
-    for index, (_, widths, hidden) in enumerate(WIDTHS):
+    from training.backbones import vgg_layout
+    from training.export import logits_model
+
+    representative = np.random.default_rng(0).random((32, 48, 48, 1), dtype=np.float32)
+    for index, (_, widths, hidden) in enumerate(layouts):
         net = vgg_layout((48, 48, 1), 7, widths, hidden=hidden, name=f"w{index}")
-        (folder / f"{index}.tflite").write_bytes(to_tflite(net, quantize=True))
+        data = to_tflite(logits_model(net), "int8", representative) if int8 else to_tflite(net, quantize=True)
+        (folder / f"{index}.tflite").write_bytes(data)
         print(json.dumps({"index": index, "parameters": net.count_params()}), flush=True)
 
 
-def time_all(folder: Path, rounds: int, calls: int) -> None:
+def time_all(folder: Path, count: int, rounds: int, calls: int) -> None:
     """Child process: the interleaved timing of every file (LiteRT), one JSON line per width."""
     import time
 
@@ -60,14 +75,14 @@ def time_all(folder: Path, rounds: int, calls: int) -> None:
     from emotion.runtime import TFLiteRunner
 
     face = np.random.default_rng(0).random((1, 48, 48, 1), dtype=np.float32)
-    runners = [TFLiteRunner(folder / f"{i}.tflite") for i in range(len(WIDTHS))]
+    runners = [TFLiteRunner(folder / f"{i}.tflite") for i in range(count)]
     for runner in runners:
         for _ in range(50):
             runner.predict(face)
     invokes = []
     for runner in runners:
         interpreter = runner._interpreter  # invoke() alone: what the width changes
-        interpreter.set_tensor(runner._input["index"], face)
+        interpreter.set_tensor(runner._input["index"], np.zeros_like(face, runner._input["dtype"]))
         invokes.append(interpreter.invoke)
     medians: list[list[float]] = [[] for _ in runners]
     for _ in range(rounds):
@@ -96,20 +111,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200, help="invoke() calls per file per round")
+    parser.add_argument("--int8", action="store_true", help="full-integer files (int8 activations too)")
+    parser.add_argument(
+        "--widths", nargs="+", type=parse_widths, help="layouts instead of the built-in list: 32-64-192-256:256"
+    )
     parser.add_argument("--_export", help=argparse.SUPPRESS)
     parser.add_argument("--_time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    layouts = args.widths or WIDTHS
     if args._export:
-        return export_all(Path(args._export))
+        return export_all(Path(args._export), layouts, args.int8)
     if args._time:
-        return time_all(Path(args._time), args.rounds, args.calls)
+        return time_all(Path(args._time), len(layouts), args.rounds, args.calls)
+    same = ["--int8"] if args.int8 else []  # what the children need to build and time the same files
+    if args.widths:
+        same += ["--widths", *(f"{'-'.join(map(str, widths))}:{hidden}" for _, widths, hidden in args.widths)]
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = {row["index"]: row["parameters"] for row in child("--_export", tmp)}
-        timed = child("--_time", tmp, "--rounds", str(args.rounds), "--calls", str(args.calls))
+        sizes = {row["index"]: row["parameters"] for row in child("--_export", tmp, *same)}
+        timed = child("--_time", tmp, "--rounds", str(args.rounds), "--calls", str(args.calls), *same)
     print("| net | stage widths (hidden) | parameters | invoke() ms per face: median of rounds (fastest round) |")
     print("|---|---|---|---|")
     for row in timed:
-        label, widths, hidden = WIDTHS[row["index"]]
+        label, widths, hidden = layouts[row["index"]]
         shape = f"{'-'.join(map(str, widths))} ({hidden})"
         size = sizes[row["index"]] / 1e6
         print(f"| {label} | {shape} | {size:.2f}M | {row['ms']:.3f} ({row['min_ms']:.3f}) |")

@@ -3,6 +3,8 @@ vgg keeps the layout its weights were saved with."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,29 @@ def test_vgg_layout_is_unchanged_and_vgg_wide_is_wider():
 def test_vgg_lean_widens_only_the_third_stage():
     convs = [layer.filters for layer in build_backbone("vgg_lean", (48, 48, 1), 7).layers if hasattr(layer, "filters")]
     assert convs == [32, 32, 64, 64, 192, 192, 256, 256]  # multiples of 64 past the first: scripts/benchmark_widths.py
+
+
+def test_vgg_thin_halves_the_full_resolution_stages_and_slims_from_vgg_lean():
+    thin = build_backbone("vgg_thin", (48, 48, 1), 7)
+    convs = [layer.filters for layer in thin.layers if hasattr(layer, "filters")]
+    assert convs == [16, 16, 32, 32, 128, 128, 256, 256]
+    from training.prune import slimmed_weights
+
+    lean = build_backbone("vgg_lean", (48, 48, 1), 7)
+    thin.set_weights(slimmed_weights(lean, thin))  # same layer graph: training.prune can start it from vgg_lean
+
+
+def test_benchmark_widths_reads_a_layout():
+    import argparse
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "scripts" / "benchmark_widths.py"
+    spec = importlib.util.spec_from_file_location("benchmark_widths", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.parse_widths("16-32-128-256:256") == ("", (16, 32, 128, 256), 256)
+    with pytest.raises(argparse.ArgumentTypeError):
+        script.parse_widths("16-32-128")
 
 
 def test_unknown_backbone_lists_the_known_ones():

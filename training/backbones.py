@@ -83,6 +83,16 @@ def vgg_lean320(input_shape: tuple[int, int, int], num_classes: int) -> keras.Mo
     return vgg_layout(input_shape, num_classes, (32, 64, 192, 320), hidden=320, name="vgg_lean320")
 
 
+@register("vgg_thin")
+def vgg_thin(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """vgg_lean with its first two stages halved and its third at vgg's width (16-32-128-256): the
+    full-resolution stages cost the most per face in the int8 kernels of CPUs with AVX512-VNNI
+    (AMD EPYC), where vgg_lean misses the 0.5 ms target; slimmed from a trained vgg_lean
+    (training.prune) rather than trained from scratch. Costs measured with
+    `scripts/benchmark_widths.py --int8` (docs/RESULTS.md)."""
+    return vgg_layout(input_shape, num_classes, (16, 32, 128, 256), hidden=256, name="vgg_thin")
+
+
 def vgg_layout(input_shape, num_classes: int, widths: tuple[int, ...], hidden: int, name: str) -> keras.Model:
     """Four stages of two 3x3 conv-BN-ReLU at `widths` (one per stage), each then max-pooled and dropped
     out, a global average pool, a hidden layer of `hidden` units (0: none) and the softmax head."""
