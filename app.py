@@ -27,7 +27,6 @@ from pages.common import (
     COOKIE_SCRIPT_KEY,
     FAREWELL_KEY,
     PAGES,
-    QUIET_CSS,
     SESSION_KEY,
     client_id,
     delete_session_cookie,
@@ -258,7 +257,6 @@ def run_studio(authenticator: stauth.Authenticate, store: Store, user: User) -> 
         st.divider()
         st.caption(f"Signed in as **{md_escape(user.name)}** ({md_escape(user.username)})")
         st.button("Log out", key="logout_button", on_click=log_out, args=(authenticator, store, user))
-        st.html(QUIET_CSS)
         write_session_cookie(in_sidebar=True)  # last in the sidebar: it shifts nothing the user sees
     try:
         page.run()

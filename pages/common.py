@@ -23,9 +23,9 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -190,24 +190,6 @@ def label_colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
     """{label: CSS colour}, for plotly's color_discrete_map."""
     return {label: rgb_css(label) for label in labels}
 
-
-@contextmanager
-def working(message: str) -> Iterator[None]:
-    """A still notice ("⏳ Analyzing the photo…") while the block runs, then gone. Not st.spinner: its
-    turning circle, like Streamlit's running-man icon (hidden by QUIET_CSS), repaints a waiting tab many
-    times a second, which doubled a waiting tab's CPU in Chromium (docs/DEPLOY.md): nothing on a user's
-    own machine, but in a burst on one small machine every waiting tab shares its cores."""
-    notice = st.empty()
-    notice.caption(f"⏳ {message}")
-    try:
-        yield
-    finally:
-        notice.empty()
-
-
-# Hides only the running-man icon of Streamlit's status widget (its Stop button and connection states
-# stay): see `working`.
-QUIET_CSS = "<style>[data-testid='stStatusWidgetRunningIcon'] {display: none;}</style>"
 
 PRELOAD_KEY = "result-elements-preload"
 

@@ -80,7 +80,7 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     from emotion import config, registry
     from tests.support import csv_bytes_for_tests
     from tests.test_comparison import write_tiny_tflite
-    from training.evaluate import PREDICTIONS_FILE, evaluate
+    from training.evaluate import PENDING_INT8_FILE, PREDICTIONS_FILE, evaluate
 
     rng = np.random.default_rng(0)
     rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(21)]
@@ -89,8 +89,12 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     folder = write_tiny_tflite(tmp_path / "models" / "tiny")
     monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
     registry.clear_cache()
+    # training.export --serve ran before this first evaluation: its int8 figures wait beside the file
+    (folder / PENDING_INT8_FILE).write_text(json.dumps({"accuracy_int8": 0.5, "served": True}))
 
     report = evaluate("tiny", data=str(csv_path))
+    assert json.loads((folder / "metrics.json").read_text())["int8"] == {"accuracy_int8": 0.5, "served": True}
+    assert not (folder / PENDING_INT8_FILE).exists()
 
     manifest = json.loads((folder / "manifest.json").read_text())
     calibration = report["calibration"]

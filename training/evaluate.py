@@ -399,14 +399,19 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
     if metrics_path.is_file():  # figures other commands measured (training.export --serve: "int8")
         previous = json.loads(metrics_path.read_text())
         report.update({k: previous[k] for k in KEPT_FIGURES if k in previous})
+    pending = info.folder / PENDING_INT8_FILE  # the export served this model before its first evaluation
+    if pending.is_file():
+        report["int8"] = json.loads(pending.read_text())
     if write:
         metrics_path.write_text(json.dumps(report, indent=2))
         _write_serving_choices(info.folder / "manifest.json", served)
+        pending.unlink(missing_ok=True)
     return report
 
 
 # Sections of metrics.json written by other commands, kept when the model is re-evaluated.
 KEPT_FIGURES = ("int8",)
+PENDING_INT8_FILE = "int8_report.json"  # training.export's figures for a model not evaluated yet
 
 
 def _write_serving_choices(manifest_path: Path, served) -> None:

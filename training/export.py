@@ -283,6 +283,10 @@ def _serve(info, file: Path, report: dict) -> None:
         metrics = json.loads(metrics_path.read_text())
         metrics["int8"] = report
         metrics_path.write_text(json.dumps(metrics, indent=2))
+    else:  # served before its first evaluation: training.evaluate moves these into the metrics it writes
+        from training.evaluate import PENDING_INT8_FILE
+
+        (info.folder / PENDING_INT8_FILE).write_text(json.dumps(report, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
