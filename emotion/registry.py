@@ -226,8 +226,9 @@ class EmotionModel:
             return self._probabilities(inputs, temperature, bias)
         if mode == "flip":
             mirrored = inputs[:, :, ::-1, :]
-            probs = self._probabilities(inputs, temperature, bias) + self._probabilities(mirrored, temperature, bias)
-            probs = 0.5 * probs
+            probs = 0.5 * (
+                self._probabilities(inputs, temperature, bias) + self._probabilities(mirrored, temperature, bias)
+            )
         else:
             views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
             probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature, bias)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # (name, stage widths, hidden units): the shipped vgg and vgg_wide, vgg_lean, then other widths.
-WIDTHS: list[tuple[str, tuple[int, int, int, int], int]] = [
+Layout = tuple[str, tuple[int, int, int, int], int]  # (label, stage widths, hidden units)
+WIDTHS: list[Layout] = [
     ("vgg_wide (shipped)", (48, 96, 192, 384), 384),
     ("vgg (shipped)", (32, 64, 128, 256), 256),
     ("vgg_lean", (32, 64, 192, 256), 256),
@@ -39,7 +40,7 @@ WIDTHS: list[tuple[str, tuple[int, int, int, int], int]] = [
 ]
 
 
-def parse_widths(text: str) -> tuple[str, tuple[int, int, int, int], int]:
+def parse_widths(text: str) -> Layout:
     """ "24-48-128-192:192" -> ("", (24, 48, 128, 192), 192): four stage widths, then the hidden units."""
     stages, _, hidden = text.partition(":")
     widths = tuple(int(v) for v in stages.split("-"))
@@ -48,7 +49,7 @@ def parse_widths(text: str) -> tuple[str, tuple[int, int, int, int], int]:
     return "", widths, int(hidden)  # type: ignore[return-value]
 
 
-def export_all(folder: Path, layouts: list, int8: bool) -> None:
+def export_all(folder: Path, layouts: list[Layout], int8: bool) -> None:
     """Child process: every width as a .tflite file in folder (TensorFlow)."""
     # training.export before Keras (training.backbones): the other order crashed the converter here.
     from training.export import to_tflite  # noqa: I001

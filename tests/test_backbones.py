@@ -3,8 +3,6 @@ vgg keeps the layout its weights were saved with."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -43,12 +41,10 @@ def test_vgg_thin_halves_the_full_resolution_stages_and_slims_from_vgg_lean():
 
 def test_benchmark_widths_reads_a_layout():
     import argparse
-    import importlib.util
 
-    path = Path(__file__).parent.parent / "scripts" / "benchmark_widths.py"
-    spec = importlib.util.spec_from_file_location("benchmark_widths", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from tests.script_support import load_script
+
+    script = load_script("benchmark_widths")
     assert script.parse_widths("16-32-128-256:256") == ("", (16, 32, 128, 256), 256)
     with pytest.raises(argparse.ArgumentTypeError):
         script.parse_widths("16-32-128")
