@@ -20,8 +20,9 @@ Rows (medians and p95 over the repeats):
   frames dropped by the server, glass-to-glass latency (scripts/benchmark_live.py);
 - users: N users in separate browser contexts of one Chromium, logged in, each with two_people.jpg uploaded,
   click Analyze at once, then all once more: failures, p50/p95 click-to-result of each burst, the server's
-  CPU seconds per click, the login times, and where the first burst's CPU went (the whole machine's busy
-  time, and each kind of process's: server, Chromium's renderers, GPU and browser processes, Playwright).
+  CPU seconds per click, the login times, and where each burst's CPU went (the whole machine's busy time,
+  and each kind of process's: server, Chromium's renderers, GPU and browser processes, Playwright);
+  --settle N waits N seconds between the last upload and the first burst (default 0: at once).
 
 Figures depend on what else runs on the machine: the 1-minute load average is printed with them.
 """
@@ -81,24 +82,33 @@ NEW_IMAGE_JS = """(previous) => {
   return [...document.querySelectorAll('img[src*="/media/"]')].some(i => i.complete && i.naturalWidth > 0
     && !i.closest('[data-stale="true"]') && (!previous.images.includes(i.src) || window.__sawStale || newCaption));
 }"""
-# Waits for a condition in the page without polling it: checked on every DOM change, on every picture
-# loaded, and every 250 ms for anything else. Playwright's wait_for_function(polling=20) ran its check
-# 50 times a second in every waiting tab: with 10-20 tabs on the server's two cores, that polling was
-# part of what the benchmark measured.
+# Waits for a condition in the page without polling it: checked once per frame after DOM changes (the
+# changes of one frame coalesced), on every picture loaded, and every 250 ms for anything else.
+# Playwright's wait_for_function(polling=20) ran its check 50 times a second in every waiting tab, and its
+# role and text locators walk the whole page computing ARIA roles at every poll (50-100 ms of a tab's
+# renderer per Analyze click, measured with the CDP profiler): with 10-20 tabs on the server's two cores,
+# that polling was part of what the benchmark measured. So the waits after a click use these CSS checks.
 WAIT_JS = """([source, arg]) => new Promise(resolve => {
   const condition = (0, eval)('(' + source + ')');
-  let timer = null;
-  const observer = new MutationObserver(() => check());
+  let timer = null, frame = null;
   const check = () => {
+    frame = null;
     if (!condition(arg)) return;
     observer.disconnect(); clearInterval(timer); document.removeEventListener('load', check, true);
     resolve(true);
   };
+  const observer = new MutationObserver(() => { if (frame === null) frame = requestAnimationFrame(check); });
   observer.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   document.addEventListener('load', check, true);
   timer = setInterval(check, 250);
   check();
 })"""
+# The live (not stale) "Answered in" caption's text, and whether the live PDF download button is there.
+CAPTION_JS = """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+  .filter(c => !c.closest('[data-stale="true"]')).map(c => c.innerText)
+  .filter(t => /^Answered in \\d+ ms/.test(t)).pop() || null"""
+PDF_BUTTON_JS = """() => [...document.querySelectorAll('[data-testid="stDownloadButton"] button')]
+  .some(b => !b.closest('[data-stale="true"]') && b.innerText.trim() === 'PDF report')"""
 RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
   '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
@@ -251,20 +261,19 @@ async def retitle(page, title: str) -> None:
 
 async def click_analyze(page) -> dict:
     """Click Analyze; seconds until a new result image is loaded and until the run is over (downloads there,
-    saved to the history), and the page's own figure (the "Answered in" caption, ms)."""
+    saved to the history), and the page's own figure (the "Answered in" caption, ms). Waits with CSS checks
+    in the page (WAIT_JS), not Playwright's locators, whose polling would cost the other tabs' CPU."""
     previous = await page.evaluate(IMAGES_JS)
-    downloads_before = await page.get_by_role("button", name="PDF report", exact=True).count()
+    analyze = page.get_by_role("button", name="Analyze")
+    await analyze.wait_for()  # located before the clock starts
     started = time.perf_counter()
-    await page.get_by_role("button", name="Analyze").click()
+    await analyze.click()
     await wait_in_page(page, NEW_IMAGE_JS, previous)
     visible = time.perf_counter() - started
-    caption = page.get_by_text(re.compile(r"^Answered in \d+ ms")).last
-    await caption.wait_for(timeout=TIMEOUT_MS)
-    if downloads_before:  # wait for the new run's buttons: the old ones stay until replaced
-        await wait_in_page(page, "() => !document.querySelector('[data-stale=\"true\"]')")
-    await page.get_by_role("button", name="PDF report", exact=True).wait_for(timeout=TIMEOUT_MS)
+    await wait_in_page(page, f"() => ({CAPTION_JS})() !== null")
+    await wait_in_page(page, f"() => ({PDF_BUTTON_JS})() && ({RUN_OVER_JS})()")
     downloads = time.perf_counter() - started
-    text = await caption.inner_text()
+    text = await page.evaluate(CAPTION_JS)
     answered = float(re.findall(r"Answered in (\d+) ms", text)[0])
     return {"visible_s": visible, "finished_s": downloads, "page_says_ms": answered, "caption": text}
 
@@ -411,6 +420,7 @@ class Bursts:
         self.starts = [asyncio.Event(), asyncio.Event()]
         self.ready: list[list[str]] = [[], []]
         self.done: list[list[str]] = [[], []]  # whose k-th answer is in (or who failed)
+        self.measured = asyncio.Event()  # the second burst's CPU is read: the contexts may close
 
 
 async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) -> dict:
@@ -435,6 +445,7 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
             step = f"{key} analysis"
             figures[key] = await click_analyze(page)
             bursts.done[k].append(user)
+        await bursts.measured.wait()  # a closed context's renderer takes its CPU time with it
         return figures
     except Exception as error:  # a failure is a figure of this benchmark, not its end
         for waiting in (*bursts.ready, *bursts.done):
@@ -448,32 +459,36 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
         await context.close()
 
 
-async def users_row(browser, url: str, users: list[str], photo: Path, server: subprocess.Popen) -> dict:
+async def users_row(
+    browser, url: str, users: list[str], photo: Path, server: subprocess.Popen, settle: float = 0.0
+) -> dict:
     """len(users) users click Analyze at the same moment, twice: each user's first analysis (when each
     browser also builds the result page for the first time, here on the server's own cores) and a second one.
     With the server's CPU seconds per click over each burst (its own cost, apart from the browsers
-    sharing the machine: the capacity per core)."""
+    sharing the machine: the capacity per core), and every process kind's. `settle`: seconds between the
+    last upload and the first burst (0: at once, as users who all upload at the same moment)."""
     bursts = Bursts()
     tasks = [asyncio.create_task(one_user(browser, url, user, photo, bursts)) for user in users]
-    row: dict = {"users": len(users)}
+    row: dict = {"users": len(users), "settle_s": settle}
     for k, key in enumerate(("first", "again")):
         while len(bursts.ready[k]) < len(users):
             await asyncio.sleep(0.05)
+        if k == 0 and settle:
+            await asyncio.sleep(settle)
         cpu0, busy0, t0 = cpu_seconds(server.pid), machine_busy_seconds(), time.monotonic()
-        kinds0 = cpu_by_process_kind(server.pid) if k == 0 else {}
+        kinds0 = cpu_by_process_kind(server.pid)
         bursts.starts[k].set()
-        while k == 0 and len(bursts.done[0]) < len(users):  # everyone's first answer is in
+        while len(bursts.done[k]) < len(users):  # everyone's answer is in
             await asyncio.sleep(0.05)
-        if k == 1:
-            await asyncio.gather(*tasks)
         row[f"{key}_burst_s"] = round(time.monotonic() - t0, 2)
         row[f"{key}_server_cpu_s"] = round(cpu_seconds(server.pid) - cpu0, 2)
         row[f"{key}_machine_busy_cpu_s"] = round(machine_busy_seconds() - busy0, 2)
-        if k == 0:  # after the second burst the contexts are closed, their renderers gone with their CPU time
-            kinds1 = cpu_by_process_kind(server.pid)
-            row["first_cpu_s_by_process"] = {
-                kind: round(kinds1[kind] - kinds0.get(kind, 0.0), 2) for kind in sorted(kinds1)
-            }
+        kinds1 = cpu_by_process_kind(server.pid)
+        row[f"{key}_cpu_s_by_process"] = {
+            kind: round(kinds1[kind] - kinds0.get(kind, 0.0), 2) for kind in sorted(kinds1)
+        }
+    bursts.measured.set()
+    await asyncio.gather(*tasks)
     results = [task.result() for task in tasks]
     first = [r["first"]["visible_s"] for r in results if "first" in r]
     again = [r["again"]["visible_s"] for r in results if "again" in r]
@@ -554,7 +569,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                             )
                         if "users" in args.only:
                             for count in args.users:
-                                row = await users_row(browser, url, users[:count], photos[0], server)
+                                row = await users_row(browser, url, users[:count], photos[0], server, args.settle)
                                 report[f"users_{count}"] = row
                     finally:
                         await browser.close()
@@ -615,11 +630,12 @@ def summary(report: dict) -> list[str]:
                 f"  the same users at once again | {again.get('median')} / {again.get('p95')} s (server CPU "
                 f"{row['server_cpu_s_per_click_again']} s a click) |"
             )
-            spent = ", ".join(f"{kind} {cpu}" for kind, cpu in row["first_cpu_s_by_process"].items())
-            lines.append(
-                f"  CPU seconds of the first burst: machine {row['first_machine_busy_cpu_s']} in "
-                f"{row['first_burst_s']} s on {os.cpu_count()} cores ({spent}) |"
-            )
+            for burst in ("first", "again"):
+                spent = ", ".join(f"{kind} {cpu}" for kind, cpu in row[f"{burst}_cpu_s_by_process"].items())
+                lines.append(
+                    f"  CPU seconds of the {burst} burst: machine {row[f'{burst}_machine_busy_cpu_s']} in "
+                    f"{row[f'{burst}_burst_s']} s on {os.cpu_count()} cores ({spent}) |"
+                )
     return lines
 
 
@@ -629,6 +645,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="clicks per photo (after one warm-up click)")
     parser.add_argument("--photos", nargs="+", default=["two_people.jpg", "obama_and_biden.jpg"])
     parser.add_argument("--users", nargs="+", type=int, default=[10, 20], help="users clicking at once")
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="users: seconds between the last upload and the first burst"
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--live-seconds", type=float, default=10.0)
     parser.add_argument(

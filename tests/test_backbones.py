@@ -45,7 +45,9 @@ def test_benchmark_widths_reads_a_layout():
     from tests.script_support import load_script
 
     script = load_script("benchmark_widths")
-    assert script.parse_widths("16-32-128-256:256") == ("", (16, 32, 128, 256), 256)
+    assert script.parse_widths("16-32-128-256:256") == ("", (16, 32, 128, 256), 256, (2, 2, 2, 2))
+    assert script.parse_widths("16-48-192-256:256x2-2-1-2") == ("", (16, 48, 192, 256), 256, (2, 2, 1, 2))
+    assert script.layout_text(script.parse_widths("16-48-192-256:256x2-2-1-2")) == "16-48-192-256:256x2-2-1-2"
     with pytest.raises(argparse.ArgumentTypeError):
         script.parse_widths("16-32-128")
 

@@ -69,3 +69,33 @@ def test_wait_in_page_returns_on_a_change_or_a_picture_loaded_and_times_out(chro
 
     asyncio.run(run())
     assert seen == {"before": "waiting", "after": "done"}
+
+
+@pytest.mark.browser
+def test_the_checks_after_a_click_read_only_the_live_elements(chromium_path) -> None:
+    """CAPTION_JS and PDF_BUTTON_JS (the CSS checks click_analyze waits on) skip what a rerun left stale."""
+    page_html = """
+      <div data-stale="true"><div data-testid="stCaptionContainer">Answered in 900 ms (old)</div>
+        <div data-testid="stDownloadButton"><button>PDF report</button></div></div>
+      <div data-testid="stCaptionContainer">Model vgg</div>
+      <div id="live"></div>"""
+    found = {}
+
+    async def run() -> None:
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium_path, args=bench.CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.set_content(page_html)
+            found["stale only"] = (await page.evaluate(bench.CAPTION_JS), await page.evaluate(bench.PDF_BUTTON_JS))
+            await page.evaluate(
+                "() => { document.getElementById('live').innerHTML = '<div data-testid=\"stCaptionContainer\">"
+                'Answered in 312 ms (decode 5 ms)</div><div data-testid="stDownloadButton">'
+                "<button> PDF report </button></div>'; }"
+            )
+            found["live"] = (await page.evaluate(bench.CAPTION_JS), await page.evaluate(bench.PDF_BUTTON_JS))
+            await browser.close()
+
+    asyncio.run(run())
+    assert found == {"stale only": (None, False), "live": ("Answered in 312 ms (decode 5 ms)", True)}

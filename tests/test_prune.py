@@ -61,3 +61,25 @@ def test_a_layer_cannot_grow_nor_change_kind():
         slimmed_weights(vgg, build_backbone("vgg_lean", (48, 48, 1), 7))  # its third stage is wider
     with pytest.raises(ValueError, match=r"layer graphs|layer 1"):
         slimmed_weights(vgg, build_backbone("resnet", (48, 48, 1), 7))
+
+
+def test_a_shallower_net_keeps_the_convs_that_change_width():
+    """Depth pruning: a stage with one conv fewer keeps the wide net's first conv of that stage (the one
+    that changes the width) and leaves out the same-width second one."""
+    wide = _randomised(build_backbone("vgg_lean", (48, 48, 1), 7), seed=4)
+    short = vgg_layout((48, 48, 1), 7, (32, 64, 192, 256), hidden=256, name="short", convs=(1, 2, 1, 2))
+    short.set_weights(slimmed_weights(wide, short))
+    wide_convs = [layer for layer in wide.layers if type(layer).__name__ == "Conv2D"]
+    short_convs = [layer for layer in short.layers if type(layer).__name__ == "Conv2D"]
+    kept = [wide_convs[i] for i in (0, 2, 3, 4, 6, 7)]  # stage 1's and stage 3's second convs left out
+    for ours, theirs in zip(short_convs, kept, strict=True):
+        np.testing.assert_array_equal(ours.get_weights()[0], theirs.get_weights()[0])
+
+
+def test_vgg_trim_starts_from_vgg_lean():
+    lean = _randomised(build_backbone("vgg_lean", (48, 48, 1), 7), seed=5)
+    trim = build_backbone("vgg_trim", (48, 48, 1), 7)
+    trim.set_weights(slimmed_weights(lean, trim))
+    assert trim.count_params() < lean.count_params()
+    with pytest.raises(ValueError, match="layer graphs"):  # a conv cannot be added
+        slimmed_weights(trim, lean)

@@ -413,6 +413,8 @@ def test_two_epoch_run_registers_a_model_the_cli_uses_and_resume_continues(tmp_p
     fits = {"backbone": "vgg", "labels": list(datasets.FER2013_LABELS), "equalize": True}
     start = distill.initial_weights("tiny", fits)
     assert all(np.array_equal(a, b) for a, b in zip(start, served.get_weights(), strict=True))
+    smaller = distill.initial_weights("tiny", {**fits, "input_size": [36, 36], "channels": 1})  # same weights
+    assert all(np.array_equal(a, b) for a, b in zip(smaller, served.get_weights(), strict=True))
     with pytest.raises(ValueError, match="equalize: True there, False here"):
         distill.initial_weights("tiny", {**fits, "backbone": "vgg_lean", "equalize": False})
     with pytest.raises(ValueError, match="its vgg cannot start a resnet"):  # another layout: no slimming
@@ -503,3 +505,5 @@ def test_describe_says_how_a_model_was_made():
     slimmed = describe(config, "fer2013", 10)  # vgg_wide_soup: a registered vgg_wide
     assert slimmed.startswith("vgg_lean backbone slimmed from vgg_wide_soup (training.prune), then fine-tuned on")
     assert slimmed.endswith("distilled from vgg_wide_soup (teacher weight 0.5)")
+    smaller = describe({"model": "vgg", "input_size": 36, "init_from": "vgg"}, "fer2013", 10)
+    assert smaller.startswith("vgg backbone reading 36x36 faces, fine-tuned from vgg on")

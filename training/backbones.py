@@ -93,14 +93,32 @@ def vgg_thin(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model
     return vgg_layout(input_shape, num_classes, (16, 32, 128, 256), hidden=256, name="vgg_thin")
 
 
-def vgg_layout(input_shape, num_classes: int, widths: tuple[int, ...], hidden: int, name: str) -> keras.Model:
-    """Four stages of two 3x3 conv-BN-ReLU at `widths` (one per stage), each then max-pooled and dropped
-    out, a global average pool, a hidden layer of `hidden` units (0: none) and the softmax head."""
+@register("vgg_trim")
+def vgg_trim(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """vgg_lean with narrower first stages and one conv in its third (16-48-192-256, convs 2-2-1-2): the
+    third stage's width kept at a cost inside 0.5 ms a face on the AVX512-VNNI CPUs (AMD EPYC), where
+    vgg_lean's second third-stage conv is its most expensive layer; slimmed and depth-pruned from a
+    trained vgg_lean (training.prune). Costs measured with `scripts/benchmark_widths.py --int8`
+    (docs/RESULTS.md)."""
+    return vgg_layout(input_shape, num_classes, (16, 48, 192, 256), hidden=256, name="vgg_trim", convs=(2, 2, 1, 2))
+
+
+def vgg_layout(
+    input_shape,
+    num_classes: int,
+    widths: tuple[int, ...],
+    hidden: int,
+    name: str,
+    convs: tuple[int, ...] = (2, 2, 2, 2),
+) -> keras.Model:
+    """Four stages of `convs` 3x3 conv-BN-ReLU (two each by default) at `widths` (one per stage), each
+    then max-pooled and dropped out, a global average pool, a hidden layer of `hidden` units (0: none)
+    and the softmax head."""
     inputs = keras.Input(input_shape)
     x = inputs
-    for filters, drop in zip(widths, (0.05, 0.1, 0.15, 0.25), strict=True):
-        x = _conv_bn_relu(x, filters)
-        x = _conv_bn_relu(x, filters)
+    for filters, count, drop in zip(widths, convs, (0.05, 0.1, 0.15, 0.25), strict=True):
+        for _ in range(count):
+            x = _conv_bn_relu(x, filters)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(drop)(x)
     return keras.Model(inputs, _head(x, num_classes, 0.4, hidden=hidden), name=name)

@@ -95,7 +95,9 @@ def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
     """The float32 Keras weights of registered model `name`, checked against `expected` manifest
     fields (backbone, labels, input_size, channels, equalize) of the run they are to start. When the
     backbones differ, the run's backbone is built and slimmed from `name`'s weights (training.prune:
-    a narrower net of the same layout); any other difference is a ValueError."""
+    a narrower net of the same layout); when the input sizes differ, the same weights must fit the net
+    built at the run's size (a net whose head pools globally reads faces of any size); any other
+    difference is a ValueError."""
     import keras
 
     if is_packed(name):  # float16 copies of the weights, in order (training.gpu_bundle)
@@ -106,20 +108,22 @@ def initial_weights(name: str, expected: dict) -> list[np.ndarray]:
         raise ValueError(f"--init-from {name!r}: not a single model with Keras weights")
     differ = {k: (info.manifest.get(k), v) for k, v in expected.items() if info.manifest.get(k) != v}
     slim_to = differ.pop("backbone", (None, None))[1]
+    resized = differ.pop("input_size", None) is not None
     if differ:
         detail = "; ".join(f"{k}: {theirs} there, {ours} here" for k, (theirs, ours) in differ.items())
         raise ValueError(f"--init-from {name!r} does not fit this run ({detail})")
     log.info("starting from the weights of %s (%s)", name, info.keras_path)
     source = keras.models.load_model(info.keras_path, compile=False)
-    if slim_to is None:
+    if slim_to is None and not resized:
         return source.get_weights()
     from training.backbones import build_backbone
     from training.prune import slimmed_weights
 
+    slim_to = slim_to or info.manifest.get("backbone")
     size, channels = expected["input_size"], expected["channels"]
     target = build_backbone(slim_to, (size[0], size[1], channels), len(expected["labels"]))
     try:
-        return slimmed_weights(source, target)
+        return slimmed_weights(source, target)  # the same widths: every weight copied, its shape checked
     except ValueError as err:
         backbone = info.manifest.get("backbone")
         raise ValueError(f"--init-from {name!r}: its {backbone} cannot start a {slim_to}: {err}") from err

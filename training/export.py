@@ -134,7 +134,9 @@ def describe(config: dict, dataset_name: str, train_count: int) -> str:
         origin = f"fine-tuned from {config['init_from']}"
         if _backbone_of(config["init_from"]) not in (None, config["model"]):
             origin = f"slimmed from {config['init_from']} (training.prune), then fine-tuned"
-    text = f"{config['model']} backbone {origin} on {dataset_name} ({train_count} images)"
+    size = config.get("input_size", 48)
+    faces = f" reading {size}x{size} faces," if size != 48 else ""
+    text = f"{config['model']} backbone{faces} {origin} on {dataset_name} ({train_count} images)"
     if config.get("teacher"):
         text += f", distilled from {config['teacher']} (teacher weight {config.get('teacher_weight')})"
     return text

@@ -10,6 +10,10 @@ vgg_lean's cost starts from the vgg_wide soup without the long from-scratch run 
     python -m training.train --config training/configs/vgg_lean_slim.toml
 
 A run does this when its `init_from` model has another backbone than its own (training.distill.initial_weights).
+
+A shallower net starts the same way ("depth pruning"): where the narrower net has one conv-BN-ReLU
+block fewer in a stage, the wide net's block that keeps its width (C in, C out: the second conv of a
+vgg stage) is left out, and the next layer reads the channels the block before it made.
 """
 
 from __future__ import annotations
@@ -33,17 +37,47 @@ def kept_channels(gamma: np.ndarray, keep: int) -> np.ndarray:
     return np.sort(order[:keep])
 
 
+def aligned_layers(source, target) -> list:
+    """`source`'s layers paired in order with `target`'s, leaving out each conv-BN-activation block of
+    `source` that keeps its width (kernels (kh, kw, C, C)) where `target` goes on with another kind of
+    layer: what a net with fewer convs per stage keeps of a deeper one. Raises ValueError when the
+    graphs differ otherwise."""
+    kinds = [type(layer).__name__ for layer in source.layers]
+    wanted = [type(layer).__name__ for layer in target.layers]
+    kept, index = [], 0
+    for kind in wanted:
+        while index < len(kinds) and kinds[index] != kind and _same_width_block(source.layers, kinds, index):
+            log.info("left out %s's %s (depth pruning)", source.name, source.layers[index].name)
+            index += 3
+        if index >= len(kinds) or kinds[index] != kind:
+            raise ValueError(f"{source.name} and {target.name} have different layer graphs")
+        kept.append(source.layers[index])
+        index += 1
+    if index != len(kinds):
+        raise ValueError(f"{source.name} and {target.name} have different layer graphs")
+    return kept
+
+
+def _same_width_block(layers, kinds: list[str], index: int) -> bool:
+    """Whether layers[index:index + 3] is Conv2D, BatchNormalization, Activation with as many output
+    channels as inputs (so the layers after it can read its input instead)."""
+    if kinds[index : index + 3] != ["Conv2D", _NORMALISATION, "Activation"]:
+        return False
+    kernel_shape = layers[index].get_weights()[0].shape
+    return kernel_shape[-2] == kernel_shape[-1]
+
+
 def slimmed_weights(source, target) -> list[np.ndarray]:
     """The weights of keras.Model `target` taken from `source`, a trained net of the same layer graph
-    whose conv and dense layers may be wider: every layer pairs with the one at the same index, a
-    narrower Conv2D (kernels (kh, kw, in, out)) or Dense ((in, out)) keeps the output channels ranked
-    first by the |gamma| of the batch normalisation right after it, and the next weighted layer keeps
-    the matching inputs. Raises ValueError when the graphs differ or a layer would have to grow."""
-    if len(source.layers) != len(target.layers):
-        raise ValueError(f"{source.name} and {target.name} have different layer graphs")
+    (or one with more same-width convs: `aligned_layers`) whose conv and dense layers may be wider:
+    every layer pairs with its aligned one, a narrower Conv2D (kernels (kh, kw, in, out)) or Dense
+    ((in, out)) keeps the output channels ranked first by the |gamma| of the batch normalisation right
+    after it, and the next weighted layer keeps the matching inputs. Raises ValueError when the graphs
+    differ or a layer would have to grow."""
+    sources = aligned_layers(source, target)
     weights: list[np.ndarray] = []
     kept_in: np.ndarray | None = None  # channels of the current activations kept so far (None: all)
-    for index, (wide, narrow) in enumerate(zip(source.layers, target.layers, strict=True)):
+    for index, (wide, narrow) in enumerate(zip(sources, target.layers, strict=True)):
         kind = type(wide).__name__
         if kind != type(narrow).__name__:
             raise ValueError(f"layer {index}: {kind} in {source.name}, {type(narrow).__name__} in {target.name}")
@@ -59,7 +93,7 @@ def slimmed_weights(source, target) -> list[np.ndarray]:
             if out_narrow == out_wide:
                 kept_out = None
             else:
-                following = source.layers[index + 1] if index + 1 < len(source.layers) else None
+                following = sources[index + 1] if index + 1 < len(sources) else None
                 if following is None or type(following).__name__ != _NORMALISATION:
                     raise ValueError(f"layer {index} ({wide.name}) narrows but no batch normalisation follows it")
                 kept_out = kept_channels(following.get_weights()[0], out_narrow)
