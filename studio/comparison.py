@@ -105,7 +105,8 @@ class Lineage:
     from scratch of the same backbone, with another seed / the same one), "restart" (init_from a
     checkpoint at a learning rate of at least the parent's times restart_lr_scale: a new warm
     cycle), "fine-tune" (init_from at a lower rate), "distilled" (init_from with a teacher), "slimmed"
-    (init_from a model of another, wider backbone: training.prune; the first of its own family), "soup"
+    (init_from a model of another, wider backbone: training.prune; the first of its own family), "resized"
+    (init_from a model reading faces of another size: the first of its own family, "<backbone> <side>px"), "soup"
     (the mean of its members' weights: training.soup), or "committee"."""
 
     family: str
@@ -127,8 +128,8 @@ class Lineage:
             return f"{self.vote} vote of {len(self.members)}: " + ", ".join(self.members)
         if self.relation == "soup":
             return "weight average of " + ", ".join(self.members)
-        if self.relation == "slimmed":
-            return f"slimmed from {self.parent}" + (f", distilled from {self.teacher}" if self.teacher else "")
+        if self.relation in ("slimmed", "resized"):
+            return f"{self.relation} from {self.parent}" + (f", distilled from {self.teacher}" if self.teacher else "")
         if self.relation == "distilled":
             return f"{self.parent} distilled from {self.teacher}"
         if self.relation in ("restart", "fine-tune"):
@@ -164,6 +165,8 @@ def lineages(models: Sequence[ModelInfo]) -> dict[str, Lineage]:
             out[info.name] = Lineage(family, "soup", members=tuple(config["soup_of"]), seed=seed)
         elif parent and parent in by_name and by_name[parent].manifest.get("backbone") not in (None, family):
             out[info.name] = Lineage(family, "slimmed", parent, teacher, seed)
+        elif parent and parent in by_name and by_name[parent].input_size != info.input_size:
+            out[info.name] = Lineage(f"{family} {info.input_size[0]}px", "resized", parent, teacher, seed)
         elif parent:
             # A warm restart starts a new cycle at the parent's rate times the trainer's restart_lr_scale
             # (training.train); a fine-tune runs well below that.

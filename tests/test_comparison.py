@@ -361,6 +361,17 @@ def test_a_slimmed_net_starts_its_own_family(tmp_path):
     assert not lineage.is_checkpoint and lineage.describe() == "slimmed from wide, distilled from wide"
 
 
+def test_a_net_reading_smaller_faces_starts_its_own_family(tmp_path):
+    """init_from a model of the same backbone at another input size is no fine-tune of its family either."""
+    root = tmp_path / "models"
+    _write_lineage_models(root)
+    config = {"model": "wide", "name": "wide36", "init_from": "wide", "teacher": "wide", "input_size": 36}
+    _add_model(root, "wide36", config, 0.68, backbone="wide", input_size=[36, 36])
+    lineage = comparison.lineages(list_models(root))["wide36"]
+    assert (lineage.family, lineage.relation, lineage.parent) == ("wide 36px", "resized", "wide")
+    assert not lineage.is_checkpoint and lineage.describe() == "resized from wide, distilled from wide"
+
+
 def test_latency_provenance_names_models_measured_alone(tmp_path):
     root = write_models(tmp_path / "models")
     assert "measured alone" in comparison.latency_provenance(list_models(root))
