@@ -270,8 +270,8 @@ async def click_analyze(page) -> dict:
     await analyze.click()
     await wait_in_page(page, NEW_IMAGE_JS, previous)
     visible = time.perf_counter() - started
-    await wait_in_page(page, f"() => ({CAPTION_JS})() !== null")
-    await wait_in_page(page, f"() => ({PDF_BUTTON_JS})() && ({RUN_OVER_JS})()")
+    # The caption is written last, after the downloads: the run is over when all three hold.
+    await wait_in_page(page, f"() => ({CAPTION_JS})() !== null && ({PDF_BUTTON_JS})() && ({RUN_OVER_JS})()")
     downloads = time.perf_counter() - started
     text = await page.evaluate(CAPTION_JS)
     answered = float(re.findall(r"Answered in (\d+) ms", text)[0])
@@ -475,8 +475,8 @@ async def users_row(
             await asyncio.sleep(0.05)
         if k == 0 and settle:
             await asyncio.sleep(settle)
+        kinds0 = cpu_by_process_kind(server.pid)  # reads all of /proc: before the clock starts
         cpu0, busy0, t0 = cpu_seconds(server.pid), machine_busy_seconds(), time.monotonic()
-        kinds0 = cpu_by_process_kind(server.pid)
         bursts.starts[k].set()
         while len(bursts.done[k]) < len(users):  # everyone's answer is in
             await asyncio.sleep(0.05)

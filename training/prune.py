@@ -78,9 +78,7 @@ def slimmed_weights(source, target) -> list[np.ndarray]:
     weights: list[np.ndarray] = []
     kept_in: np.ndarray | None = None  # channels of the current activations kept so far (None: all)
     for index, (wide, narrow) in enumerate(zip(sources, target.layers, strict=True)):
-        kind = type(wide).__name__
-        if kind != type(narrow).__name__:
-            raise ValueError(f"layer {index}: {kind} in {source.name}, {type(narrow).__name__} in {target.name}")
+        kind = type(wide).__name__  # the same as narrow's: aligned_layers paired them by kind
         if not wide.weights:
             continue  # pooling, dropout, activations: channels pass through unchanged
         shapes = [tuple(w.shape) for w in narrow.get_weights()]
