@@ -9,6 +9,7 @@ variables when called, so tests can point them elsewhere.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -77,8 +78,33 @@ MAX_VIDEO_FRAME_PIXELS = 4096 * 2304
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 # The default model serves every webcam frame and every face of a photo, so it must classify a face
-# within this budget (its metrics file's measured LiteRT latency); see registry.default_model_name.
+# within this budget of CPU time, all the runtime's threads together (its metrics file's measured LiteRT
+# cost): a second thread shortens a face's wait but does not make a net cheaper for the machine, so it
+# cannot bring a larger net within the budget. See registry.default_model_name.
 DEFAULT_MODEL_BUDGET_MS = 1.0
+
+# LiteRT threads per call where the app serves (the emotion models and the face detector): on the two
+# cores measured here a second thread nearly halves a face's and a frame's wait for about a tenth more CPU
+# (docs/RESULTS.md, section 13). More than two were never measured: one 48x48 face has little work to
+# split. A machine serving many users at once can set EMOTION_SERVE_THREADS=1 and spend its cores on
+# users rather than on one call (docs/DEPLOY.md).
+SERVE_THREADS_ENV = "EMOTION_SERVE_THREADS"
+MAX_DEFAULT_SERVE_THREADS = 2
+
+
+def serve_threads() -> int:
+    """EMOTION_SERVE_THREADS as a positive integer when set (read at call time), else two, or one on a
+    one-core machine. A value that is not a positive integer is reported and the default used."""
+    default = min(MAX_DEFAULT_SERVE_THREADS, os.cpu_count() or 1)
+    value = os.environ.get(SERVE_THREADS_ENV, "").strip()
+    if not value:
+        return default
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    logging.getLogger(__name__).warning(
+        "%s=%r is not a positive integer: serving with %d threads", SERVE_THREADS_ENV, value, default
+    )
+    return default
 
 
 def fer2013_csv_candidates() -> list[Path]:

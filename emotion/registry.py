@@ -139,7 +139,8 @@ def default_model_name(models_dir: Path | None = None) -> str:
     """The single (non-committee) model with the best PublicTest accuracy (the selection split:
     PrivateTest is only reported, never used to choose) among those whose measured latency (see
     _latency_ms) is within `config.DEFAULT_MODEL_BUDGET_MS` a face (equal accuracies: the better
-    PublicTest macro-F1); models/DEFAULT names one explicitly when present.
+    PublicTest macro-F1); models/DEFAULT names one explicitly when present. The budget is CPU time,
+    not the wait: a net that costs more than the budget does not come within it by taking two cores.
     The default serves every webcam frame, so committees (the sum of their members) and slower
     single nets are left to the model menus.
     A model with no measured latency is not ruled out; when every model is over budget, the budget
@@ -158,8 +159,9 @@ def default_model_name(models_dir: Path | None = None) -> str:
 
 
 def _latency_ms(info: ModelInfo) -> float:
-    """Measured per-face latency: the CPU time of the inference thread where training.evaluate
-    recorded it (a busy machine inflates wall time, not this), else the median wall time; 0 if none."""
+    """Measured per-face cost: the CPU time a face took, all the runtime's threads together, where
+    training.evaluate recorded it (a busy machine inflates wall time, not this; a second thread shortens
+    the wait, not this), else the median wall time; 0 if none."""
     metrics = info.metrics
     return float(metrics.get("latency_ms_per_face_cpu", metrics.get("latency_ms_per_face", 0.0)))
 
@@ -174,10 +176,10 @@ def _selection_key(info: ModelInfo) -> tuple[float, float]:
 class EmotionModel:
     """A loaded model: `predict_faces(crops) -> (N, K)` probabilities over `info.labels`."""
 
-    def __init__(self, info: ModelInfo, members: list[EmotionModel] | None = None, num_threads: int = 1):
-        """num_threads: LiteRT threads per call. The app serves with one (its users share the cores, and
-        one face at batch 1 gains little from more); jobs that score a whole split use every core
-        (training.evaluate.SCORING_THREADS). The answers are the same either way."""
+    def __init__(self, info: ModelInfo, members: list[EmotionModel] | None = None, num_threads: int | None = None):
+        """num_threads: LiteRT threads per call. The app serves with config.serve_threads() (None);
+        jobs that score a whole split use every core (training.evaluate.SCORING_THREADS). The answers
+        are the same either way."""
         self.info = info
         self.labels = info.labels
         self._members = members or []
@@ -193,6 +195,11 @@ class EmotionModel:
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def threads(self) -> int:
+        """LiteRT threads per call (a committee's: its first member's; all are loaded alike)."""
+        return self._runner.num_threads if self._runner is not None else self._members[0].threads
 
     @property
     def members(self) -> list[EmotionModel]:
@@ -323,11 +330,12 @@ _loaded: dict[tuple[str, str, int], EmotionModel] = {}
 _load_lock = threading.Lock()
 
 
-def load(name: str | None = None, models_dir: Path | None = None, num_threads: int = 1) -> EmotionModel:
+def load(name: str | None = None, models_dir: Path | None = None, num_threads: int | None = None) -> EmotionModel:
     """Load (once, then cached) the named model or the default; thread-safe. num_threads: see
-    EmotionModel (1, as the app serves, unless a batch job asks for more)."""
+    EmotionModel (None: config.serve_threads(), as the app serves, unless a batch job asks for more)."""
     root = models_dir or config.MODELS_DIR
     name = name or default_model_name(root)
+    num_threads = num_threads or config.serve_threads()
     key = (str(root), name, num_threads)
     with _load_lock:
         if key not in _loaded:

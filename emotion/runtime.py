@@ -3,7 +3,9 @@
 Batch-1 inference in LiteRT is many times faster than Keras `model(x)` (scripts/benchmark.py
 measures both; figures in docs/RESULTS.md). An interpreter is not thread-safe, and the webcam
 callback runs in its own thread while pages may call the same cached model, so every call
-holds the runner's lock; calls are short, so contention costs little.
+holds the runner's lock; calls are short, so contention costs little. A runner serves with
+`config.serve_threads()` LiteRT threads unless told otherwise; the answers are the same with any number
+(tests/test_runtime.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
+from emotion import config
 
 # The interpreter's tensor arena grows to the largest batch it has run and stays that size while
 # the model is cached: one 3,589-face PublicTest batch took gigabytes per model, and nine cached
@@ -35,9 +39,11 @@ class TFLiteRunner:
     are quantized and outputs dequantized here with the scale and zero point stored in the file.
     """
 
-    def __init__(self, path: str | Path, num_threads: int = 1):
+    def __init__(self, path: str | Path, num_threads: int | None = None):
+        """num_threads: LiteRT threads per call (None: config.serve_threads())."""
         self.path = Path(path)
-        self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=num_threads)
+        self.num_threads = num_threads or config.serve_threads()
+        self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=self.num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._outputs = self._interpreter.get_output_details()

@@ -25,6 +25,7 @@ from pages.common import (
     show_error,
     store,
     worker_pool,
+    working,
 )
 from pages.result_view import GRADCAM_KEY, show_analysis
 from studio import analyses, figures
@@ -67,9 +68,9 @@ def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *,
 def _analyze_and_keep(
     data: bytes, name: str | None, source: str, options: dict, user, signature, started: float, **kw
 ) -> None:
-    """One photo: analysed (spinner), kept in the session with the input it belongs to and when the
+    """One photo: analysed (a still "Analyzing" note), kept in the session with the input it belongs to and when the
     click's run started (the caption's wait); saved when shown."""
-    with st.spinner("Analyzing the photo…"):
+    with working("Analyzing the photo…"):
         result, saving, error = _analyze(data, name, source, options, user, **kw)
     if error:
         st.session_state.pop(RESULT_KEY, None)
@@ -140,7 +141,7 @@ def show_comparison(kept: dict, other: str, tta: bool) -> None:
     result: AnalysisResult = kept["result"]
     cache = kept.setdefault("comparisons", {})
     if (other, tta) not in cache:
-        with st.spinner(f"Classifying the same faces with {other}…"):
+        with working(f"Classifying the same faces with {other}…"):
             cache[(other, tta)] = analyses.compare_models(result, other, tta)
     comparison = cache[(other, tta)]
     first, second = comparison.models

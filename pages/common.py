@@ -23,9 +23,9 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -167,6 +167,23 @@ def client_id() -> str:
 def store() -> Store:
     """The process's store for the configured database path."""
     return get_store()
+
+
+@contextmanager
+def working(text: str) -> Iterator[None]:
+    """`text` shown, still, where the block's output goes while it runs, and gone after it: the photo
+    page's stand-in for st.spinner.
+
+    Still, not spinning: st.spinner's CSS animation kept a software-rendered Chromium tab busy at about a
+    tenth of a core for as long as it was shown (0.48 CPU-s over a 5 s wait, against 0.09 s without
+    it), so 20 users' browsers sharing the server's cores spent a quarter of a burst's CPU on spinners
+    (docs/DEPLOY.md). Streamlit's own "running" indicator at the top of the page still moves."""
+    slot = st.empty()
+    slot.caption(f":material/hourglass_top: {text}")
+    try:
+        yield
+    finally:
+        slot.empty()
 
 
 def show_error(message: str) -> None:

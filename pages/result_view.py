@@ -14,7 +14,7 @@ from concurrent.futures import Future
 import streamlit as st
 
 from emotion import explain
-from pages.common import md_escape, require_user, show_error, store, worker_pool
+from pages.common import md_escape, require_user, show_error, store, worker_pool, working
 from studio import analyses, figures
 from studio.analyses import AnalysisResult
 
@@ -44,7 +44,7 @@ def _explanation(result: AnalysisResult, face: dict, key: str) -> None:
     times = st.session_state.setdefault(GRADCAM_MS_KEY, {})
     cache_key = (key, face["index"])
     if cache_key not in cache:
-        with st.spinner("Computing Grad-CAM…"):
+        with working("Computing Grad-CAM…"):
             started = time.perf_counter()
             try:
                 model = result.report["model"]

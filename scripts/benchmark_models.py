@@ -6,9 +6,9 @@ One FER2013-sized face (a 48x48 grey crop) at batch 1 through `EmotionModel.pred
 preprocessing, the LiteRT call(s) and the calibration, which is what a page pays per face; without
 TTA and with each TTA mode the model was evaluated with. The rounds interleave the models
 (`training.evaluate.interleaved_latencies`), so a machine whose speed drifts during the run biases
-none of them. Printed per model and mode: the medians over rounds of each round's median CPU time of
-the calling thread (LiteRT runs on it, one thread), wall-time median and wall-time p95; and the fastest
-round's CPU median.
+none of them. Printed per model and mode: the medians over rounds of each round's median CPU time (the
+cost: every LiteRT thread of the app's `config.serve_threads()`), wall-time median (the wait) and
+wall-time p95; and the fastest round's CPU median.
 
 `--record` writes the figures into each model's metrics file (`training.evaluate.record_latencies`),
 where the Models page reads them: run it on a quiet machine after evaluating or adding models, so the
@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
     started = dt.datetime.now(dt.UTC)
     latencies = interleaved_latencies(models, face, args.rounds, args.calls, args.tta_calls)
-    print(f"{args.rounds} interleaved rounds; {args.calls} calls without TTA, {args.tta_calls} with; one face")
+    print(
+        f"{args.rounds} interleaved rounds; {args.calls} calls without TTA, {args.tta_calls} with; one face; "
+        f"{models[0].threads} LiteRT thread(s) a call"
+    )
     print(f"{'model':<22} {'TTA':<6} {'CPU ms':>8} {'fastest':>8} {'wall ms':>8} {'wall p95':>9}")
     for model in models:
         for mode, figures in latencies[model.name].items():
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "tta_calls": args.tta_calls,
             "models": names,
             "processor": processor_name(),  # the machine changes between sessions (Xeon, EPYC): say which
+            "threads": models[0].threads,  # LiteRT threads per call, as the app serves (config.serve_threads)
         }
         record_latencies(models, latencies, run)
         print(f"recorded in the metrics files of {len(models)} models")

@@ -706,29 +706,32 @@ def weak_class_recall(models: Sequence[ModelInfo]) -> pd.DataFrame:
 
 def latency_provenance(models: Sequence[ModelInfo]) -> str:
     """Where the latency figures of `models` come from, in a sentence for the page: the models measured
-    together in one interleaved run (scripts/benchmark_models.py --record), comparable with one another,
-    and those measured alone when they were evaluated, which a machine whose speed drifts makes less so."""
+    together in one interleaved run (scripts/benchmark_models.py --record, with the LiteRT threads a call
+    it served with), comparable with one another, and those measured alone when they were evaluated,
+    which a machine whose speed drifts makes less so."""
     evaluated = [m for m in models if "latency_ms_per_face" in m.metrics]
     if not evaluated:
         return ""
-    runs: dict[str, list[str]] = {}
+    runs: dict[tuple[str, int | None], list[str]] = {}
     alone = []
     for info in evaluated:
         run = info.metrics.get("latency_run") or {}
         if run.get("measured_at"):
-            runs.setdefault(str(run["measured_at"])[:16].replace("T", " "), []).append(info.name)
+            when = str(run["measured_at"])[:16].replace("T", " ")
+            runs.setdefault((when, run.get("threads")), []).append(info.name)
         else:
             alone.append(info.name)
     parts = [
-        f"{_count(len(names), 'model')} measured together in one interleaved run ({when} UTC)"
-        for when, names in sorted(runs.items(), reverse=True)
+        f"{_count(len(names), 'model')} measured together in one interleaved run ({when} UTC"
+        + (f", {_count(threads, 'LiteRT thread')} a call)" if threads else ")")
+        for (when, threads), names in sorted(runs.items(), reverse=True)
     ]
     if alone:
         parts.append(f"{', '.join(alone)} measured alone when evaluated, so less comparable")
     return (
-        "Latency: one face at batch 1 through preprocessing, the serving runtime (1 thread) and calibration, "
-        f"median per face; {'; '.join(parts)}. Re-measure them together with "
-        "`python scripts/benchmark_models.py --record`."
+        "Latency: one face at batch 1 through preprocessing, the serving runtime and calibration, the median "
+        f"wait per face; {'; '.join(parts)}. The default's 1 ms budget reads the CPU a face costs, every thread "
+        "together. Re-measure them together with `python scripts/benchmark_models.py --record`."
     )
 
 

@@ -228,3 +228,17 @@ def test_default_model_budget_reads_cpu_time_when_measured(tmp_path, monkeypatch
     assert default_model_name(tmp_path) == "wide"
     _write_single(tmp_path, "wide", {"public_test": {"accuracy": 0.62}, **busy, "latency_ms_per_face_cpu": 1.3})
     assert default_model_name(tmp_path) == "fast"
+
+
+def test_a_second_thread_does_not_bring_a_costly_net_within_the_budget(tmp_path, monkeypatch):
+    """Served on two threads a net answers in about half its CPU time: the budget reads the CPU (all
+    threads), so a net that waits 0.75 ms but costs 1.5 ms stays out, and the cheaper one is chosen."""
+    from emotion import config
+    from emotion.registry import default_model_name
+
+    monkeypatch.setattr(config, "DEFAULT_MODEL_BUDGET_MS", 1.0)
+    _write_single(tmp_path, "lean", {"public_test": {"accuracy": 0.689}, "latency_ms_per_face": 0.47,
+                                     "latency_ms_per_face_cpu": 0.92})  # fmt: skip
+    _write_single(tmp_path, "soup", {"public_test": {"accuracy": 0.690}, "latency_ms_per_face": 0.75,
+                                     "latency_ms_per_face_cpu": 1.50})  # fmt: skip
+    assert default_model_name(tmp_path) == "lean"

@@ -383,6 +383,12 @@ def test_latency_provenance_names_models_measured_alone(tmp_path):
     assert "3 models measured together in one interleaved run (2026-11-29 17:40 UTC)" in note
     assert "alone" not in note  # gamma has no latency to explain
     assert comparison.latency_provenance([m for m in list_models(root) if m.name == "gamma"]) == ""
+    path = root / "alpha" / "metrics.json"  # re-measured alone in a later run, on two threads
+    metrics = json.loads(path.read_text()) | {"latency_run": {"measured_at": "2026-11-30T09:00:00", "threads": 2}}
+    path.write_text(json.dumps(metrics))
+    note = comparison.latency_provenance(list_models(root))
+    assert "1 model measured together in one interleaved run (2026-11-30 09:00 UTC, 2 LiteRT threads a call)" in note
+    assert "2 models measured together in one interleaved run (2026-11-29 17:40 UTC)" in note
 
 
 @pytest.mark.slow
@@ -406,6 +412,7 @@ def test_benchmark_models_records_interleaved_latencies_in_metrics(tmp_path, mon
     for name in ("one", "two"):
         metrics = json.loads((tmp_path / "models" / name / "metrics.json").read_text())
         assert metrics["latency_run"]["models"] == ["one", "two"] and metrics["latency_run"]["rounds"] == 2
+        assert metrics["latency_run"]["threads"] == config.serve_threads()
         assert 0 < metrics["latency_ms_per_face"] < 9.0 and metrics["latency_ms_per_face_cpu"] > 0
         assert metrics["latency_ms_per_face_p95"] >= metrics["latency_ms_per_face"]
         # served TTA (flip by default, no manifest choice) is the flip mode's figure, two passes

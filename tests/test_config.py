@@ -1,4 +1,4 @@
-"""emotion.config: which typed dataset paths the explorer may read."""
+"""emotion.config: which typed dataset paths the explorer may read; the serving threads."""
 
 from __future__ import annotations
 
@@ -48,3 +48,28 @@ def test_a_link_into_the_media_folder_is_refused(layout: Path) -> None:
 def test_media_kept_elsewhere_frees_data(layout: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("EMOTION_MEDIA_DIR", str(tmp_path / "private-media"))
     assert config.resolve_dataset_path(".") == layout
+
+
+def test_serve_threads_default_to_two_or_the_cores(monkeypatch) -> None:
+    monkeypatch.delenv(config.SERVE_THREADS_ENV, raising=False)
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 16)
+    assert config.serve_threads() == 2
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 1)
+    assert config.serve_threads() == 1
+    monkeypatch.setattr(config.os, "cpu_count", lambda: None)  # unknown: one
+    assert config.serve_threads() == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", " "])
+def test_a_bad_serve_threads_value_falls_back_to_the_default(monkeypatch, caplog, value: str) -> None:
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv(config.SERVE_THREADS_ENV, value)
+    assert config.serve_threads() == 2
+    assert value.strip() == "" or "not a positive integer" in caplog.text
+
+
+def test_serve_threads_reads_the_variable_when_called(monkeypatch) -> None:
+    monkeypatch.setenv(config.SERVE_THREADS_ENV, "3")
+    assert config.serve_threads() == 3
+    monkeypatch.setenv(config.SERVE_THREADS_ENV, " 1 ")
+    assert config.serve_threads() == 1

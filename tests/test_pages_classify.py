@@ -109,6 +109,7 @@ def test_upload_each_photo(photos_dir, user, name):
     assert [b.label for b in at.get("download_button")] == ["PDF report", "JSON report"]
     assert _counter(at) == 1
     _check_wait_caption(at)
+    assert not any("Analyzing the photo" in c.value for c in at.caption)  # the still note went with its block
     result = at.session_state["classify_result"]["result"]
     report = result.report
     assert reports.schema_errors(report) == []

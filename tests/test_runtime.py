@@ -24,8 +24,9 @@ def test_large_batches_run_in_chunks_with_the_same_answers():
 
 
 def test_more_threads_give_the_same_answers():
-    """training.evaluate scores splits on every core (SCORING_THREADS) while the app serves one thread:
-    every shipped file must answer both alike, bit for bit, at batch 1 and in a scoring batch."""
+    """training.evaluate scores splits on every core (SCORING_THREADS) and the app serves with
+    config.serve_threads() (EMOTION_SERVE_THREADS may say one): every shipped file must answer alike,
+    bit for bit, at batch 1 and in a scoring batch."""
     files = sorted(MODELS_DIR.glob("*/model.tflite"))
     assert files, "no shipped model file"
     for path in files:
@@ -75,3 +76,13 @@ def test_full_integer_file_serves_softmax_probabilities(tmp_path):
 
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(net(faces[:8])), atol=0.03)
+
+
+def test_a_runner_serves_with_the_configured_threads(monkeypatch):
+    """Without num_threads a runner (the models' and the detector's) takes config.serve_threads()."""
+    path = MODELS_DIR / "vgg" / "model.tflite"
+    monkeypatch.setenv("EMOTION_SERVE_THREADS", "1")
+    assert runtime.TFLiteRunner(path).num_threads == 1
+    monkeypatch.setenv("EMOTION_SERVE_THREADS", "2")
+    assert runtime.TFLiteRunner(path).num_threads == 2
+    assert runtime.TFLiteRunner(path, num_threads=1).num_threads == 1

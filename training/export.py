@@ -174,8 +174,8 @@ FLOAT_RUNTIME = "LiteRT/TFLite, dynamic-range int8 weights"
 def twin_latencies(runners: dict[str, object], sample: np.ndarray, info, rounds: int = 40, per_round: int = 25) -> dict:
     """Per-face latency at batch 1, preprocessing included, of several runners on one face crop,
     measured in interleaved rounds (so a busy machine slows each alike): {name: {"median_ms",
-    "p95_ms", "cpu_median_ms"}} over the rounds' per-face means, wall time and the calling thread's
-    CPU time (LiteRT runs on it with one thread)."""
+    "p95_ms", "cpu_median_ms"}} over the rounds' per-face means, wall time and the process's CPU time
+    (all LiteRT's threads: training.evaluate.latency_figures)."""
     import time
 
     from emotion.preprocess import preprocess_batch
@@ -190,11 +190,11 @@ def twin_latencies(runners: dict[str, object], sample: np.ndarray, info, rounds:
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, runner in runners.items():
-            started, started_cpu = time.perf_counter(), time.thread_time()
+            started, started_cpu = time.perf_counter(), time.process_time()
             for _ in range(per_round):
                 call(runner)
             wall[name].append((time.perf_counter() - started) / per_round * 1000)
-            cpu[name].append((time.thread_time() - started_cpu) / per_round * 1000)
+            cpu[name].append((time.process_time() - started_cpu) / per_round * 1000)
     return {
         name: {
             "median_ms": float(np.median(wall[name])),
