@@ -72,7 +72,10 @@ def main() -> None:
     rows = [
         ("classify 1 face, LiteRT (preprocess + infer)", median_ms(lambda: model.predict_faces([face]), args.runs)),
         ("classify 1 face, LiteRT (infer only)", median_ms(lambda: model.predict_inputs(inputs), args.runs)),
-        ("classify 1 face, LiteRT + flip TTA", median_ms(lambda: model.predict_faces([face], tta=True), args.runs)),
+        (
+            f"classify 1 face, LiteRT + served TTA ({model.tta_mode})",
+            median_ms(lambda: model.predict_faces([face], tta=True), args.runs),
+        ),
     ]
     if model.info.keras_path is not None:
         import keras

@@ -74,6 +74,34 @@ def test_the_class_bias_takes_back_a_prior_the_training_weights_raised():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("better", ["flip", "crops"])
+def test_the_served_tta_is_chosen_on_detected_faces_when_any_are_found(tmp_path, monkeypatch, better):
+    """The app classifies detected faces: when PublicTest faces are found in scenes, their accuracy per
+    TTA mode chooses the served mode, whatever the registered crops say, and is reported beside it."""
+    from emotion import config, registry
+    from tests.support import csv_bytes_for_tests
+    from tests.test_comparison import write_tiny_tflite
+    from training import evaluate as evaluation
+
+    rng = np.random.default_rng(0)
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(14)]
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(csv_bytes_for_tests(rows))
+    folder = write_tiny_tflite(tmp_path / "models" / "tiny")
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    registry.clear_cache()
+    pipeline = {"flip": 0.4, "crops": 0.4} | {better: 0.6}
+    monkeypatch.setattr(evaluation, "_pipeline_accuracies", lambda model, public, calibrations: dict(pipeline))
+
+    report = evaluation.evaluate("tiny", data=str(csv_path))
+
+    assert report["tta_mode"] == better == json.loads((folder / "manifest.json").read_text())["tta_mode"]
+    assert report["tta_chosen_on"] == "PublicTest faces detected in scenes"
+    assert {m: v["public_pipeline_accuracy"] for m, v in report["tta_modes"].items()} == pipeline
+    registry.clear_cache()
+
+
+@pytest.mark.slow
 def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkeypatch):
     """evaluate fits the temperature and TTA mode on PublicTest, writes them to the manifest, saves
     the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
@@ -106,6 +134,7 @@ def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkey
     )
     assert manifest["tta_class_bias"] == pytest.approx(calibration["tta_class_bias"], abs=1e-4)
     assert manifest["tta_mode"] == report["tta_mode"] in ("flip", "crops")
+    assert report["tta_chosen_on"] == "PublicTest crops"  # random faces: none found in the scenes
     assert set(report["tta_modes"]) == {"flip", "crops"} and report["tta_modes"]["crops"]["latency_ms_per_face"] > 0
     assert sum(calibration["reliability_after"]["count"]) == report["n"] == 21
     saved = np.load(folder / PREDICTIONS_FILE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -18,7 +19,12 @@ METRICS = {
     "tta_mode": "crops",
     "tta_modes": {
         "flip": {"accuracy": 0.69, "public_accuracy": 0.665, "latency_ms_per_face": 0.8},
-        "crops": {"accuracy": 0.70, "public_accuracy": 0.67, "latency_ms_per_face": 4.0},
+        "crops": {
+            "accuracy": 0.70,
+            "public_accuracy": 0.67,
+            "public_pipeline_accuracy": 0.64,
+            "latency_ms_per_face": 4.0,
+        },
     },
     "calibration": {
         "temperature": 1.4,
@@ -58,6 +64,8 @@ def test_tta_table_marks_the_served_mode(models):
     assert table.index.tolist() == ["none", "flip", "ten crops"]
     assert table.loc["ten crops", "Served with TTA"] and not table.loc["flip", "Served with TTA"]
     assert table.loc["ten crops", "Latency ms/face"] == 4.0 and table.loc["flip", "PublicTest acc. %"] == 66.5
+    assert table.loc["ten crops", "PublicTest detected %"] == 64.0
+    assert pd.isna(table.loc["flip", "PublicTest detected %"]) and pd.isna(table.loc["none", "PublicTest detected %"])
 
 
 def test_weak_class_recall(models):

@@ -1,0 +1,46 @@
+"""training.scenes: FER2013 faces placed in generated scenes and found again by the app's detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import scenes
+
+
+def test_a_face_is_placed_whole_inside_its_scene_the_same_way_for_a_seed():
+    face = np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8)
+    first, (cx, cy, side) = scenes.place(face, 20.0, np.random.default_rng(7))
+    again, placed = scenes.place(face, 20.0, np.random.default_rng(7))
+    assert first.shape == (scenes.SCENE, scenes.SCENE, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)
+    assert placed == (cx, cy, side) and 72 <= side <= 160
+    half = side * 1.5 / 2  # the rotated square's room
+    assert half <= cx <= scenes.SCENE - half + 1 and half <= cy <= scenes.SCENE - half + 1
+
+
+def test_a_scene_without_a_face_gives_no_crop():
+    """A flat patch is no face: nothing is detected, nothing cropped, and no label is kept for it."""
+    flat = [np.full((48, 48), 128, np.uint8)] * 3
+    crops, labels = scenes.pipeline_crops(flat, np.array([0, 1, 2]), angles=(0.0,))
+    assert crops == [] and labels.shape == (0,)
+
+
+def test_faces_of_another_shape_are_left_out():
+    """The scenes are made for FER2013's 48x48 grey faces; a colour photo is not placed."""
+    colour = [np.zeros((64, 64, 3), np.uint8)]
+    crops, labels = scenes.pipeline_crops(colour, np.array([3]), angles=(0.0,))
+    assert crops == [] and len(labels) == 0
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_most_fer2013_faces_are_found_and_cropped_with_their_labels(fer2013_csv):
+    from training.data import load_fer2013_csv
+
+    public = load_fer2013_csv(fer2013_csv, splits=("PublicTest",)).splits["PublicTest"]
+    faces, labels = public.images[:40], public.labels[:40]
+    crops, truth = scenes.pipeline_crops(faces, labels, angles=(0.0, 20.0))
+    assert 0.5 * 80 <= len(crops) == len(truth) <= 80  # about 70% found (docs/RESULTS.md section 4)
+    assert all(c.ndim == 3 and c.shape[0] == c.shape[1] >= 24 for c in crops)
+    assert set(truth.tolist()) <= set(labels.tolist())

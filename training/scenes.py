@@ -1,0 +1,102 @@
+"""FER2013 faces placed into generated scenes and found again by the app's detector: the path a face
+takes in the app (detect, align, crop), measured on faces whose labels are known.
+
+scripts/benchmark_pipeline.py reports it (detection rate, each framing's accuracy against crop level);
+training.evaluate chooses the test-time augmentation the app serves on it (`pipeline_crops`), because
+the app classifies detected faces, not FER2013's registered crops. Scenes are made at run time from a
+seed; nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from emotion.detectors import Box, get_detector
+from emotion.pipeline import face_crop
+
+SCENE = 320  # px, the side of a scene
+ANGLES = (0.0, 10.0, 20.0, 25.0)  # degrees of tilt, each face once per angle (random sign)
+NEAR = 0.4  # a detection counts when its centre is within this share of the face's side of the placed centre
+
+
+def background(rng: np.random.Generator) -> np.ndarray:
+    """A (SCENE, SCENE) uint8 grey background of a random kind: flat, a gradient, blurred noise or
+    random rectangles."""
+    kind = rng.integers(4)
+    if kind == 0:
+        return np.full((SCENE, SCENE), rng.integers(20, 236), np.uint8)
+    if kind == 1:
+        a, b = rng.integers(0, 256, 2)
+        ramp = np.linspace(a, b, SCENE, dtype=np.float32)
+        return np.broadcast_to(ramp[None] if rng.random() < 0.5 else ramp[:, None], (SCENE, SCENE)).astype(np.uint8)
+    if kind == 2:
+        noise = rng.normal(128, 60, (SCENE, SCENE)).astype(np.float32)
+        return np.clip(cv2.GaussianBlur(noise, (0, 0), float(rng.uniform(2, 8))), 0, 255).astype(np.uint8)
+    out = np.full((SCENE, SCENE), rng.integers(0, 256), np.uint8)
+    for _ in range(8):
+        x, y = rng.integers(0, SCENE, 2)
+        w, h = rng.integers(20, 160, 2)
+        out[y : y + h, x : x + w] = rng.integers(0, 256)
+    return out
+
+
+def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A scene with the (48, 48) grey face enlarged to 72-160 px, rotated by `angle` degrees, softened at
+    its edge by an elliptical mask and pasted at random: the RGB (SCENE, SCENE, 3) uint8 scene and the
+    face's (centre x, centre y, side) in it."""
+    side = int(rng.integers(72, 161))
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    mask = np.zeros((side, side), np.float32)
+    cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.5), int(side * 0.56)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), side * 0.03)
+    span = int(np.ceil(side * 1.5))  # room for the rotated square
+    offset = (span - side) // 2
+    layer, alpha = np.zeros((span, span), np.float32), np.zeros((span, span), np.float32)
+    layer[offset : offset + side, offset : offset + side] = big
+    alpha[offset : offset + side, offset : offset + side] = mask
+    matrix = cv2.getRotationMatrix2D((span / 2, span / 2), angle, 1.0)
+    layer = cv2.warpAffine(layer, matrix, (span, span), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(alpha, matrix, (span, span), flags=cv2.INTER_LINEAR)
+    x, y = (int(v) for v in rng.integers(0, SCENE - span + 1, 2))
+    scene = background(rng).astype(np.float32)
+    region = scene[y : y + span, x : x + span]
+    scene[y : y + span, x : x + span] = region * (1 - alpha) + layer * alpha
+    rgb = cv2.cvtColor(np.clip(scene + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    return rgb, (x + span / 2, y + span / 2, float(side))
+
+
+def detections(
+    faces: Sequence[np.ndarray], angle: float, detector, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, Box | None]]:
+    """Each face placed in its own scene at +-angle (the sign drawn at random), and the detector's
+    largest box near it: (scene, box), box None when the face was not found."""
+    for face in faces:
+        signed = angle * (1 if rng.random() < 0.5 else -1)
+        scene, (cx, cy, side) = place(face, signed, rng)
+        near = [b for b in detector.detect(scene) if np.hypot(b.x + b.w / 2 - cx, b.y + b.h / 2 - cy) < NEAR * side]
+        yield scene, (max(near, key=lambda b: b.area) if near else None)
+
+
+def pipeline_crops(
+    faces: Sequence[np.ndarray],
+    labels: np.ndarray,
+    angles: Sequence[float] = ANGLES,
+    seed: int = 0,
+    detector: str = "blazeface",
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every (48, 48) grey face through a scene per angle, the app's detector and its crop (aligned,
+    framed like FER2013; emotion.pipeline.face_crop): the crops of the faces found and their labels
+    (N,). Faces of another shape are left out (the scenes are made for FER2013's)."""
+    found = get_detector(detector, min_face=24)
+    rng = np.random.default_rng(seed)
+    kept = [i for i, face in enumerate(faces) if face.ndim == 2 and face.shape == (48, 48)]
+    crops, truth = [], []
+    for angle in angles:
+        for i, (scene, box) in zip(kept, detections([faces[i] for i in kept], angle, found, rng), strict=True):
+            if box is not None:
+                crops.append(face_crop(scene, box, align=True))
+                truth.append(labels[i])
+    return crops, np.asarray(truth, dtype=np.asarray(labels).dtype)
