@@ -68,8 +68,8 @@ def _analyze(data: bytes, name: str | None, source: str, options: dict, user, *,
 def _analyze_and_keep(
     data: bytes, name: str | None, source: str, options: dict, user, signature, started: float, **kw
 ) -> None:
-    """One photo: analysed (a still "Analyzing" note), kept in the session with the input it belongs to and when the
-    click's run started (the caption's wait); saved when shown."""
+    """One photo: analysed (a still "Analyzing" note), kept in the session with the input it belongs to
+    and when the click's run started (the caption's wait); saved when shown."""
     with working("Analyzing the photo…"):
         result, saving, error = _analyze(data, name, source, options, user, **kw)
     if error:

@@ -175,9 +175,9 @@ def working(text: str) -> Iterator[None]:
     page's stand-in for st.spinner.
 
     Still, not spinning: st.spinner's CSS animation kept a software-rendered Chromium tab busy at about a
-    tenth of a core for as long as it was shown (0.48 CPU-s over a 5 s wait, against 0.09 s without
-    it), so 20 users' browsers sharing the server's cores spent a quarter of a burst's CPU on spinners
-    (docs/DEPLOY.md). Streamlit's own "running" indicator at the top of the page still moves."""
+    tenth of a core for as long as it was shown (0.48 CPU-s over a 5 s wait, against 0.09 s without it;
+    docs/DEPLOY.md), CPU that browsers sharing the server's cores take from it. Streamlit's own
+    "running" indicator at the top of the page still moves."""
     slot = st.empty()
     slot.caption(f":material/hourglass_top: {text}")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,23 +74,32 @@ def test_the_class_bias_takes_back_a_prior_the_training_weights_raised():
     assert reliability(both, labels)["ece"] < reliability(alone, labels)["ece"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("better", ["flip", "crops"])
-def test_the_served_tta_is_chosen_on_detected_faces_when_any_are_found(tmp_path, monkeypatch, better):
-    """The app classifies detected faces: when PublicTest faces are found in scenes, their accuracy per
-    TTA mode chooses the served mode, whatever the registered crops say, and is reported beside it."""
+def _tiny_model_and_fer_csv(tmp_path, monkeypatch, per_split: int) -> tuple[Path, Path, list]:
+    """A tiny registered model (the models folder pointed at it) and a FER2013-style CSV of random faces,
+    `per_split` in each split: (model folder, CSV path, rows)."""
     from emotion import config, registry
     from tests.support import csv_bytes_for_tests
     from tests.test_comparison import write_tiny_tflite
-    from training import evaluate as evaluation
 
     rng = np.random.default_rng(0)
-    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(14)]
+    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(per_split)]
     csv_path = tmp_path / "fer2013.csv"
     csv_path.write_bytes(csv_bytes_for_tests(rows))
     folder = write_tiny_tflite(tmp_path / "models" / "tiny")
     monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
     registry.clear_cache()
+    return folder, csv_path, rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("better", ["flip", "crops"])
+def test_the_served_tta_is_chosen_on_detected_faces_when_any_are_found(tmp_path, monkeypatch, better):
+    """The app classifies detected faces: when PublicTest faces are found in scenes, their accuracy per
+    TTA mode chooses the served mode, whatever the registered crops say, and is reported beside it."""
+    from emotion import registry
+    from training import evaluate as evaluation
+
+    folder, csv_path, _ = _tiny_model_and_fer_csv(tmp_path, monkeypatch, per_split=14)
     pipeline = {"flip": 0.4, "crops": 0.4} | {better: 0.6}
     monkeypatch.setattr(evaluation, "_pipeline_accuracies", lambda model, public, calibrations: dict(pipeline))
 
@@ -105,18 +115,10 @@ def test_the_served_tta_is_chosen_on_detected_faces_when_any_are_found(tmp_path,
 def test_evaluate_writes_temperature_tta_choice_and_predictions(tmp_path, monkeypatch):
     """evaluate fits the temperature and TTA mode on PublicTest, writes them to the manifest, saves
     the served PrivateTest probabilities, and the registry then serves those calibrated probabilities."""
-    from emotion import config, registry
-    from tests.support import csv_bytes_for_tests
-    from tests.test_comparison import write_tiny_tflite
+    from emotion import registry
     from training.evaluate import PENDING_INT8_FILE, PREDICTIONS_FILE, evaluate
 
-    rng = np.random.default_rng(0)
-    rows = [(int(i % 7), rng.integers(0, 256, (48, 48)), usage) for usage in FER_SPLITS for i in range(21)]
-    csv_path = tmp_path / "fer2013.csv"
-    csv_path.write_bytes(csv_bytes_for_tests(rows))
-    folder = write_tiny_tflite(tmp_path / "models" / "tiny")
-    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
-    registry.clear_cache()
+    folder, csv_path, rows = _tiny_model_and_fer_csv(tmp_path, monkeypatch, per_split=21)
     # training.export --serve ran before this first evaluation: its int8 figures wait beside the file
     (folder / PENDING_INT8_FILE).write_text(json.dumps({"accuracy_int8": 0.5, "served": True}))
 
