@@ -364,7 +364,7 @@ def _tta_section(view: View) -> None:
         "Accuracy %": "{:.2f}", "PublicTest acc. %": "{:.2f}", "PublicTest detected %": "{:.2f}",
         "Latency ms/face": "{:.2f}",
     }  # fmt: skip
-    st.dataframe(table.style.format(formats, na_rep="–"), hide_index=True)
+    st.dataframe(table.style.format(formats), hide_index=True)
     st.caption(
         "TTA: flip = the face and its mirror; ten crops = corners and centre of a slightly enlarged face, each "
         "mirrored. Each net serves (when TTA is ticked) the mode better on PublicTest faces found by the app's "

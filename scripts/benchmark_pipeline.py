@@ -32,7 +32,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-
 from emotion.detectors import Box, crop, expand_box, get_detector
 from emotion.pipeline import face_crop
 from emotion.preprocess import FER_BOX_DROP, FER_BOX_SIDE, aligned_crop

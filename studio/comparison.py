@@ -643,6 +643,17 @@ def reliability_frame(models: Sequence[ModelInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "calibration", "confidence", "accuracy", "count"])
 
 
+TTA_COLUMNS = (
+    "Model",
+    "TTA",
+    "Accuracy %",
+    "PublicTest acc. %",
+    "PublicTest detected %",
+    "Latency ms/face",
+    "Served with TTA",
+)
+
+
 def tta_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
     """One row per (model, TTA mode) measured by training.evaluate: PrivateTest accuracy, PublicTest
     accuracy on the registered crops and on PublicTest faces the app's detector found in generated
@@ -677,9 +688,7 @@ def tta_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
                     "Served with TTA": mode == metrics.get("tta_mode"),
                 }
             )
-    columns = ["Model", "TTA", "Accuracy %", "PublicTest acc. %", "PublicTest detected %", "Latency ms/face"]
-    columns.append("Served with TTA")
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=TTA_COLUMNS)
 
 
 WEAK_CLASSES = ("fear", "sad")
