@@ -62,16 +62,27 @@ class ModelInfo:
     # What the serving file outputs: "probabilities" (a softmax) or "logits" (full-integer files
     # end before the softmax, which the registry applies in float; see training.export.logits_model).
     serving_output: str = "probabilities"
-    # Calibration: served probabilities are softmax(log-probabilities / temperature + class_bias), both
-    # fitted on PublicTest by training.evaluate (1.0 and no bias: uncalibrated). The (K,) bias takes
-    # back the share of answers that training's class weights gave the rare classes.
+    # Calibration: served probabilities are softmax(log-probabilities * class_scale / temperature +
+    # class_bias), all fitted on PublicTest by training.evaluate (1.0, no scale and no bias:
+    # uncalibrated). The (K,) bias takes back the share of answers that training's class weights gave
+    # the rare classes; the (K,) scale (geometric mean 1) lets each class be sharpened or softened on
+    # its own ("vector scaling", Guo et al. 2017), which one temperature cannot.
     temperature: float = 1.0
     class_bias: tuple[float, ...] = ()
+    class_scale: tuple[float, ...] = ()
     # Averaging views makes answers less confident: TTA answers get a second calibration on the mean.
     tta_temperature: float = 1.0
     tta_class_bias: tuple[float, ...] = ()
+    tta_class_scale: tuple[float, ...] = ()
     tta_mode: str = "flip"  # what tta=True means: "flip" or "crops", chosen on PublicTest
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def calibration(self, tta: bool = False) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+        """(temperature, (K,) class bias, (K,) class scale) served on one view (tta=False) or on the
+        mean of the TTA views (tta=True), as softmax and _rescaled take them."""
+        if tta:
+            return self.tta_temperature, self.tta_class_bias, self.tta_class_scale
+        return self.temperature, self.class_bias, self.class_scale
 
     @property
     def metrics(self) -> dict:
@@ -116,8 +127,10 @@ def _read_manifest(folder: Path) -> ModelInfo:
         serving_output=data.get("serving_output", "probabilities"),
         temperature=float(data.get("temperature") or 1.0),
         class_bias=tuple(float(b) for b in data.get("class_bias") or ()),
+        class_scale=tuple(float(s) for s in data.get("class_scale") or ()),
         tta_temperature=float(data.get("tta_temperature") or 1.0),
         tta_class_bias=tuple(float(b) for b in data.get("tta_class_bias") or ()),
+        tta_class_scale=tuple(float(s) for s in data.get("tta_class_scale") or ()),
         tta_mode=data.get("tta_mode", "flip"),
         manifest=data,
     )
@@ -227,26 +240,24 @@ class EmotionModel:
         temperature and class bias to each view (and the TTA ones to their mean); False gives the raw
         softmax (to fit and measure it)."""
         info = self.info
-        temperature, bias = (info.temperature, info.class_bias) if calibrated else (1.0, ())
+        calibration = info.calibration() if calibrated else UNCALIBRATED
         mode = _tta_mode(tta, self.tta_mode)
         if mode == "none":
-            return self._probabilities(inputs, temperature, bias)
+            return self._probabilities(inputs, calibration)
         if mode == "flip":
             mirrored = inputs[:, :, ::-1, :]
-            probs = 0.5 * (
-                self._probabilities(inputs, temperature, bias) + self._probabilities(mirrored, temperature, bias)
-            )
+            probs = 0.5 * (self._probabilities(inputs, calibration) + self._probabilities(mirrored, calibration))
         else:
             views = ten_crops(inputs)  # (10, N, H, W, C): one interpreter call for all of them
-            probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), temperature, bias)
+            probs = self._probabilities(views.reshape(-1, *inputs.shape[1:]), calibration)
             probs = probs.reshape(len(views), len(inputs), -1).mean(axis=0)
-        return _rescaled(probs, *((info.tta_temperature, info.tta_class_bias) if calibrated else (1.0, ())))
+        return _rescaled(probs, *(info.calibration(tta=True) if calibrated else UNCALIBRATED))
 
-    def _probabilities(self, inputs: np.ndarray, temperature: float, bias: tuple[float, ...]) -> np.ndarray:
+    def _probabilities(self, inputs: np.ndarray, calibration: tuple) -> np.ndarray:
         output = self._runner.predict(inputs)
         if self.info.serving_output == "logits":
-            return softmax(output, temperature, bias)
-        return _rescaled(output, temperature, bias)
+            return softmax(output, *calibration)
+        return _rescaled(output, *calibration)
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
@@ -260,14 +271,12 @@ class EmotionModel:
             voted = committee_vote(stacked, self.info.vote)
             if not calibrated:
                 return voted
-            info = self.info
-            if mode == "none":
-                return _rescaled(voted, info.temperature, info.class_bias)
-            return _rescaled(voted, info.tta_temperature, info.tta_class_bias)
+            return _rescaled(voted, *self.info.calibration(tta=mode != "none"))
         return self.predict_inputs(self.preprocess(crops), tta, calibrated)
 
 
 TTA_MODES = ("flip", "crops")
+UNCALIBRATED = (1.0, (), ())  # (temperature, class bias, class scale) that leave answers as they are
 
 
 def _tta_mode(tta: bool | str, chosen: str) -> str:
@@ -281,10 +290,17 @@ def _tta_mode(tta: bool | str, chosen: str) -> str:
     return tta
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0, bias: tuple[float, ...] | np.ndarray = ()) -> np.ndarray:
-    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits / temperature + bias);
-    bias: (K,) per class, or none."""
+def softmax(
+    logits: np.ndarray,
+    temperature: float = 1.0,
+    bias: tuple[float, ...] | np.ndarray = (),
+    scale: tuple[float, ...] | np.ndarray = (),
+) -> np.ndarray:
+    """(N, K) logits (or log-probabilities) -> (N, K) float32 softmax(logits * scale / temperature +
+    bias); bias and scale: (K,) per class, or none."""
     scaled = np.asarray(logits, np.float64) / temperature
+    if len(scale):
+        scaled = scaled * np.asarray(scale, np.float64)
     if len(bias):
         scaled = scaled + np.asarray(bias, np.float64)
     scaled -= scaled.max(axis=1, keepdims=True)
@@ -292,11 +308,13 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, bias: tuple[float, ...
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _rescaled(probs: np.ndarray, temperature: float, bias: tuple[float, ...] = ()) -> np.ndarray:
-    """(N, K) probabilities with a calibration applied: softmax(log(probs) / temperature + bias)."""
-    if temperature == 1.0 and not len(bias):
+def _rescaled(
+    probs: np.ndarray, temperature: float, bias: tuple[float, ...] = (), scale: tuple[float, ...] = ()
+) -> np.ndarray:
+    """(N, K) probabilities with a calibration applied: softmax(log(probs) * scale / temperature + bias)."""
+    if (temperature, tuple(bias), tuple(scale)) == UNCALIBRATED:
         return probs
-    return softmax(log_probabilities(probs), temperature, bias)
+    return softmax(log_probabilities(probs), temperature, bias, scale)
 
 
 def log_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -44,9 +44,7 @@ def teacher_probabilities(
     # The answers depend on the weights (created) and on the served calibration and TTA mode, which
     # training.evaluate re-fits: a re-evaluated teacher is asked again.
     info = model.info
-    served_as = json.dumps(
-        [info.temperature, info.class_bias, info.tta_temperature, info.tta_class_bias, info.tta_mode]
-    )
+    served_as = json.dumps([info.calibration(), info.calibration(tta=True), info.tta_mode])
     key = f"{teacher}:{info.manifest.get('created', '')}:{served_as}:{digest.hexdigest()}"
     if cache is not None and cache.is_file():
         saved = np.load(cache)

@@ -3,11 +3,11 @@
 
 Predictions come from the serving runtime (the TFLite file the app uses), so the figures are
 those of the model users get. PublicTest (the selection split) chooses what is served: the
-calibration temperature and the test-time augmentation mode (flip or ten crops; chosen on PublicTest
-faces the app's detector found in generated scenes, training.scenes), both written to the model's
-manifest; PrivateTest is only reported on (accuracy, ECE before and after calibration),
-and its served probabilities are saved beside the metrics (predictions_privatetest.npz) for the
-comparison page.
+calibration (vector scaling: a temperature, a per-class scale and a per-class bias) and the test-time
+augmentation mode (flip or ten crops; chosen on PublicTest faces the app's detector found in generated
+scenes, training.scenes), both written to the model's manifest. PrivateTest is only reported on
+(accuracy, ECE before and after calibration), and its served probabilities are saved beside the
+metrics (predictions_privatetest.npz) for the comparison page.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ import numpy as np
 
 from emotion.config import find_fer2013_csv
 from emotion.logs import setup_logging
-from emotion.registry import TTA_MODES, EmotionModel, clear_cache, list_models, load, log_probabilities, softmax
+from emotion.registry import (
+    TTA_MODES,
+    UNCALIBRATED,
+    EmotionModel,
+    clear_cache,
+    list_models,
+    load,
+    log_probabilities,
+    softmax,
+)
 
 log = logging.getLogger("training.evaluate")
 
@@ -147,6 +156,30 @@ def fit_temperature_and_bias(log_probs: np.ndarray, labels: np.ndarray) -> tuple
     return float(fitted[0]), fitted[1:] - fitted[1:].mean()
 
 
+def fit_vector_scaling(log_probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(T, (K,) bias, (K,) scale) minimising the NLL of softmax(log_probs * scale / T + bias) at the (N,)
+    labels: vector scaling (Guo et al. 2017), started from fit_temperature_and_bias and a unit scale.
+    The served calibration: on PublicTest it gave a lower held-out NLL than T and b alone for every net
+    and TTA mode tried (scripts/calibration_families.py, docs/RESULTS.md section 15). Fitted on the
+    selection split only; returned with the scale's geometric mean at 1 (T carries the overall
+    sharpness) and the bias centred."""
+    from scipy.optimize import minimize
+
+    temperature, bias = fit_temperature_and_bias(log_probs, labels)
+    k = log_probs.shape[1]
+
+    def loss(params: np.ndarray) -> float:
+        return nll(log_probs * params[:k], labels, 1.0, params[k:])
+
+    # Each class's weight 1/T_k stays within the temperature's range (0.2-5), for the same reason.
+    start = np.r_[np.full(k, 1.0 / temperature), bias]
+    bounds = [(0.2, 5.0)] * k + [(None, None)] * k
+    fitted = minimize(loss, start, method="L-BFGS-B", bounds=bounds).x
+    weights, bias = fitted[:k], fitted[k:]
+    temperature = float(np.exp(-np.log(weights).mean()))
+    return temperature, bias - bias.mean(), weights * temperature
+
+
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
     """Confidence (top probability) of (N, K) probs against accuracy in `bins` equal-width bins:
     {"ece", "confidence", "accuracy", "count"} (per bin; empty bins hold None). ECE is the
@@ -172,11 +205,26 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_B
     return out
 
 
-def uncalibrate(probs: np.ndarray, temperature: float, bias: tuple[float, ...] | np.ndarray = ()) -> np.ndarray:
-    """Undo the calibration softmax(log(raw) / temperature + bias): softmax(temperature * (log(probs) -
-    bias)) gives back the raw (N, K) softmax."""
+def uncalibrate(
+    probs: np.ndarray,
+    temperature: float,
+    bias: tuple[float, ...] | np.ndarray = (),
+    scale: tuple[float, ...] | np.ndarray = (),
+) -> np.ndarray:
+    """Undo the calibration softmax(log(raw) * scale / temperature + bias), giving back the raw (N, K)
+    softmax: log(raw) = (log(probs) - bias + z) * temperature / scale, where each row's z (the
+    calibration's log-normaliser) makes raw sum to 1. With no scale any z does (softmax ignores a
+    constant); with one, z is the root of a convex increasing function, found by Newton's method."""
     shifted = log_probabilities(probs) - (np.asarray(bias, np.float64) if len(bias) else 0.0)
-    return softmax(shifted, 1.0 / temperature)
+    slope = temperature / (np.asarray(scale, np.float64) if len(scale) else np.ones(probs.shape[1]))
+    z = np.zeros((len(shifted), 1))
+    for _ in range(50):  # log-sum-exp of (shifted + z) * slope, minus 0; quadratic near the root
+        raw_log = (shifted + z) * slope
+        top = raw_log.max(axis=1, keepdims=True)
+        weights = np.exp(raw_log - top)
+        total = weights.sum(axis=1, keepdims=True)
+        z -= (np.log(total) + top) / ((weights * slope).sum(axis=1, keepdims=True) / total)
+    return softmax((shifted + z) * slope)
 
 
 def save_predictions(folder: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
@@ -307,25 +355,21 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raise ValueError(f"{name} predicts {info.labels} but {path} has {dataset.labels}")
     labels = info.labels
     report: dict = {"model": name, "split": split, "dataset": dataset.name, "labels": list(labels)}
-    temperature, class_bias, tta_mode = info.temperature, np.asarray(info.class_bias), info.tta_mode
-    tta_temperature, tta_class_bias = info.tta_temperature, np.asarray(info.tta_class_bias)
+    calibration, tta_calibration, tta_mode = info.calibration(), info.calibration(tta=True), info.tta_mode
     public = dataset.splits.get("PublicTest")
     modes = TTA_MODES  # a committee chooses one mode for all its members
     public_modes: dict[str, dict] = {}
     pipeline_modes: dict[str, float] = {}
     if public is not None:  # calibration and the TTA mode are chosen on the selection split, never reported on
         raw = predict_probabilities(model, public.images, False, calibrated=False)
-        temperature, class_bias = fit_temperature_and_bias(log_probabilities(raw), public.labels)
-        public_plain = softmax(log_probabilities(raw), temperature, class_bias)  # as served
-        fitted = dataclasses.replace(
-            info, temperature=temperature, class_bias=tuple(class_bias), tta_temperature=1.0, tta_class_bias=()
-        )
-        model = model.with_info(fitted)
+        calibration = fit_vector_scaling(log_probabilities(raw), public.labels)
+        public_plain = softmax(log_probabilities(raw), *calibration)  # as served
+        model = model.with_info(_served_as(info, calibration, UNCALIBRATED, tta_mode))
         # Each mode: the mean of the calibrated views, with its own second calibration fitted on it.
         tta_calibrations = {}
         for mode in modes:
             views = log_probabilities(predict_probabilities(model, public.images, mode))
-            tta_calibrations[mode] = fit_temperature_and_bias(views, public.labels)
+            tta_calibrations[mode] = fit_vector_scaling(views, public.labels)
             served_tta = softmax(views, *tta_calibrations[mode])
             public_modes[mode] = classification_metrics(public.labels, served_tta.argmax(axis=1), labels)
         # The app classifies detected faces, so the mode is chosen on PublicTest faces found by its detector
@@ -335,17 +379,10 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         pipeline_modes = _pipeline_accuracies(model, public, tta_calibrations)
         chosen_on = pipeline_modes or {m: v["accuracy"] for m, v in public_modes.items()}
         tta_mode = max(chosen_on, key=lambda m: (chosen_on[m], m == "flip"))
-        tta_temperature, tta_class_bias = tta_calibrations[tta_mode]
+        tta_calibration = tta_calibrations[tta_mode]
         report["tta_chosen_on"] = "PublicTest faces detected in scenes" if pipeline_modes else "PublicTest crops"
     # The model as served: those calibrations and TTA mode (written to its manifest below).
-    served = dataclasses.replace(
-        info,
-        temperature=temperature,
-        class_bias=tuple(class_bias),
-        tta_temperature=tta_temperature,
-        tta_class_bias=tuple(tta_class_bias),
-        tta_mode=tta_mode,
-    )
+    served = _served_as(info, calibration, tta_calibration, tta_mode)
     model = model.with_info(served)
     timed = load(name).with_info(served)  # the same with the app's serving threads: latencies
     report["tta_mode"] = tta_mode
@@ -387,17 +424,19 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
                 "public_pipeline_accuracy": pipeline_modes.get(mode),
                 "latency_ms_per_face": latency_ms(timed, part.images[0], tta=mode),
             }
-        before = reliability(uncalibrate(probs, temperature, class_bias), part.labels)
+        before = reliability(uncalibrate(probs, *served.calibration()), part.labels)
         after = reliability(probs, part.labels)
         report["calibration"] = {
-            "temperature": temperature,
-            "class_bias": [float(b) for b in class_bias],
+            "temperature": served.temperature,
+            "class_bias": list(served.class_bias),
+            "class_scale": list(served.class_scale),
             "fitted_on": "PublicTest" if "PublicTest" in dataset.splits else "not fitted",
             "ece_before": before["ece"],
             "ece_after": after["ece"],
-            "tta_temperature": tta_temperature,
-            "tta_class_bias": [float(b) for b in tta_class_bias],
-            "ece_before_tta": reliability(uncalibrate(probs_tta, tta_temperature, tta_class_bias), part.labels)["ece"],
+            "tta_temperature": served.tta_temperature,
+            "tta_class_bias": list(served.tta_class_bias),
+            "tta_class_scale": list(served.tta_class_scale),
+            "ece_before_tta": reliability(uncalibrate(probs_tta, *served.calibration(tta=True)), part.labels)["ece"],
             "ece_after_tta": reliability(probs_tta, part.labels)["ece"],
             "bins": CALIBRATION_BINS,
             "reliability_before": {k: before[k] for k in ("confidence", "accuracy", "count")},
@@ -448,8 +487,23 @@ KEPT_FIGURES = ("int8",)
 PENDING_INT8_FILE = "int8_report.json"  # training.export's figures for a model not evaluated yet
 
 
+def _served_as(info, calibration: tuple, tta_calibration: tuple, tta_mode: str):
+    """ModelInfo `info` served with (T, bias, scale) calibrations on one view and on the TTA mean."""
+    (temperature, bias, scale), (tta_temperature, tta_bias, tta_scale) = calibration, tta_calibration
+    return dataclasses.replace(
+        info,
+        temperature=float(temperature),
+        class_bias=tuple(float(b) for b in bias),
+        class_scale=tuple(float(s) for s in scale),
+        tta_temperature=float(tta_temperature),
+        tta_class_bias=tuple(float(b) for b in tta_bias),
+        tta_class_scale=tuple(float(s) for s in tta_scale),
+        tta_mode=tta_mode,
+    )
+
+
 def _write_serving_choices(manifest_path: Path, served) -> None:
-    """Record the fitted calibrations (temperatures, class biases) and the chosen TTA mode of `served`
+    """Record the fitted calibrations (temperatures, class biases and scales) and the chosen TTA mode of `served`
     (a ModelInfo) in the manifest, where emotion.registry reads them to serve calibrated probabilities
     (and that TTA) everywhere."""
     manifest = json.loads(manifest_path.read_text())
@@ -459,6 +513,8 @@ def _write_serving_choices(manifest_path: Path, served) -> None:
     manifest["class_bias"] = [round(float(b), 6) for b in served.class_bias]
     manifest["tta_temperature"] = round(float(served.tta_temperature), 6)
     manifest["tta_class_bias"] = [round(float(b), 6) for b in served.tta_class_bias]
+    manifest["class_scale"] = [round(float(s), 6) for s in served.class_scale]
+    manifest["tta_class_scale"] = [round(float(s), 6) for s in served.tta_class_scale]
     manifest["tta_mode"] = served.tta_mode
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
