@@ -256,7 +256,9 @@ class EmotionModel:
     def _probabilities(self, inputs: np.ndarray, calibration: tuple) -> np.ndarray:
         output = self._runner.predict(inputs)
         if self.info.serving_output == "logits":
-            return softmax(output, *calibration)
+            # The softmax the file leaves out comes first: the calibration was fitted on log-probabilities,
+            # and with a per-class scale, scaled logits are not scaled log-probabilities plus a constant.
+            output = softmax(output)
         return _rescaled(output, *calibration)
 
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:

@@ -337,10 +337,10 @@ def _calibration_section(view: View) -> None:
     st.dataframe(table.set_index("Model").style.format("{:.3f}"))
     st.caption(
         "Reliability on FER2013 PrivateTest: faces binned by the top probability shown; a point on the "
-        "diagonal means a face shown at 76% is right 76% of the time. A temperature and a per-class bias "
-        "(which takes back the share of answers training's class weights gave the rare classes) are fitted on "
-        "PublicTest and served everywhere (pages, live, video, CLI, reports). ECE: expected calibration error, "
-        "15 bins."
+        "diagonal means a face shown at 76% is right 76% of the time. A temperature, and for each emotion a "
+        "scale and a bias (the bias takes back the share of answers training's class weights gave the rare "
+        "classes), are fitted on PublicTest and served everywhere (pages, live, video, CLI, reports). ECE: "
+        "expected calibration error, 15 bins."
     )
 
 

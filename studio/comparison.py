@@ -607,8 +607,8 @@ def saved_predictions(info: ModelInfo, y_true: np.ndarray) -> np.ndarray | None:
 
 def calibration_table(models: Sequence[ModelInfo]) -> pd.DataFrame:
     """One row per model whose metrics hold a calibration block (training.evaluate): the temperature
-    fitted on PublicTest (with a per-class bias, not shown) and the expected calibration error on
-    PrivateTest before and after the calibration."""
+    fitted on PublicTest (with a per-class scale and bias, not shown) and the expected calibration error
+    on PrivateTest before and after the calibration."""
     rows = []
     for info in models:
         block = info.metrics.get("calibration")

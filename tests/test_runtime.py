@@ -54,7 +54,7 @@ def test_full_integer_file_serves_softmax_probabilities(tmp_path):
 
     import keras
 
-    from emotion.registry import load
+    from emotion.registry import clear_cache, load, softmax
     from training.export import logits_model, to_tflite
 
     inputs = keras.Input((48, 48, 1))
@@ -76,6 +76,14 @@ def test_full_integer_file_serves_softmax_probabilities(tmp_path):
 
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs, np.asarray(net(faces[:8])), atol=0.03)
+    # Calibrated as fitted (training.evaluate): on the log of that softmax, the per-class scale included.
+    calibration = (0.8, [0.2, -0.5, 0.1, 0.3, 0.0, -0.1, 0.0], [1.3, 0.7, 1.0, 1.1, 0.9, 1.2, 0.8])
+    manifest |= dict(zip(("temperature", "class_bias", "class_scale"), calibration, strict=True))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    clear_cache()
+    calibrated = load("tiny8", models_dir=tmp_path).predict_inputs(faces[:8])
+    np.testing.assert_allclose(calibrated, softmax(np.log(probs), *calibration), atol=1e-5)
+    clear_cache()
 
 
 def test_a_runner_serves_with_the_configured_threads(monkeypatch):
