@@ -12,8 +12,10 @@ nothing is written. A detection counts when its centre falls within 40%
 of the face's size of the placed centre. Printed per angle: detection rate; accuracy on the
 detected faces with the box crop (margin 0.1, no rotation), the FER-framed box crop (no rotation),
 the aligned crop framed by the eyes and the aligned crop framed by the box (what analyze serves;
-emotion.preprocess.aligned_crop); the crop-level accuracy of the same detected faces; and the cost
-(crop level minus pipeline) of the box crop and of the served aligned crop. --tta classifies every
+emotion.preprocess.aligned_crop); the crop-level accuracy of the same detected faces; the face cut
+where it was placed, upright, with no detector (training.scenes.placed_crop: what the scene itself
+costs); and the cost (crop level minus pipeline) of the box crop, of the served aligned crop, and of
+the scene alone (crop level minus the placed crop). --tta classifies every
 crop, the faces' own included, with the model's served test-time augmentation (what the Photo page and
 the webcam give by default); --tta flip or --tta crops with that mode. Choose on PublicTest
 (--split PublicTest), report on PrivateTest.
@@ -38,7 +40,7 @@ from emotion.preprocess import FER_BOX_DROP, FER_BOX_SIDE, aligned_crop
 from emotion.registry import load
 from training.data import load_fer2013_csv
 from training.evaluate import default_data
-from training.scenes import detections
+from training.scenes import detections, placed_crop
 
 
 def fer_framed_crop(image: np.ndarray, box: Box) -> np.ndarray:
@@ -77,15 +79,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{crop_level.mean():.1%}")  # fmt: skip
     header = (
         "angle | detected | crop level (detected) | box crop | FER-framed box | aligned, eye framing"
-        " | aligned, box framing | cost box | cost aligned"
+        " | aligned, box framing | placed, no detector | cost box | cost aligned | cost of the scene"
     )
     print(header + " | ms per scene")
     for angle in args.angles:
-        found, crops = [], {"box": [], "fer": [], "eyes": [], "aligned": []}
+        found, crops = [], {"box": [], "fer": [], "eyes": [], "aligned": [], "placed": []}
         started = time.perf_counter()
-        for scene, box in detections(faces, angle, detector, rng):
+        for scene, box, placement in detections(faces, angle, detector, rng):
             found.append(box is not None)
             if box is not None:
+                crops["placed"].append(placed_crop(scene, placement))
                 crops["box"].append(face_crop(scene, box, align=False))
                 crops["fer"].append(fer_framed_crop(scene, box))
                 crops["eyes"].append(aligned_crop(scene, box.eyes) if box.eyes else face_crop(scene, box, align=False))
@@ -98,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         base = float(crop_level[hit].mean()) if hit.any() else float("nan")
         print(
             f"{angle:g} | {hit.mean():.1%} | {base:.1%} | {acc['box']:.1%} | {acc['fer']:.1%} | {acc['eyes']:.1%}"
-            f" | {acc['aligned']:.1%}"
-            f" | {100 * (base - acc['box']):+.1f} | {100 * (base - acc['aligned']):+.1f} | {per_scene:.1f}",
+            f" | {acc['aligned']:.1%} | {acc['placed']:.1%} | {100 * (base - acc['box']):+.1f}"
+            f" | {100 * (base - acc['aligned']):+.1f} | {100 * (base - acc['placed']):+.1f} | {per_scene:.1f}",
             flush=True,
         )
 

@@ -10,6 +10,7 @@ seed; nothing is written.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -68,16 +69,40 @@ def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.
     return rgb, (x + span / 2, y + span / 2, float(side))
 
 
+class Placement(NamedTuple):
+    """Where place() put a face: its centre (x, y) and side in scene pixels, and its tilt in degrees."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float
+
+
 def detections(
     faces: Sequence[np.ndarray], angle: float, detector, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, Box | None]]:
+) -> Iterator[tuple[np.ndarray, Box | None, Placement]]:
     """Each face placed in its own scene at +-angle (the sign drawn at random), and the detector's
-    largest box near it: (scene, box), box None when the face was not found."""
+    largest box near it: (scene, box, placement), box None when the face was not found."""
     for face in faces:
         signed = angle * (1 if rng.random() < 0.5 else -1)
         scene, (cx, cy, side) = place(face, signed, rng)
         near = [b for b in detector.detect(scene) if np.hypot(b.x + b.w / 2 - cx, b.y + b.h / 2 - cy) < NEAR * side]
-        yield scene, (max(near, key=lambda b: b.area) if near else None)
+        yield scene, (max(near, key=lambda b: b.area) if near else None), Placement(cx, cy, side, signed)
+
+
+def placed_crop(scene: np.ndarray, placement: Placement) -> np.ndarray:
+    """The face cut from its (H, W, 3) scene where place() put it, turned upright by its known tilt, at
+    its placed size: (side, side, 3) uint8, FER2013's own framing with no detector. What a perfect
+    detect-and-align step would give, so the scene's own cost (enlarging, the soft mask, the background,
+    resampling) can be told apart from the detector's and the crop's."""
+    upright = cv2.warpAffine(
+        scene, cv2.getRotationMatrix2D((placement.cx, placement.cy), -placement.angle, 1.0),
+        (scene.shape[1], scene.shape[0]), flags=cv2.INTER_LINEAR,
+    )  # fmt: skip
+    half = placement.side / 2
+    x0, y0 = int(round(placement.cx - half)), int(round(placement.cy - half))
+    side = int(round(placement.side))
+    return upright[y0 : y0 + side, x0 : x0 + side]
 
 
 def pipeline_crops(
@@ -95,7 +120,7 @@ def pipeline_crops(
     kept = [i for i, face in enumerate(faces) if face.ndim == 2 and face.shape == (48, 48)]
     crops, truth = [], []
     for angle in angles:
-        for i, (scene, box) in zip(kept, detections([faces[i] for i in kept], angle, found, rng), strict=True):
+        for i, (scene, box, _) in zip(kept, detections([faces[i] for i in kept], angle, found, rng), strict=True):
             if box is not None:
                 crops.append(face_crop(scene, box, align=True))
                 truth.append(labels[i])
