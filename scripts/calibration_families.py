@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from emotion.registry import load, log_probabilities, softmax
+from emotion.registry import UNCALIBRATED, load, log_probabilities, softmax
 from training.data import load_fer2013_csv
 from training.evaluate import (
     SCORING_THREADS,
@@ -35,6 +35,7 @@ from training.evaluate import (
     nll,
     predict_probabilities,
     reliability,
+    served_as,
 )
 
 DEFAULT_MODELS = ("gpu_vgg_lean_kd5", "vgg_wide_soup", "vgg_ft", "vgg_lean36_kd", "vgg_thin_kd", "vgg_wide_ft")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             for family, fit in FAMILIES.items():
                 if mode != "none":  # the first stage fitted as served, the views' mean calibrated again
                     first = fit(raw[public], labels[public])
-                    staged = model.with_info(_with_first_stage(model.info, first))
+                    staged = model.with_info(served_as(model.info, first, UNCALIBRATED, model.tta_mode))
                     inputs = {part: log_probabilities(predict_probabilities(staged, splits[part].images, mode))
                               for part in (public, private)}  # fmt: skip
                 held_nll, held_ece = cross_fitted(fit, inputs[public], labels[public], args.folds)
@@ -83,22 +84,6 @@ def main(argv: list[str] | None = None) -> None:
             cells = [" -> ".join(f"{row[f][i]:{spec}}" for f in FAMILIES) for i, spec in
                      enumerate((".4f", ".4f", ".4f", ".2%"))]  # fmt: skip
             print(f"| {name} | {mode} | " + " | ".join(cells) + " |", flush=True)
-
-
-def _with_first_stage(info, calibration: tuple):
-    """ModelInfo `info` with (T, bias[, scale]) as its one-view calibration and none on the TTA mean."""
-    import dataclasses
-
-    temperature, bias, *scale = calibration
-    return dataclasses.replace(
-        info,
-        temperature=float(temperature),
-        class_bias=tuple(bias),
-        class_scale=tuple(scale[0]) if scale else (),
-        tta_temperature=1.0,
-        tta_class_bias=(),
-        tta_class_scale=(),
-    )
 
 
 if __name__ == "__main__":

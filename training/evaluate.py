@@ -364,7 +364,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         raw = predict_probabilities(model, public.images, False, calibrated=False)
         calibration = fit_vector_scaling(log_probabilities(raw), public.labels)
         public_plain = softmax(log_probabilities(raw), *calibration)  # as served
-        model = model.with_info(_served_as(info, calibration, UNCALIBRATED, tta_mode))
+        model = model.with_info(served_as(info, calibration, UNCALIBRATED, tta_mode))
         # Each mode: the mean of the calibrated views, with its own second calibration fitted on it.
         tta_calibrations = {}
         for mode in modes:
@@ -382,7 +382,7 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         tta_calibration = tta_calibrations[tta_mode]
         report["tta_chosen_on"] = "PublicTest faces detected in scenes" if pipeline_modes else "PublicTest crops"
     # The model as served: those calibrations and TTA mode (written to its manifest below).
-    served = _served_as(info, calibration, tta_calibration, tta_mode)
+    served = served_as(info, calibration, tta_calibration, tta_mode)
     model = model.with_info(served)
     timed = load(name).with_info(served)  # the same with the app's serving threads: latencies
     report["tta_mode"] = tta_mode
@@ -487,19 +487,18 @@ KEPT_FIGURES = ("int8",)
 PENDING_INT8_FILE = "int8_report.json"  # training.export's figures for a model not evaluated yet
 
 
-def _served_as(info, calibration: tuple, tta_calibration: tuple, tta_mode: str):
-    """ModelInfo `info` served with (T, bias, scale) calibrations on one view and on the TTA mean."""
-    (temperature, bias, scale), (tta_temperature, tta_bias, tta_scale) = calibration, tta_calibration
-    return dataclasses.replace(
-        info,
-        temperature=float(temperature),
-        class_bias=tuple(float(b) for b in bias),
-        class_scale=tuple(float(s) for s in scale),
-        tta_temperature=float(tta_temperature),
-        tta_class_bias=tuple(float(b) for b in tta_bias),
-        tta_class_scale=tuple(float(s) for s in tta_scale),
-        tta_mode=tta_mode,
-    )
+def served_as(info, calibration: tuple, tta_calibration: tuple, tta_mode: str):
+    """ModelInfo `info` served with (T, bias[, scale]) calibrations on one view and on the TTA mean (no
+    scale: none, as fit_temperature_and_bias gives)."""
+
+    def fields(prefix: str, temperature: float, bias, scale=()) -> dict:
+        return {
+            f"{prefix}temperature": float(temperature),
+            f"{prefix}class_bias": tuple(float(b) for b in bias),
+            f"{prefix}class_scale": tuple(float(s) for s in scale),
+        }
+
+    return dataclasses.replace(info, **fields("", *calibration), **fields("tta_", *tta_calibration), tta_mode=tta_mode)
 
 
 def _write_serving_choices(manifest_path: Path, served) -> None:
