@@ -237,8 +237,8 @@ class EmotionModel:
         """(N, H, W, C) float32 from `preprocess` -> (N, K) probabilities. tta: False, True (the
         model's chosen mode, `tta_mode`), "flip" or "crops"; the views' probabilities are averaged.
         calibrated (the default, what every page, the CLI and reports get) applies the model's
-        temperature and class bias to each view (and the TTA ones to their mean); False gives the raw
-        softmax (to fit and measure it)."""
+        calibration (ModelInfo.calibration) to each view, and the TTA one to their mean; False gives the
+        raw softmax (to fit and measure it)."""
         info = self.info
         calibration = info.calibration() if calibrated else UNCALIBRATED
         mode = _tta_mode(tta, self.tta_mode)
@@ -264,9 +264,9 @@ class EmotionModel:
     def predict_faces(self, crops: list[np.ndarray], tta: bool | str = False, calibrated: bool = True) -> np.ndarray:
         """Face crops (any size, uint8) -> (N, K) probabilities; a committee votes over its
         members, each preprocessing the crops as it was trained and calibrated with its own
-        temperature, all augmented in the committee's TTA mode (tta=True: its own tta_mode);
+        calibration, all augmented in the committee's TTA mode (tta=True: its own tta_mode);
         calibrated applies this model's own calibration (a committee's on its vote; with TTA its
-        tta_temperature and tta_class_bias)."""
+        TTA calibration)."""
         if self._members:
             mode = _tta_mode(tta, self.tta_mode)
             stacked = np.stack([m.predict_faces(crops, mode) for m in self._members])  # (M, N, K)

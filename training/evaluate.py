@@ -218,7 +218,7 @@ def uncalibrate(
     shifted = log_probabilities(probs) - (np.asarray(bias, np.float64) if len(bias) else 0.0)
     slope = temperature / (np.asarray(scale, np.float64) if len(scale) else np.ones(probs.shape[1]))
     z = np.zeros((len(shifted), 1))
-    for _ in range(50):  # log-sum-exp of (shifted + z) * slope, minus 0; quadratic near the root
+    for _ in range(50):  # Newton on log-sum-exp((shifted + z) * slope) = 0, quadratic near the root
         raw_log = (shifted + z) * slope
         top = raw_log.max(axis=1, keepdims=True)
         weights = np.exp(raw_log - top)
