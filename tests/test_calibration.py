@@ -133,7 +133,7 @@ def test_the_served_tta_is_chosen_on_detected_faces_when_any_are_found(tmp_path,
 
     folder, csv_path, _ = _tiny_model_and_fer_csv(tmp_path, monkeypatch, per_split=14)
     pipeline = {"flip": 0.4, "crops": 0.4} | {better: 0.6}
-    monkeypatch.setattr(evaluation, "_pipeline_accuracies", lambda model, public, calibrations: dict(pipeline))
+    monkeypatch.setattr(evaluation, "_pipeline_accuracies", lambda model, detected, calibrations: dict(pipeline))
 
     report = evaluation.evaluate("tiny", data=str(csv_path))
 

@@ -10,11 +10,11 @@ from training import scenes
 
 def test_a_face_is_placed_whole_inside_its_scene_the_same_way_for_a_seed():
     face = np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8)
-    first, (cx, cy, side) = scenes.place(face, 20.0, np.random.default_rng(7))
-    again, placed = scenes.place(face, 20.0, np.random.default_rng(7))
+    first, (cx, cy, side, _) = scenes.place(face, 20.0, np.random.default_rng(7))
+    again, (*placed, _) = scenes.place(face, 20.0, np.random.default_rng(7))
     assert first.shape == (scenes.SCENE, scenes.SCENE, 3) and first.dtype == np.uint8
     np.testing.assert_array_equal(first, again)
-    assert placed == (cx, cy, side) and 72 <= side <= 160
+    assert tuple(placed) == (cx, cy, side) and 72 <= side <= 160
     half = side * 1.5 / 2  # the rotated square's room
     assert half <= cx <= scenes.SCENE - half + 1 and half <= cy <= scenes.SCENE - half + 1
 
@@ -29,9 +29,9 @@ def test_the_placed_crop_gives_the_face_back_upright_at_its_place(angle):
     face = np.zeros((48, 48), np.uint8)
     face[8:20, 6:20] = 255  # a bright patch top left: any turn or mirror moves it
     face[30:40, 20:44] = 160
-    scene, (cx, cy, side) = scenes.place(face, angle, np.random.default_rng(3))
-    crop = scenes.placed_crop(scene, scenes.Placement(cx, cy, side, angle))
-    assert crop.shape == (round(side), round(side), 3)
+    scene, placement = scenes.place(face, angle, np.random.default_rng(3))
+    crop = scenes.placed_crop(scene, placement)
+    assert crop.shape == (round(placement.side), round(placement.side), 3)
     back = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
     centre = (slice(6, 42), slice(6, 42))  # inside the mask's soft edge
     error = np.abs(back[centre].astype(float) - face[centre]).mean()

@@ -95,15 +95,26 @@ def predict_probabilities(
 PIPELINE_FACES = 1000  # PublicTest faces placed in scenes (once per angle of training.scenes.ANGLES)
 
 
-def _pipeline_accuracies(model: EmotionModel, public, calibrations: dict[str, tuple]) -> dict[str, float]:
-    """{TTA mode: accuracy} on PIPELINE_FACES PublicTest faces (a fixed draw) found in generated scenes
-    by the app's detector and cropped as the app crops them (training.scenes.pipeline_crops), each mode
-    with its own calibration; {} when no face is found (e.g. a dataset of colour photos)."""
+@functools.lru_cache(maxsize=1)
+def _detected_public_faces(path: str, seed: int, face_crops: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    """PIPELINE_FACES PublicTest faces (a fixed draw) of the dataset as `_dataset` loads it, found in
+    generated scenes by the app's detector and cropped as the app crops them
+    (training.scenes.pipeline_crops): (crops, (N,) labels). Once per process: every model of `--all`
+    is chosen on the same faces, and the scenes and their detection cost far more than classifying."""
     from training.scenes import pipeline_crops
 
+    public = _dataset(path, seed, face_crops).splits["PublicTest"]
     rng = np.random.default_rng(0)
     chosen = np.sort(rng.choice(len(public), size=min(PIPELINE_FACES, len(public)), replace=False))
-    crops, truth = pipeline_crops([public.images[i] for i in chosen], public.labels[chosen])
+    return pipeline_crops([public.images[i] for i in chosen], public.labels[chosen])
+
+
+def _pipeline_accuracies(
+    model: EmotionModel, detected: tuple[list[np.ndarray], np.ndarray], calibrations: dict[str, tuple]
+) -> dict[str, float]:
+    """{TTA mode: accuracy} on the detected PublicTest faces (_detected_public_faces), each mode with its
+    own calibration; {} when no face was found (e.g. a dataset of colour photos)."""
+    crops, truth = detected
     if not crops:
         return {}
     accuracies = {}
@@ -376,7 +387,8 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
         # in generated scenes (training.scenes), where ten crops of an aligned crop did worse than the mirror
         # (docs/RESULTS.md section 14); on the registered crops only when no face is found (another dataset).
         # Equal accuracies: flip, ten times cheaper.
-        pipeline_modes = _pipeline_accuracies(model, public, tta_calibrations)
+        detected = _detected_public_faces(str(path), settings["seed"], settings["face_crops"])
+        pipeline_modes = _pipeline_accuracies(model, detected, tta_calibrations)
         chosen_on = pipeline_modes or {m: v["accuracy"] for m, v in public_modes.items()}
         tta_mode = max(chosen_on, key=lambda m: (chosen_on[m], m == "flip"))
         tta_calibration = tta_calibrations[tta_mode]
@@ -426,16 +438,10 @@ def evaluate(name: str, split: str = "PrivateTest", data: str | None = None, wri
             }
         before = reliability(uncalibrate(probs, *served.calibration()), part.labels)
         after = reliability(probs, part.labels)
-        report["calibration"] = {
-            "temperature": served.temperature,
-            "class_bias": list(served.class_bias),
-            "class_scale": list(served.class_scale),
+        report["calibration"] = calibration_fields(served) | {
             "fitted_on": "PublicTest" if "PublicTest" in dataset.splits else "not fitted",
             "ece_before": before["ece"],
             "ece_after": after["ece"],
-            "tta_temperature": served.tta_temperature,
-            "tta_class_bias": list(served.tta_class_bias),
-            "tta_class_scale": list(served.tta_class_scale),
             "ece_before_tta": reliability(uncalibrate(probs_tta, *served.calibration(tta=True)), part.labels)["ece"],
             "ece_after_tta": reliability(probs_tta, part.labels)["ece"],
             "bins": CALIBRATION_BINS,
@@ -501,20 +507,28 @@ def served_as(info, calibration: tuple, tta_calibration: tuple, tta_mode: str):
     return dataclasses.replace(info, **fields("", *calibration), **fields("tta_", *tta_calibration), tta_mode=tta_mode)
 
 
+def calibration_fields(info, digits: int | None = None) -> dict:
+    """The calibrations `info` (a ModelInfo) serves, by their manifest and metrics names: {"temperature",
+    "class_bias", "class_scale", and the same with "tta_"}, numbers rounded to `digits` when given."""
+
+    def number(value: float) -> float:
+        return round(float(value), digits) if digits is not None else float(value)
+
+    fields = {}
+    for prefix, (temperature, bias, scale) in (("", info.calibration()), ("tta_", info.calibration(tta=True))):
+        fields[f"{prefix}temperature"] = number(temperature)
+        fields[f"{prefix}class_bias"] = [number(b) for b in bias]
+        fields[f"{prefix}class_scale"] = [number(s) for s in scale]
+    return fields
+
+
 def _write_serving_choices(manifest_path: Path, served) -> None:
-    """Record the fitted calibrations (temperatures, class biases and scales) and the chosen TTA mode of `served`
-    (a ModelInfo) in the manifest, where emotion.registry reads them to serve calibrated probabilities
-    (and that TTA) everywhere."""
+    """Record the fitted calibrations and the chosen TTA mode of `served` (a ModelInfo) in the manifest,
+    where emotion.registry reads them to serve calibrated probabilities (and that TTA) everywhere."""
     manifest = json.loads(manifest_path.read_text())
     # Six decimals: the saved predictions were made with the unrounded values, and a small T
     # magnifies a rounding of it (log p / T).
-    manifest["temperature"] = round(float(served.temperature), 6)
-    manifest["class_bias"] = [round(float(b), 6) for b in served.class_bias]
-    manifest["tta_temperature"] = round(float(served.tta_temperature), 6)
-    manifest["tta_class_bias"] = [round(float(b), 6) for b in served.tta_class_bias]
-    manifest["class_scale"] = [round(float(s), 6) for s in served.class_scale]
-    manifest["tta_class_scale"] = [round(float(s), 6) for s in served.tta_class_scale]
-    manifest["tta_mode"] = served.tta_mode
+    manifest.update(calibration_fields(served, digits=6), tta_mode=served.tta_mode)
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 

@@ -44,10 +44,19 @@ def background(rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float, float]]:
+class Placement(NamedTuple):
+    """Where place() put a face: its centre (x, y) and side in scene pixels, and its tilt in degrees."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float
+
+
+def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.ndarray, Placement]:
     """A scene with the (48, 48) grey face enlarged to 72-160 px, rotated by `angle` degrees, softened at
-    its edge by an elliptical mask and pasted at random: the RGB (SCENE, SCENE, 3) uint8 scene and the
-    face's (centre x, centre y, side) in it."""
+    its edge by an elliptical mask and pasted at random: the RGB (SCENE, SCENE, 3) uint8 scene and where
+    the face is in it."""
     side = int(rng.integers(72, 161))
     big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     mask = np.zeros((side, side), np.float32)
@@ -66,16 +75,7 @@ def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.
     region = scene[y : y + span, x : x + span]
     scene[y : y + span, x : x + span] = region * (1 - alpha) + layer * alpha
     rgb = cv2.cvtColor(np.clip(scene + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-    return rgb, (x + span / 2, y + span / 2, float(side))
-
-
-class Placement(NamedTuple):
-    """Where place() put a face: its centre (x, y) and side in scene pixels, and its tilt in degrees."""
-
-    cx: float
-    cy: float
-    side: float
-    angle: float
+    return rgb, Placement(x + span / 2, y + span / 2, float(side), angle)
 
 
 def detections(
@@ -85,9 +85,12 @@ def detections(
     largest box near it: (scene, box, placement), box None when the face was not found."""
     for face in faces:
         signed = angle * (1 if rng.random() < 0.5 else -1)
-        scene, (cx, cy, side) = place(face, signed, rng)
-        near = [b for b in detector.detect(scene) if np.hypot(b.x + b.w / 2 - cx, b.y + b.h / 2 - cy) < NEAR * side]
-        yield scene, (max(near, key=lambda b: b.area) if near else None), Placement(cx, cy, side, signed)
+        scene, placed = place(face, signed, rng)
+        near = [
+            b for b in detector.detect(scene)
+            if np.hypot(b.x + b.w / 2 - placed.cx, b.y + b.h / 2 - placed.cy) < NEAR * placed.side
+        ]  # fmt: skip
+        yield scene, (max(near, key=lambda b: b.area) if near else None), placed
 
 
 def placed_crop(scene: np.ndarray, placement: Placement) -> np.ndarray:
