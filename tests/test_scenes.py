@@ -51,6 +51,12 @@ def test_faces_of_another_shape_are_left_out():
     colour = [np.zeros((64, 64, 3), np.uint8)]
     crops, labels = scenes.pipeline_crops(colour, np.array([3]), angles=(0.0,))
     assert crops == [] and len(labels) == 0
+    assert scenes.scene_views(colour, seed=0) == [None]
+
+
+def test_scene_views_give_one_entry_per_face_and_none_where_nothing_was_found():
+    faces = [np.full((48, 48), 128, np.uint8), np.zeros((64, 64, 3), np.uint8)]
+    assert scenes.scene_views(faces, seed=0) == [None, None]
 
 
 @pytest.mark.shared
@@ -64,3 +70,18 @@ def test_most_fer2013_faces_are_found_and_cropped_with_their_labels(fer2013_csv)
     assert 0.5 * 80 <= len(crops) == len(truth) <= 80  # about 70% found (docs/RESULTS.md section 4)
     assert all(c.ndim == 3 and c.shape[0] == c.shape[1] >= 24 for c in crops)
     assert set(truth.tolist()) <= set(labels.tolist())
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_scene_views_are_the_apps_crops_of_most_faces_the_same_for_a_seed(fer2013_csv):
+    """Training's scene views: each face once, at a random tilt, cut as the app cuts a detected face."""
+    from training.data import load_fer2013_csv
+
+    faces = load_fer2013_csv(fer2013_csv, splits=("PublicTest",)).splits["PublicTest"].images[:40]
+    views = scenes.scene_views(faces, seed=5)
+    found = [v for v in views if v is not None]
+    assert len(views) == 40 and len(found) >= 20  # about 70% found (docs/RESULTS.md section 4)
+    assert all(v.ndim == 3 and v.shape[0] == v.shape[1] >= 24 and v.dtype == np.uint8 for v in found)
+    again = scenes.scene_views(faces, seed=5)
+    assert all((a is None and b is None) or np.array_equal(a, b) for a, b in zip(views, again, strict=True))

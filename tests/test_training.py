@@ -330,6 +330,54 @@ def test_resume_starts_from_the_runs_saved_config_and_keeps_its_preprocessing(tm
     assert config.equalize is True, "without --resume the saved run is not read"
 
 
+def test_scene_views_is_a_share_and_needs_the_csv():
+    from training import train
+
+    with pytest.raises(SystemExit):
+        train.resolve_config(["--data", "x.csv", "--scene-views", "1.5"])
+    with pytest.raises(SystemExit):  # a GPU bundle's packed arrays have no scenes to make
+        train.resolve_config(["--data", "runs/gpu_bundle/data.npz.xz", "--scene-views", "0.5"])
+    config, _, _ = train.resolve_config(["--data", "x.csv", "--scene-views", "0.5"])
+    assert config.scene_views == 0.5
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_scene_views_give_training_the_apps_crops_and_selection_both_views(fer2013_csv, tmp_path, monkeypatch):
+    """x_scene holds each Training face as the app's detector cuts it (its own input where it was not
+    found); PublicTest's found views join the selection set; a second load reads the run's cache."""
+    from training import scenes, train
+
+    dataset = datasets.load_fer2013_csv(fer2013_csv, splits=("Training", "PublicTest"))
+    train_split = dataset.splits["Training"].subset(np.arange(40))
+    val_split = dataset.splits["PublicTest"].subset(np.arange(30))
+    config = train.TrainConfig(model="vgg_lean", equalize=False, scene_views=0.5, seed=3)
+
+    def fresh_arrays():
+        return train.Arrays(
+            x_train=datasets.to_inputs(train_split, (48, 48), 1, False),
+            targets=np.eye(7, dtype=np.float32)[train_split.labels],
+            sample_weights=np.ones(40, np.float32),
+            x_val=datasets.to_inputs(val_split, (48, 48), 1, False),
+            y_val=val_split.labels.copy(),
+            num_classes=7,
+        )
+
+    arrays = fresh_arrays()
+    train.add_scene_views(arrays, config, train_split, val_split, tmp_path / "scene_views.npz")
+    assert arrays.x_scene.shape == arrays.x_train.shape
+    changed = np.abs(arrays.x_scene - arrays.x_train).reshape(40, -1).mean(axis=1) > 1e-3
+    assert changed.sum() >= 20, "most faces are found, and a detector's crop is not the dataset's"
+    assert 30 + 15 <= len(arrays.x_val) == len(arrays.y_val) < 60
+    np.testing.assert_array_equal(arrays.y_val[:30], val_split.labels)
+
+    monkeypatch.setattr(scenes, "scene_views", lambda *a, **k: pytest.fail("the cache was not read"))
+    again = fresh_arrays()
+    train.add_scene_views(again, config, train_split, val_split, tmp_path / "scene_views.npz")
+    np.testing.assert_array_equal(again.x_scene, arrays.x_scene)
+    np.testing.assert_array_equal(again.y_val, arrays.y_val)
+
+
 def test_bf16_detection_reads_cpu_flags(monkeypatch, tmp_path):
     from training import train
 

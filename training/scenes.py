@@ -78,6 +78,15 @@ def place(face: np.ndarray, angle: float, rng: np.random.Generator) -> tuple[np.
     return rgb, Placement(x + span / 2, y + span / 2, float(side), angle)
 
 
+def found_box(scene: np.ndarray, placed: Placement, detector) -> Box | None:
+    """The detector's largest box near where the face was placed, or None when it missed the face."""
+    near = [
+        b for b in detector.detect(scene)
+        if np.hypot(b.x + b.w / 2 - placed.cx, b.y + b.h / 2 - placed.cy) < NEAR * placed.side
+    ]  # fmt: skip
+    return max(near, key=lambda b: b.area) if near else None
+
+
 def detections(
     faces: Sequence[np.ndarray], angle: float, detector, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, Box | None, Placement]]:
@@ -86,11 +95,28 @@ def detections(
     for face in faces:
         signed = angle * (1 if rng.random() < 0.5 else -1)
         scene, placed = place(face, signed, rng)
-        near = [
-            b for b in detector.detect(scene)
-            if np.hypot(b.x + b.w / 2 - placed.cx, b.y + b.h / 2 - placed.cy) < NEAR * placed.side
-        ]  # fmt: skip
-        yield scene, (max(near, key=lambda b: b.area) if near else None), placed
+        yield scene, found_box(scene, placed, detector), placed
+
+
+def scene_views(
+    faces: Sequence[np.ndarray], seed: int, max_angle: float = ANGLES[-1], detector: str = "blazeface"
+) -> list[np.ndarray | None]:
+    """Each (48, 48) grey face as the app would see it in a photo: placed in its own scene at a tilt
+    drawn uniformly from [-max_angle, max_angle], found by the app's detector and cut by its crop
+    (aligned, framed like FER2013; emotion.pipeline.face_crop). One (h, w, 3) uint8 crop per face, None
+    where the detector missed it or the face has another shape. What `scene_views` in training.train
+    trains on beside FER2013's own crops, so the net learns the detector's framing, not only FER2013's."""
+    found = get_detector(detector, min_face=24)
+    rng = np.random.default_rng(seed)
+    views: list[np.ndarray | None] = []
+    for face in faces:
+        if face.ndim != 2 or face.shape != (48, 48):
+            views.append(None)
+            continue
+        scene, placed = place(face, float(rng.uniform(-max_angle, max_angle)), rng)
+        box = found_box(scene, placed, found)
+        views.append(None if box is None else face_crop(scene, box, align=True))
+    return views
 
 
 def placed_crop(scene: np.ndarray, placement: Placement) -> np.ndarray:

@@ -13,6 +13,7 @@ the whole story: the config files, the shipped models' lineage, the GPU bundle.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ class TrainConfig:
     mixup: float = 0.0  # >0: mix training images pairwise, lambda ~ Beta(mixup, mixup); 0 = off
     drop_dirty: bool = True  # leave exact duplicates and blank images out of Training only
     face_crops: bool = False  # folder datasets: train on detected face crops instead of whole photos
+    scene_views: float = 0.0  # >0: this share of each batch seen as the app's detector cuts it from a scene
     init_from: str = ""  # a registered model of the same backbone whose weights start this run (fine-tuning)
     teacher: str = ""  # a registered model, e.g. "committee", to distil: see training.distill
     teacher_weight: float = 0.5  # targets = (1 - w) * one-hot + w * the teacher's probabilities
@@ -209,6 +211,10 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError("restart_epochs belongs to the cosine schedule")
     if config.fit_to_budget and not (config.schedule == "cosine" and config.time_budget_min > 0):
         raise ValueError("fit_to_budget needs the cosine schedule and a time_budget_min")
+    if not 0.0 <= config.scene_views <= 1.0:
+        raise ValueError(f"scene_views is a share of the batch, from 0 to 1, not {config.scene_views}")
+    if config.scene_views and config.data.endswith(".npz.xz"):
+        raise ValueError("scene_views runs the app's detector on the FER2013 CSV; a GPU bundle's data has no scenes")
     if config.fit_to_budget and (config.restart_epochs or config.warmup_epochs < 2):
         raise ValueError("fit_to_budget sizes one cycle after at least two warm-up epochs (no restart_epochs)")
     from training.augment import RECIPES
@@ -345,6 +351,7 @@ class Arrays:
     x_val: np.ndarray
     y_val: np.ndarray
     num_classes: int
+    x_scene: np.ndarray | None = None  # (N, H, W, C) each Training image as the app's detector cut it (scene_views)
 
 
 def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_weights: list | None = None) -> dict:
@@ -426,7 +433,11 @@ def fit(config: TrainConfig, arrays: Arrays, run_dir: Path, resume: bool, start_
 
         def __getitem__(self, i: int):
             idx = np.sort(self.order[i * config.batch_size : (i + 1) * config.batch_size])
-            batch = arrays.x_train[idx], arrays.targets[idx], arrays.sample_weights[idx]
+            x = arrays.x_train[idx]
+            if arrays.x_scene is not None:  # a fresh draw per batch of which images come from their scene
+                use = np.random.default_rng([config.seed, self.epoch, i, 1]).random(len(idx)) < config.scene_views
+                x = np.where(use[:, None, None, None], arrays.x_scene[idx], x)
+            batch = x, arrays.targets[idx], arrays.sample_weights[idx]
             if config.mixup > 0:
                 batch = mixup(*batch, config.mixup, np.random.default_rng([config.seed, self.epoch, i]))
             return batch
@@ -637,7 +648,45 @@ def load_arrays(config: TrainConfig, run_dir: Path):
         y_val=np.asarray(val.labels),
         num_classes=num_classes,
     )
+    if config.scene_views:
+        add_scene_views(arrays, config, train, val, run_dir / "scene_views.npz")
     return dataset, train, arrays
+
+
+def add_scene_views(arrays: Arrays, config: TrainConfig, train, val, cache: Path) -> None:
+    """Give `arrays` each image as the app's detector cuts it from a generated scene
+    (training.scenes.scene_views, through the shared preprocessing): x_scene for Training (an image's
+    own input where the detector missed it), and PublicTest's found views appended to x_val and y_val,
+    so that the epoch kept is the best on both the dataset's crops and the app's. Cached in the run's
+    folder (made afresh when the images or settings differ): the scenes and the detector cost minutes."""
+    from emotion.preprocess import preprocess_batch
+    from training.scenes import scene_views
+
+    digest = hashlib.sha256(json.dumps([config.seed, config.input_size, config.channels, config.equalize]).encode())
+    for image in [*train.images, *val.images]:
+        digest.update(image.tobytes())
+    saved = np.load(cache) if cache.is_file() else None
+    if saved is not None and str(saved["key"]) == digest.hexdigest():
+        x_scene, x_val_scene, y_val_scene = saved["x_scene"], saved["x_val_scene"], saved["y_val_scene"]
+    else:
+        started = time.time()
+        size = (config.input_size, config.input_size)
+        views = scene_views(train.images, seed=config.seed)
+        found = np.array([v is not None for v in views])
+        x_scene = arrays.x_train.copy()
+        x_scene[found] = preprocess_batch([v for v in views if v is not None], size, config.channels, config.equalize)
+        val_views = scene_views(val.images, seed=config.seed + 1)
+        val_found = np.array([v is not None for v in val_views])
+        x_val_scene = preprocess_batch([v for v in val_views if v is not None], size, config.channels, config.equalize)
+        y_val_scene = np.asarray(val.labels)[val_found]
+        log.info(
+            "scene views: %d of %d Training and %d of %d PublicTest faces found in %.0f s",
+            found.sum(), len(found), val_found.sum(), len(val_found), time.time() - started,
+        )  # fmt: skip
+        np.savez(cache, key=digest.hexdigest(), x_scene=x_scene, x_val_scene=x_val_scene, y_val_scene=y_val_scene)
+    arrays.x_scene = x_scene
+    arrays.x_val = np.concatenate([arrays.x_val, x_val_scene])
+    arrays.y_val = np.concatenate([arrays.y_val, y_val_scene])
 
 
 def export_run(
