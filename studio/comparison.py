@@ -116,6 +116,7 @@ class Lineage:
     seed: int | None = None
     members: tuple[str, ...] = ()
     vote: str = ""  # a committee's: "soft" or "majority"
+    scene_views: bool = False  # trained on the app's crops of faces in scenes too (training.train's scene_views)
 
     @property
     def is_checkpoint(self) -> bool:
@@ -131,7 +132,9 @@ class Lineage:
         if self.relation in ("slimmed", "resized"):
             return f"{self.relation} from {self.parent}" + (f", distilled from {self.teacher}" if self.teacher else "")
         if self.relation == "distilled":
-            return f"{self.parent} distilled from {self.teacher}"
+            return f"{self.parent} distilled from {self.teacher}" + (
+                " on the app's crops too" if self.scene_views else ""
+            )
         if self.relation in ("restart", "fine-tune"):
             return f"{'warm restart' if self.relation == 'restart' else 'fine-tune'} of {self.parent}"
         if self.relation == "seed":
@@ -175,7 +178,9 @@ def lineages(models: Sequence[ModelInfo]) -> dict[str, Lineage]:
             scale = float(scale) if isinstance(scale, int | float) else 0.5
             restart = parent_lr is not None and own_lr is not None and own_lr >= scale * parent_lr
             relation = "distilled" if teacher else "restart" if restart else "fine-tune"
-            out[info.name] = Lineage(family, relation, parent, teacher, seed)
+            out[info.name] = Lineage(
+                family, relation, parent, teacher, seed, scene_views=bool(config.get("scene_views"))
+            )
         else:
             roots.setdefault(family, []).append(info)
     for family, runs in roots.items():

@@ -268,6 +268,9 @@ def test_lineage_comes_from_each_models_config(tmp_path):
     assert [n for n, lin in lineage.items() if lin.is_checkpoint] == ["p", "q", "r", "s", "t"]
     assert lineage["q"].describe() == "warm restart of p" and lineage["p"].describe() == "seed 7 of wide"
     assert lineage["t"].describe() == "small distilled from board"
+    assert comparison.Lineage("small", "distilled", "t", "board", scene_views=True).describe() == (
+        "t distilled from board on the app's crops too"
+    )
     assert lineage["board"].describe() == "soft vote of 2: s, small"
     order = comparison.family_order(models, lineage)
     assert order == ["wide", "s", "r", "q", "p", "small", "t", "board"]  # roots first, then by accuracy

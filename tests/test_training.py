@@ -553,5 +553,7 @@ def test_describe_says_how_a_model_was_made():
     slimmed = describe(config, "fer2013", 10)  # vgg_wide_soup: a registered vgg_wide
     assert slimmed.startswith("vgg_lean backbone slimmed from vgg_wide_soup (training.prune), then fine-tuned on")
     assert slimmed.endswith("distilled from vgg_wide_soup (teacher weight 0.5)")
+    scenes = describe({"model": "vgg", "init_from": "vgg", "scene_views": 0.5}, "fer2013", 10)
+    assert scenes.endswith("; 50% of each batch cut by the app's detector from generated scenes")
     smaller = describe({"model": "vgg", "input_size": 36, "init_from": "vgg"}, "fer2013", 10)
     assert smaller.startswith("vgg backbone reading 36x36 faces, fine-tuned from vgg on")

@@ -139,6 +139,8 @@ def describe(config: dict, dataset_name: str, train_count: int) -> str:
     text = f"{config['model']} backbone{faces} {origin} on {dataset_name} ({train_count} images)"
     if config.get("teacher"):
         text += f", distilled from {config['teacher']} (teacher weight {config.get('teacher_weight')})"
+    if config.get("scene_views"):
+        text += f"; {config['scene_views']:.0%} of each batch cut by the app's detector from generated scenes"
     return text
 
 
