@@ -23,6 +23,11 @@ ANGLES = (0.0, 10.0, 20.0, 25.0)  # degrees of tilt, each face once per angle (r
 NEAR = 0.4  # a detection counts when its centre is within this share of the face's side of the placed centre
 
 
+def is_fer_face(face: np.ndarray) -> bool:
+    """Whether `face` is a FER2013-shaped (48, 48) grey face: the only kind the scenes are made for."""
+    return face.ndim == 2 and face.shape == (48, 48)
+
+
 def background(rng: np.random.Generator) -> np.ndarray:
     """A (SCENE, SCENE) uint8 grey background of a random kind: flat, a gradient, blurred noise or
     random rectangles."""
@@ -110,7 +115,7 @@ def scene_views(
     rng = np.random.default_rng(seed)
     views: list[np.ndarray | None] = []
     for face in faces:
-        if face.ndim != 2 or face.shape != (48, 48):
+        if not is_fer_face(face):
             views.append(None)
             continue
         scene, placed = place(face, float(rng.uniform(-max_angle, max_angle)), rng)
@@ -146,7 +151,7 @@ def pipeline_crops(
     (N,). Faces of another shape are left out (the scenes are made for FER2013's)."""
     found = get_detector(detector, min_face=24)
     rng = np.random.default_rng(seed)
-    kept = [i for i, face in enumerate(faces) if face.ndim == 2 and face.shape == (48, 48)]
+    kept = [i for i, face in enumerate(faces) if is_fer_face(face)]
     crops, truth = [], []
     for angle in angles:
         for i, (scene, box, _) in zip(kept, detections([faces[i] for i in kept], angle, found, rng), strict=True):

@@ -670,14 +670,17 @@ def add_scene_views(arrays: Arrays, config: TrainConfig, train, val, cache: Path
         x_scene, x_val_scene, y_val_scene = saved["x_scene"], saved["x_val_scene"], saved["y_val_scene"]
     else:
         started = time.time()
-        size = (config.input_size, config.input_size)
-        views = scene_views(train.images, seed=config.seed)
-        found = np.array([v is not None for v in views])
+
+        def found_inputs(views: list) -> tuple[np.ndarray, np.ndarray]:
+            """(which faces were found (N,) bool, the found views' model inputs)."""
+            found = np.array([v is not None for v in views], bool)
+            size = (config.input_size, config.input_size)
+            return found, preprocess_batch([v for v in views if v is not None], size, config.channels, config.equalize)
+
+        found, inputs = found_inputs(scene_views(train.images, seed=config.seed))
         x_scene = arrays.x_train.copy()
-        x_scene[found] = preprocess_batch([v for v in views if v is not None], size, config.channels, config.equalize)
-        val_views = scene_views(val.images, seed=config.seed + 1)
-        val_found = np.array([v is not None for v in val_views])
-        x_val_scene = preprocess_batch([v for v in val_views if v is not None], size, config.channels, config.equalize)
+        x_scene[found] = inputs
+        val_found, x_val_scene = found_inputs(scene_views(val.images, seed=config.seed + 1))
         y_val_scene = np.asarray(val.labels)[val_found]
         log.info(
             "scene views: %d of %d Training and %d of %d PublicTest faces found in %.0f s",
