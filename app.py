@@ -34,6 +34,7 @@ from pages.common import (
     md_escape,
     reset_session,
     show_error,
+    stale_without_fade,
     start_cache_warmup,
 )
 from studio import auth
@@ -283,6 +284,7 @@ def main() -> None:
     """Gate, then the studio."""
     st.set_page_config(page_title="Emotion Studio", page_icon="🙂", layout="wide")
     setup_logging("app")
+    stale_without_fade()
     start_cache_warmup()  # once per process: the explorer's first visitor reads FER2013 from the cache
     try:
         store = get_store()

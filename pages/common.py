@@ -208,6 +208,19 @@ def label_colors(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
     return {label: rgb_css(label) for label in labels}
 
 
+# Streamlit dims the elements a rerun has not redrawn yet ("stale") half a second into the run, with a
+# one-second fade. In a tab drawn without a GPU (a browser without graphics acceleration, every headless
+# one) that fade kept the tab and Chromium's compositor repainting for as long as the run lasted: 0.4
+# CPU-s over a 5 s run, against 0.1 with a step instead (docs/DEPLOY.md, session 28), taken from the
+# server when browsers share its cores. Stale elements still dim after the same half second, at once.
+STALE_WITHOUT_FADE_CSS = ".stElementContainer {transition-duration: 0s !important;}"
+
+
+def stale_without_fade() -> None:
+    """STALE_WITHOUT_FADE_CSS on the page (a style-only st.html: it takes no room), once per run."""
+    st.html(f"<style>{STALE_WITHOUT_FADE_CSS}</style>")
+
+
 PRELOAD_KEY = "result-elements-preload"
 
 

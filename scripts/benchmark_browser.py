@@ -111,6 +111,16 @@ PDF_BUTTON_JS = """() => [...document.querySelectorAll('[data-testid="stDownload
   .some(b => !b.closest('[data-stale="true"]') && b.innerText.trim() === 'PDF report')"""
 RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
   '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
+# From now on, window.__runSeen turns true once the page's script is seen running (a new rerun started).
+RUN_SEEN_ARM_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (window.__runObserver) window.__runObserver.disconnect();
+  window.__runSeen = false;
+  window.__runObserver = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') window.__runSeen = true;
+  });
+  window.__runObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
 
 
 def stats(values: list[float], digits: int = 3) -> dict:
@@ -251,12 +261,14 @@ async def upload(page, photo: Path) -> None:
 async def retitle(page, title: str) -> None:
     """Type a new title (an option of the analysis) and wait for its rerun: Analyze on the same input with the
     same options keeps the result on screen, so each repeat gets its own title to be analysed again (the save
-    then finds the same photo in the history: "Already in your history", no second picture and row)."""
+    then finds the same photo in the history: "Already in your history", no second picture and row). The
+    rerun is waited for once it has been seen to start: on a busy machine it may start late, and an Analyze
+    click before it is over would see that rerun end the click's run."""
+    await page.evaluate(RUN_SEEN_ARM_JS)
     box = page.get_by_label("Title or note (optional, kept with the analysis)")
     await box.fill(title)
     await box.press("Enter")
-    await page.wait_for_timeout(300)
-    await wait_in_page(page, RUN_OVER_JS)
+    await wait_in_page(page, f"() => window.__runSeen && ({RUN_OVER_JS})()")
 
 
 async def click_analyze(page) -> dict:
@@ -420,6 +432,9 @@ class Bursts:
         self.starts = [asyncio.Event(), asyncio.Event()]
         self.ready: list[list[str]] = [[], []]
         self.done: list[list[str]] = [[], []]  # whose k-th answer is in (or who failed)
+        # Everyone's k-th answer is in: only then does anyone prepare the next burst (a new title is a
+        # rerun of the whole page, which would take the machine from those still waiting in this one).
+        self.over = [asyncio.Event(), asyncio.Event()]
         self.measured = asyncio.Event()  # the second burst's CPU is read: the contexts may close
 
 
@@ -438,6 +453,7 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
         await upload(page, photo)
         for k, key in enumerate(("first", "again")):
             if k:  # another title: the same photo with the same options is not analysed twice
+                await bursts.over[k - 1].wait()
                 step = "retitle"
                 await retitle(page, f"again {user}")
             bursts.ready[k].append(user)
@@ -487,6 +503,7 @@ async def users_row(
         row[f"{key}_cpu_s_by_process"] = {
             kind: round(kinds1[kind] - kinds0.get(kind, 0.0), 2) for kind in sorted(kinds1)
         }
+        bursts.over[k].set()
     bursts.measured.set()
     await asyncio.gather(*tasks)
     results = [task.result() for task in tasks]

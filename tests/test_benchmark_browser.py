@@ -99,3 +99,53 @@ def test_the_checks_after_a_click_read_only_the_live_elements(chromium_path) -> 
 
     asyncio.run(run())
     assert found == {"stale only": (None, False), "live": ("Answered in 312 ms (decode 5 ms)", True)}
+
+
+def test_no_user_prepares_the_second_burst_while_the_first_is_still_measured(monkeypatch) -> None:
+    """A user whose first answer came early types the second burst's title (a rerun of the whole page) only
+    once everyone's first answer is in: else that rerun takes the machine from users still waiting."""
+    events: list[tuple[str, str]] = []
+
+    class Page:
+        def set_default_timeout(self, ms: float) -> None: ...
+
+    class Context:
+        async def new_page(self) -> Page:
+            return Page()
+
+        async def close(self) -> None: ...
+
+    class Browser:
+        async def new_context(self, **_) -> Context:
+            return Context()
+
+    async def nothing(*_) -> float:
+        return 0.0
+
+    clicks: dict[Page, int] = {}
+
+    async def click_analyze(page: Page) -> dict:
+        clicks.setdefault(page, len(clicks))  # the order of the first clicks names the pages
+        user = users[clicks[page]]
+        await asyncio.sleep(0.05 if user == "fast" else 0.4)
+        events.append(("answer", user))
+        return {"visible_s": 0.1}
+
+    async def retitle(page: Page, title: str) -> None:
+        events.append(("retitle", users[clicks[page]]))
+
+    users = ["fast", "slow"]
+    for name in ("log_in", "open_photo_page", "upload"):
+        monkeypatch.setattr(bench, name, nothing)
+    monkeypatch.setattr(bench, "click_analyze", click_analyze)
+    monkeypatch.setattr(bench, "retitle", retitle)
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        row = asyncio.run(bench.users_row(Browser(), "http://unused", users, None, server))
+    finally:
+        server.kill()
+        server.wait()
+    assert row["failures"] == 0 and row["click_to_result_s"]["n"] == 2 and row["again_click_to_result_s"]["n"] == 2
+    first_answers = [i for i, event in enumerate(events) if event[0] == "answer"][:2]
+    retitles = [i for i, event in enumerate(events) if event[0] == "retitle"]
+    assert len(retitles) == 2 and min(retitles) > max(first_answers), events

@@ -18,6 +18,11 @@ from tests.browser_support import launch_chromium, screenshot_dir, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.shared, pytest.mark.slow]
 USERNAME, PASSWORD = "browseruser", "correct-horse-battery"
+# pages.common.STALE_WITHOUT_FADE_CSS is among the page's style rules: stale elements step, not fade.
+STALE_STEP_JS = """() => [...document.styleSheets].some(sheet => {
+    try { return [...sheet.cssRules].some(r => r.selectorText === '.stElementContainer'
+                                             && r.style.transitionDuration === '0s'); }
+    catch (e) { return false; } })"""
 
 
 @pytest.fixture
@@ -47,6 +52,7 @@ def test_upload_two_people_and_download_pdf(chromium_path, app_url, photos_dir, 
         page.get_by_text("Signed in as").wait_for()
         page.get_by_role("link", name="Photo").first.click()
         page.get_by_role("heading", name="Classify a photo").wait_for()
+        assert page.evaluate(STALE_STEP_JS)
         page.locator('input[type="file"]').set_input_files(str(photos_dir / "two_people.jpg"))
         page.get_by_text("two_people.jpg").first.wait_for()
         page.get_by_role("button", name="Analyze").click()
