@@ -111,14 +111,15 @@ PDF_BUTTON_JS = """() => [...document.querySelectorAll('[data-testid="stDownload
   .some(b => !b.closest('[data-stale="true"]') && b.innerText.trim() === 'PDF report')"""
 RUN_OVER_JS = """() => !document.querySelector('[data-stale="true"]') && document.querySelector(
   '[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
-# From now on, window.__runSeen turns true once the page's script is seen running (a new rerun started).
+# From now on, window.__runSeen() is true once the page's script state has changed (a rerun started) or 1.5 s
+# have passed: the frontend may apply "running" and "notRunning" of a short run in one go, with no change.
 RUN_SEEN_ARM_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (window.__runObserver) window.__runObserver.disconnect();
-  window.__runSeen = false;
-  window.__runObserver = new MutationObserver(() => {
-    if (app.getAttribute('data-test-script-state') === 'running') window.__runSeen = true;
-  });
+  let changed = false;
+  const armed = performance.now();
+  window.__runSeen = () => changed || performance.now() - armed > 1500;
+  window.__runObserver = new MutationObserver(() => { changed = true; });
   window.__runObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 
@@ -262,13 +263,13 @@ async def retitle(page, title: str) -> None:
     """Type a new title (an option of the analysis) and wait for its rerun: Analyze on the same input with the
     same options keeps the result on screen, so each repeat gets its own title to be analysed again (the save
     then finds the same photo in the history: "Already in your history", no second picture and row). The
-    rerun is waited for once it has been seen to start: on a busy machine it may start late, and an Analyze
-    click before it is over would see that rerun end the click's run."""
+    rerun is waited for once it has been seen to start (or 1.5 s have passed): on a busy machine it may start
+    late, and an Analyze click before it is over would see that rerun end the click's run."""
     await page.evaluate(RUN_SEEN_ARM_JS)
     box = page.get_by_label("Title or note (optional, kept with the analysis)")
     await box.fill(title)
     await box.press("Enter")
-    await wait_in_page(page, f"() => window.__runSeen && ({RUN_OVER_JS})()")
+    await wait_in_page(page, f"() => window.__runSeen() && ({RUN_OVER_JS})()")
 
 
 async def click_analyze(page) -> dict:
