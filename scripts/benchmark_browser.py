@@ -21,7 +21,9 @@ Rows (medians and p95 over the repeats):
 - users: N users in separate browser contexts of one Chromium, logged in, each with two_people.jpg uploaded,
   click Analyze at once, then all once more: failures, p50/p95 click-to-result of each burst, the server's
   CPU seconds per click, the login times, and where each burst's CPU went (the whole machine's busy time,
-  and each kind of process's: server, Chromium's renderers, GPU and browser processes, Playwright);
+  and each kind of process's: server, Chromium's renderers, GPU and browser processes, Playwright); the
+  second burst's new titles are typed only once everyone's first answer is in, so that the first burst
+  times the clicks alone;
   --settle N waits N seconds between the last upload and the first burst (default 0: at once).
 
 Figures depend on what else runs on the machine: the 1-minute load average is printed with them.
