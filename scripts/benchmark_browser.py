@@ -435,10 +435,10 @@ class Bursts:
         self.starts = [asyncio.Event(), asyncio.Event()]
         self.ready: list[list[str]] = [[], []]
         self.done: list[list[str]] = [[], []]  # whose k-th answer is in (or who failed)
-        # Everyone's k-th answer is in: only then does anyone prepare the next burst (a new title is a
-        # rerun of the whole page, which would take the machine from those still waiting in this one).
+        # Everyone's k-th answer is in and the burst's CPU is read: only then does anyone prepare the next
+        # burst (a new title is a rerun of the whole page, which would take the machine from those still
+        # waiting in this one), and after the last one the contexts may close.
         self.over = [asyncio.Event(), asyncio.Event()]
-        self.measured = asyncio.Event()  # the second burst's CPU is read: the contexts may close
 
 
 async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) -> dict:
@@ -464,7 +464,7 @@ async def one_user(browser, url: str, user: str, photo: Path, bursts: Bursts) ->
             step = f"{key} analysis"
             figures[key] = await click_analyze(page)
             bursts.done[k].append(user)
-        await bursts.measured.wait()  # a closed context's renderer takes its CPU time with it
+        await bursts.over[-1].wait()  # a closed context's renderer takes its CPU time with it
         return figures
     except Exception as error:  # a failure is a figure of this benchmark, not its end
         for waiting in (*bursts.ready, *bursts.done):
@@ -507,7 +507,6 @@ async def users_row(
             kind: round(kinds1[kind] - kinds0.get(kind, 0.0), 2) for kind in sorted(kinds1)
         }
         bursts.over[k].set()
-    bursts.measured.set()
     await asyncio.gather(*tasks)
     results = [task.result() for task in tasks]
     first = [r["first"]["visible_s"] for r in results if "first" in r]

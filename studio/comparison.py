@@ -124,7 +124,11 @@ class Lineage:
         return self.relation in CHECKPOINT_RELATIONS
 
     def describe(self) -> str:
-        """A few words for the table: "fine-tune of vgg_wide", "seed 7 of vgg_wide", ..."""
+        """A few words for the table: "fine-tune of vgg_wide", "seed 7 of vgg_wide", ..., and whether the
+        run also saw the app's crops."""
+        return self._relation_words() + (" on the app's crops too" if self.scene_views else "")
+
+    def _relation_words(self) -> str:
         if self.relation == "committee":
             return f"{self.vote} vote of {len(self.members)}: " + ", ".join(self.members)
         if self.relation == "soup":
@@ -132,9 +136,7 @@ class Lineage:
         if self.relation in ("slimmed", "resized"):
             return f"{self.relation} from {self.parent}" + (f", distilled from {self.teacher}" if self.teacher else "")
         if self.relation == "distilled":
-            return f"{self.parent} distilled from {self.teacher}" + (
-                " on the app's crops too" if self.scene_views else ""
-            )
+            return f"{self.parent} distilled from {self.teacher}"
         if self.relation in ("restart", "fine-tune"):
             return f"{'warm restart' if self.relation == 'restart' else 'fine-tune'} of {self.parent}"
         if self.relation == "seed":

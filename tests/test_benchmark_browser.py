@@ -104,6 +104,7 @@ def test_the_checks_after_a_click_read_only_the_live_elements(chromium_path) -> 
 def test_no_user_prepares_the_second_burst_while_the_first_is_still_measured(monkeypatch) -> None:
     """A user whose first answer came early types the second burst's title (a rerun of the whole page) only
     once everyone's first answer is in: else that rerun takes the machine from users still waiting."""
+    users = ["fast", "slow"]
     events: list[tuple[str, str]] = []
 
     class Page:
@@ -134,7 +135,6 @@ def test_no_user_prepares_the_second_burst_while_the_first_is_still_measured(mon
     async def retitle(page: Page, title: str) -> None:
         events.append(("retitle", users[clicks[page]]))
 
-    users = ["fast", "slow"]
     for name in ("log_in", "open_photo_page", "upload"):
         monkeypatch.setattr(bench, name, nothing)
     monkeypatch.setattr(bench, "click_analyze", click_analyze)
